@@ -1,0 +1,202 @@
+"""Model registry. Every model takes images in [0, 1] and normalizes inside itself.
+
+The first layer of each model is `Normalize`, which holds the dataset's mean/std as buffers; so ε,
+clipping and interpolation all live in pixel space (the RobustBench convention). Models are built by
+name with JSON-able keyword arguments, and `build_model` records both on the model (`model.spec`), which
+is what a checkpoint stores to rebuild it (the nanoGPT habit: weights plus the config that made them).
+
+| name              | what                                                                  |
+|-------------------|-----------------------------------------------------------------------|
+| `mlp`             | 2x128 ReLU MLP: the paper's UCI network                              |
+| `smallcnn`        | LeNet-sized CNN: two 3x3 conv + max-pool stages, one 128-unit hidden layer |
+| `preact-resnet18` | the paper's CIFAR PreAct ResNet-18 (He et al. 2016), `width` = first stage's channels |
+
+`dropout` p > 0 adds dropout after each hidden ReLU of `mlp`/`smallcnn`, and in `preact-resnet18` one
+dropout per block after the ReLU between its two convolutions (the paper's Table 2 placement).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import UsageError
+
+
+class Normalize(nn.Module):
+    """(x - mean) / std per channel; mean/std are buffers, so they travel with the weights."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def _dropout(p: float) -> nn.Module:
+    # Identity at p = 0 keeps the state dict and the random streams of a dropout-free model unchanged.
+    return nn.Dropout(p) if p > 0 else nn.Identity()
+
+
+class MLP(nn.Module):
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        num_classes: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        dropout: float = 0.0,
+        hidden: int = 128,
+    ) -> None:
+        super().__init__()
+        c, h, w = in_shape
+        self.net = nn.Sequential(
+            Normalize(mean, std),
+            nn.Flatten(),
+            nn.Linear(c * h * w, hidden),
+            nn.ReLU(),
+            _dropout(dropout),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            _dropout(dropout),
+            nn.Linear(hidden, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class SmallCNN(nn.Module):
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        num_classes: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        c, h, w = in_shape
+        self.net = nn.Sequential(
+            Normalize(mean, std),
+            nn.Conv2d(c, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(64 * (h // 4) * (w // 4), 128),
+            nn.ReLU(),
+            _dropout(dropout),
+            nn.Linear(128, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class PreActBlock(nn.Module):
+    """BN-ReLU-conv, BN-ReLU-[dropout]-conv, plus the shortcut (a 1x1 conv when the shape changes)."""
+
+    def __init__(self, cin: int, cout: int, stride: int, dropout: float) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.drop = _dropout(dropout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.shortcut = nn.Conv2d(cin, cout, 1, stride=stride, bias=False) if stride != 1 or cin != cout else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(x))
+        # Pre-activation: a projection shortcut sees the normalized input, an identity one the raw input.
+        skip = self.shortcut(out) if self.shortcut is not None else x
+        out = self.conv1(out)
+        out = self.conv2(self.drop(torch.relu(self.bn2(out))))
+        return out + skip
+
+
+class PreActResNet18(nn.Module):
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        num_classes: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        dropout: float = 0.0,
+        width: int = 64,
+    ) -> None:
+        super().__init__()
+        c = in_shape[0]
+        self.norm = Normalize(mean, std)
+        self.stem = nn.Conv2d(c, width, 3, padding=1, bias=False)
+        blocks, cin = [], width
+        for i, stride in enumerate((1, 2, 2, 2)):
+            cout = width * 2**i
+            blocks += [PreActBlock(cin, cout, stride, dropout), PreActBlock(cout, cout, 1, dropout)]
+            cin = cout
+        self.blocks = nn.Sequential(*blocks)
+        self.bn = nn.BatchNorm2d(cin)
+        self.head = nn.Linear(cin, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.blocks(self.stem(self.norm(x)))
+        out = torch.relu(self.bn(out)).mean(dim=(2, 3))  # global average pool: any input size works
+        return self.head(out)
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "mlp": MLP,
+    "smallcnn": SmallCNN,
+    "preact-resnet18": PreActResNet18,
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What rebuilds a model: the registry name and JSON-able constructor arguments."""
+
+    name: str
+    kwargs: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def build_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build registry model `name` with constructor `kwargs` and record them as `model.spec`.
+
+    Common kwargs: `in_shape` (C, H, W), `num_classes`, `mean`, `std` (per channel), `dropout`;
+    `preact-resnet18` also takes `width` (default 64).
+    """
+    if name not in MODELS:
+        raise UsageError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
+    dropout = kwargs.get("dropout", 0.0)
+    if not 0.0 <= float(dropout) < 1.0:
+        raise UsageError(f"dropout must be in [0, 1), got {dropout}")
+    try:
+        model = MODELS[name](**kwargs)
+    except TypeError as exc:
+        raise UsageError(f"model {name!r} does not accept these arguments: {exc}") from None
+    model.spec = ModelSpec(name, dict(kwargs))
+    return model
+
+
+def model_for_dataset(name: str, dataset: Any, *, dropout: float = 0.0, **options: Any) -> nn.Module:
+    """Build `name` shaped for `dataset` (a `data.Dataset`): input shape, classes, mean/std."""
+    return build_model(
+        name,
+        in_shape=list(dataset.image_shape),
+        num_classes=dataset.num_classes,
+        mean=list(dataset.mean),
+        std=list(dataset.std),
+        dropout=float(dropout),
+        **options,
+    )

@@ -1,0 +1,108 @@
+import json
+import struct
+
+import pytest
+import torch
+
+from robustbench_mixup import __version__, checkpoints
+from robustbench_mixup.errors import UsageError
+from robustbench_mixup.models import build_model
+
+
+def _model(**kw):
+    return build_model("smallcnn", in_shape=[1, 8, 8], num_classes=10, mean=[0.3], std=[0.2], **kw)
+
+
+def _rewrite_header(path, edit):
+    """Apply `edit` to the JSON header of a safetensors file, keeping the data section."""
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    edit(header)
+    blob = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(blob)) + blob + raw[8 + n :])
+
+
+def test_round_trip_rebuilds_the_model_and_its_metadata(tmp_path):
+    m = _model(dropout=0.25)
+    path = tmp_path / "m.safetensors"
+    checkpoints.save(m, path, metadata={"dataset": "digits", "seed": 3, "metrics": {"test_acc": 0.5}})
+    loaded, meta = checkpoints.load(path)
+    assert type(loaded) is type(m) and not loaded.training
+    for (k, a), (k2, b) in zip(m.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert k == k2 and torch.equal(a, b)
+    assert meta["seed"] == 3 and meta["dataset"] == "digits" and meta["package_version"] == __version__
+    assert meta["model"] == {"name": "smallcnn", "kwargs": m.spec.kwargs}
+    x = torch.rand(5, 1, 8, 8)
+    assert torch.equal(m.eval()(x), loaded(x))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]  # no temporary left behind
+
+
+def test_extra_tensors_travel_but_are_not_weights(tmp_path):
+    m = _model()
+    path = tmp_path / "m.safetensors"
+    checkpoints.save(m, path, metadata={}, extra={"momentum/w": torch.ones(3)})
+    _, _, extra = checkpoints.load_with_extra(path)
+    assert torch.equal(extra["momentum/w"], torch.ones(3))
+    checkpoints.load(path)  # strict loading ignores the __extra__/ namespace
+
+
+def test_a_flipped_weight_byte_is_detected(tmp_path):
+    path = tmp_path / "m.safetensors"
+    checkpoints.save(_model(), path, metadata={})
+    raw = bytearray(path.read_bytes())
+    raw[-3] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(UsageError, match="checksum"):
+        checkpoints.load(path)
+
+
+def test_a_truncated_file_is_detected(tmp_path):
+    path = tmp_path / "m.safetensors"
+    checkpoints.save(_model(), path, metadata={})
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(UsageError, match="unreadable"):
+        checkpoints.load(path)
+
+
+def test_unknown_model_in_metadata_is_a_usage_error(tmp_path):
+    path = tmp_path / "m.safetensors"
+    checkpoints.save(_model(), path, metadata={})
+
+    def rename(header):
+        meta = json.loads(header["__metadata__"]["robust_eval"])
+        meta["model"]["name"] = "resnet-9000"
+        header["__metadata__"]["robust_eval"] = json.dumps(meta)
+
+    _rewrite_header(path, rename)
+    with pytest.raises(UsageError, match="unknown model 'resnet-9000'"):
+        checkpoints.load(path)
+
+
+def test_foreign_safetensors_without_metadata(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path))
+    with pytest.raises(UsageError, match="no robust-eval metadata"):
+        checkpoints.load(path)
+
+
+def test_nothing_is_unpickled(tmp_path):
+    # A pickle under a checkpoint's name is rejected as unreadable, never executed.
+    path = tmp_path / "evil.safetensors"
+    torch.save({"w": torch.zeros(2)}, path)
+    with pytest.raises(UsageError, match="unreadable"):
+        checkpoints.load(path)
+
+
+def test_unserializable_metadata_writes_nothing(tmp_path):
+    path = tmp_path / "m.safetensors"
+    with pytest.raises(TypeError):
+        checkpoints.save(_model(), path, metadata={"bad": object()})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_model_not_from_the_registry_needs_its_spec(tmp_path):
+    with pytest.raises(ValueError, match="metadata must name the model"):
+        checkpoints.save(torch.nn.Linear(2, 2), tmp_path / "x.safetensors", metadata={})

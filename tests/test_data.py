@@ -1,0 +1,111 @@
+import numpy as np
+import pytest
+import torch
+
+from robustbench_mixup import data, names
+from robustbench_mixup.data import load_dataset, random_crop_flip, read_idx, stratified_split
+from robustbench_mixup.errors import UsageError
+from tests.conftest import write_idx
+
+
+def _check(ds, n_train, n_test, shape):
+    assert ds.train_images.shape == (n_train, *shape) and ds.test_images.shape == (n_test, *shape)
+    assert ds.train_images.dtype == torch.float32 and ds.train_labels.dtype == torch.int64
+    for x in (ds.train_images, ds.test_images):
+        assert x.min() >= 0 and x.max() <= 1
+    assert len(ds.mean) == len(ds.std) == shape[0]
+    torch.testing.assert_close(torch.tensor(ds.mean), ds.train_images.mean(dim=(0, 2, 3)))
+
+
+def test_registry_matches_the_cli_names():
+    assert data.DATASETS == names.DATASETS
+
+
+def test_digits():
+    ds = load_dataset("digits")
+    _check(ds, 1438, 359, (1, 8, 8))  # 20% of each class, rounded per class
+    assert ds.num_classes == 10 and ds.train_images.max() == 1.0
+
+
+def test_mnist5k_is_a_stratified_4000_1000_split():
+    ds = load_dataset("mnist-5k")
+    _check(ds, 4000, 1000, (1, 28, 28))
+    assert torch.bincount(ds.train_labels).tolist() == [400] * 10
+    assert torch.bincount(ds.test_labels).tolist() == [100] * 10
+    # The source is sorted by label; the split must not be.
+    assert (ds.train_labels[:50] != ds.train_labels[0]).any()
+
+
+def test_splits_are_deterministic_given_the_seed():
+    a, b = load_dataset("digits", split_seed=0), load_dataset("digits", split_seed=0)
+    c = load_dataset("digits", split_seed=1)
+    assert torch.equal(a.train_images, b.train_images) and torch.equal(a.test_labels, b.test_labels)
+    assert not torch.equal(a.test_images, c.test_images)
+
+
+def test_stratified_split_partitions_the_indices():
+    labels = torch.arange(103) % 4
+    tr, te = stratified_split(labels, 0.2, seed=5)
+    assert sorted(torch.cat([tr, te]).tolist()) == list(range(103))
+    assert torch.bincount(labels[te]).tolist() == [round(0.2 * c) for c in torch.bincount(labels).tolist()]
+
+
+def test_fashion_mnist_reads_idx_files(fashion_root):
+    ds = load_dataset("fashion-mnist", root=fashion_root)
+    _check(ds, 30, 10, (1, 28, 28))
+    raw = read_idx(fashion_root / "train-images-idx3-ubyte.gz")
+    torch.testing.assert_close(ds.train_images[:, 0], torch.from_numpy(raw.copy()).float() / 255)
+    assert ds.classes[0] == "T-shirt/top" and ds.test_labels.tolist() == list(range(10))
+
+
+def test_truncated_idx_file_is_a_usage_error(tmp_path):
+    path = tmp_path / "x-idx3-ubyte.gz"
+    write_idx(path, np.zeros((4, 3, 3)))
+    import gzip
+
+    with gzip.open(path) as fh:
+        raw = fh.read()
+    with gzip.open(path, "wb") as fh:
+        fh.write(raw[:-5])
+    with pytest.raises(UsageError, match="truncated"):
+        read_idx(path)
+
+
+def test_missing_fashion_mnist_names_the_paths_and_the_remedies(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "SYSTEM_FASHION_DIR", tmp_path / "nowhere")
+    with pytest.raises(UsageError) as err:
+        load_dataset("fashion-mnist", root=tmp_path / "empty")
+    msg = str(err.value)
+    assert str(tmp_path / "empty") in msg and "apt-get install dataset-fashion-mnist" in msg and "--download" in msg
+
+
+def test_missing_cifar10_says_how_to_get_it(tmp_path):
+    with pytest.raises(UsageError, match="--download"):
+        load_dataset("cifar10", root=tmp_path)
+
+
+@pytest.mark.skipif(not data.SYSTEM_FASHION_DIR.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_system_fashion_mnist_is_the_full_set(tmp_path):
+    ds = load_dataset("fashion-mnist", root=tmp_path)
+    _check(ds, 60000, 10000, (1, 28, 28))
+    assert torch.bincount(ds.test_labels).tolist() == [1000] * 10
+
+
+def test_unknown_dataset():
+    with pytest.raises(UsageError, match=r"unknown dataset 'svhn'.*mnist-5k"):
+        load_dataset("svhn")
+
+
+def test_random_crop_flip_returns_shifted_and_flipped_windows():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 3, 6, 6, generator=g)
+    out = random_crop_flip(x, torch.Generator().manual_seed(1), pad=2)
+    assert out.shape == x.shape
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    # Each output must be one of the 5x5 windows of its padded input, flipped or not.
+    for i in range(len(x)):
+        windows = [padded[i, :, dy : dy + 6, dx : dx + 6] for dy in range(5) for dx in range(5)]
+        assert any(torch.equal(out[i], w) or torch.equal(out[i], w.flip(-1)) for w in windows)
+    again = random_crop_flip(x, torch.Generator().manual_seed(1), pad=2)
+    assert torch.equal(out, again)
+    assert not torch.equal(out, x)
