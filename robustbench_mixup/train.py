@@ -281,13 +281,10 @@ def train_run(
     out = Path(out)
     ckdir = run_dir(out, run)
     db_path = database_path(out)
-    if (ckdir.exists() or db_path.exists()) and not resume:
-        with ResultsDB(db_path) as db:
-            taken = db.get_run(run) is not None
-        if taken or ckdir.exists():
-            raise UsageError(
-                f"run {run!r} already exists under {str(out)!r}: pass --resume to continue it, or choose another --run"
-            )
+    if not resume and (ckdir.exists() or _known_run(db_path, run)):
+        raise UsageError(
+            f"run {run!r} already exists under {str(out)!r}: pass --resume to continue it, or choose another --run"
+        )
     dataset = load_dataset(cfg.dataset, root=data_root, download=download, split_seed=cfg.split_seed)
     if cfg.batch_size > len(dataset.train_labels):
         raise UsageError(
@@ -311,39 +308,15 @@ def train_run(
         atomic_write_json(ckdir / "run.json", {"run": run, "config": cfg.to_dict(), "dataset": dataset.describe()})
         started = time.perf_counter()
         state = _prepare_members(cfg, dataset, ckdir, dev, members)
-        x_tr, y_tr = dataset.train_images.to(dev), dataset.train_labels.to(dev)
-        x_te, y_te = dataset.test_images.to(dev), dataset.test_labels.to(dev)
+        tensors = [
+            t.to(dev) for t in (dataset.train_images, dataset.train_labels, dataset.test_images, dataset.test_labels)
+        ]
         final: dict[str, dict[str, float]] = {}
         for epoch in range(cfg.epochs):
             for m in state:
                 if m.epochs_done > epoch:
                     continue
-                lr = lr_at(epoch, cfg)
-                for group in m.optimizer.param_groups:
-                    group["lr"] = lr
-                t0 = time.perf_counter()
-                stats = train_epoch(
-                    m.model,
-                    m.optimizer,
-                    x_tr,
-                    y_tr,
-                    alpha=m.alpha,
-                    num_classes=dataset.num_classes,
-                    batch_size=cfg.batch_size,
-                    seed=m.seed,
-                    epoch=epoch,
-                    augment=dataset.augment,
-                )
-                train_s = time.perf_counter() - t0
-                steps = len(y_tr) // cfg.batch_size
-                metrics = {
-                    **stats,
-                    "lr": lr,
-                    "test_acc": evaluate(m.model, x_te, y_te),
-                    "seconds": time.perf_counter() - t0,
-                    "images_per_s": steps * cfg.batch_size / train_s,
-                }
-                m.epochs_done = epoch + 1
+                metrics = _member_epoch(m, epoch, cfg, dataset, *tensors)
                 # Metrics first, then the checkpoint: a kill in between re-runs this epoch on resume
                 # and replaces the row with the same numbers.
                 db.record_epoch(run, m.name, epoch + 1, metrics)
@@ -360,6 +333,35 @@ def train_run(
     finally:
         db.close()
     return RunResult(run, out, final, seconds)
+
+
+def _known_run(db_path: Path, run: str) -> bool:
+    if not db_path.exists():
+        return False
+    with ResultsDB(db_path) as db:
+        return db.get_run(run) is not None
+
+
+def _member_epoch(
+    m: Member, epoch: int, cfg: TrainConfig, dataset: Dataset,
+    x_tr: torch.Tensor, y_tr: torch.Tensor, x_te: torch.Tensor, y_te: torch.Tensor,
+) -> dict[str, float]:  # fmt: skip
+    """Train member `m` for epoch `epoch` (0-based) and evaluate it; returns the epoch's metrics."""
+    lr = lr_at(epoch, cfg)
+    for group in m.optimizer.param_groups:
+        group["lr"] = lr
+    t0 = time.perf_counter()
+    stats = train_epoch(
+        m.model, m.optimizer, x_tr, y_tr, alpha=m.alpha, num_classes=dataset.num_classes,
+        batch_size=cfg.batch_size, seed=m.seed, epoch=epoch, augment=dataset.augment,
+    )  # fmt: skip
+    train_s = time.perf_counter() - t0
+    m.epochs_done = epoch + 1
+    seen = (len(y_tr) // cfg.batch_size) * cfg.batch_size
+    return {
+        **stats, "lr": lr, "test_acc": evaluate(m.model, x_te, y_te),
+        "seconds": time.perf_counter() - t0, "images_per_s": seen / train_s,
+    }  # fmt: skip
 
 
 def _last_metrics(db: ResultsDB, run: str, member: str) -> dict[str, float]:

@@ -12,9 +12,9 @@ from robustbench_mixup.cli import main
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
-    """Write `array` (uint8) as a gzipped IDX file, the format Fashion-MNIST ships in."""
+    """Write `array` (uint8) as an IDX file, the format (M)NIST ships in; gzipped if `path` ends in .gz."""
     header = b"\x00\x00\x08" + bytes([array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    with gzip.open(path, "wb") as fh:
+    with (gzip.open if path.suffix == ".gz" else open)(path, "wb") as fh:
         fh.write(header + array.astype(np.uint8).tobytes())
 
 

@@ -79,6 +79,20 @@ def test_missing_fashion_mnist_names_the_paths_and_the_remedies(tmp_path, monkey
     assert str(tmp_path / "empty") in msg and "apt-get install dataset-fashion-mnist" in msg and "--download" in msg
 
 
+def test_mnist_reads_torchvision_layout(tmp_path):
+    rng = np.random.default_rng(1)
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    images = rng.integers(0, 256, (12, 28, 28))
+    for prefix, n in (("train", 12), ("t10k", 12)):
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", images[:n])  # torchvision reads them unpacked
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
+    ds = load_dataset("mnist", root=tmp_path)
+    _check(ds, 12, 12, (1, 28, 28))
+    torch.testing.assert_close(ds.train_images[:, 0], torch.from_numpy(images).float() / 255)
+    assert ds.train_labels.tolist() == [i % 10 for i in range(12)]
+
+
 def test_missing_cifar10_says_how_to_get_it(tmp_path):
     with pytest.raises(UsageError, match="--download"):
         load_dataset("cifar10", root=tmp_path)
