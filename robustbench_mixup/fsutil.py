@@ -52,6 +52,18 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def remove_stale_temporaries(directory: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporaries that a killed `atomic_path` left in `directory`; returns what went.
+
+    Only for a directory that no other process is writing: the caller owns the run it belongs to.
+    """
+    d = Path(directory)
+    stale = sorted(d.glob(".*.tmp")) if d.is_dir() else []
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -22,7 +22,7 @@ from typing import Any
 from . import __version__
 from .errors import UsageError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Each entry migrates the schema from version i to i + 1.
 MIGRATIONS: list[list[str]] = [
@@ -46,6 +46,30 @@ MIGRATIONS: list[list[str]] = [
             lr REAL, train_loss REAL, train_acc REAL, test_acc REAL,
             seconds REAL, images_per_s REAL,
             PRIMARY KEY (run, model, epoch)
+        )""",
+    ],
+    [
+        """CREATE TABLE attack_results (
+            run TEXT NOT NULL REFERENCES runs(name),
+            model TEXT NOT NULL,            -- the classifier scored: 'erm' | 'mixup'
+            attack TEXT NOT NULL,           -- 'fgsm' | 'ifgsm'
+            mode TEXT NOT NULL,             -- 'white' | 'black'
+            source TEXT NOT NULL,           -- who crafted the examples: the model itself, 'surrogate' or a path
+            eps REAL NOT NULL, steps INTEGER NOT NULL, step_size REAL NOT NULL,
+            backend TEXT NOT NULL,          -- 'native' | 'torchattacks' | 'foolbox'
+            split TEXT NOT NULL, n INTEGER NOT NULL,
+            top1 REAL NOT NULL, top1_err REAL NOT NULL, top1_lo REAL NOT NULL, top1_hi REAL NOT NULL,
+            top5 REAL NOT NULL, top5_err REAL NOT NULL, top5_lo REAL NOT NULL, top5_hi REAL NOT NULL,
+            clean_top1 REAL NOT NULL,
+            created TEXT NOT NULL,
+            PRIMARY KEY (run, model, attack, mode, source, eps, steps, step_size, backend, split, n)
+        )""",
+        """CREATE TABLE attack_flags (
+            run TEXT NOT NULL REFERENCES runs(name),
+            attack TEXT NOT NULL, backend TEXT NOT NULL, n INTEGER NOT NULL,
+            check_name TEXT NOT NULL,       -- eps0_equals_clean | monotone_in_eps | ifgsm_le_fgsm | black_ge_white
+            model TEXT NOT NULL, mode TEXT NOT NULL, eps REAL NOT NULL,
+            detail TEXT NOT NULL, created TEXT NOT NULL
         )""",
     ],
 ]
@@ -151,6 +175,43 @@ class ResultsDB:
                 f"VALUES (?, ?, ?{', ?' * len(cols)})",
                 (run, model, epoch, *(metrics.get(k) for k in cols)),
             )
+
+    # --- attack evaluations ------------------------------------------------------------------------
+
+    def record_attack(self, ev: Any) -> None:
+        """Write one `evaluation.Evaluation` (rows and sanity flags) in a single transaction.
+
+        Rows replace earlier rows of the same key; the flags of the same (run, attack, backend, n)
+        are recomputed, so they replace the earlier ones.
+        """
+        spec, now = ev.spec, _now()
+        with self.transaction() as c:
+            for r in ev.rows:
+                c.execute(
+                    """INSERT OR REPLACE INTO attack_results VALUES
+                       (?, ?, ?, ?, ?, ?, ?, ?, ?, 'test', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    (
+                        ev.run, r.model, spec.attack, r.mode, r.model if r.mode == "white" else ev.source, r.eps,
+                        spec.steps_for(), spec.size_for(r.eps), spec.backend, r.n,
+                        r.top1, 1 - r.top1, *r.top1_ci, r.top5, 1 - r.top5, *r.top5_ci, ev.clean[r.model]["top1"], now,
+                    ),
+                )  # fmt: skip
+            key = (ev.run, spec.attack, spec.backend, ev.rows[0].n if ev.rows else 0)
+            c.execute("DELETE FROM attack_flags WHERE run=? AND attack=? AND backend=? AND n=?", key)
+            for f in ev.flags:
+                c.execute(
+                    "INSERT INTO attack_flags VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*key, f["check"], f["model"], f["mode"], f["eps"], f["detail"], now),
+                )
+
+    def attack_rows(self, run: str, **where: Any) -> list[dict[str, Any]]:
+        """Rows of `attack_results` for `run`, filtered by column equality (e.g. attack='fgsm')."""
+        unknown = set(where) - {"model", "attack", "mode", "source", "eps", "backend", "split", "n"}
+        if unknown:
+            raise ValueError(f"cannot filter attack rows by {sorted(unknown)}")
+        cols = "".join(f" AND {k}=?" for k in where)
+        rows = self.conn.execute(f"SELECT * FROM attack_results WHERE run=?{cols}", (run, *where.values()))
+        return [dict(r) for r in rows.fetchall()]
 
     def epochs(self, run: str) -> list[dict[str, Any]]:
         rows = self.conn.execute("SELECT * FROM epochs WHERE run=? ORDER BY model, epoch", (run,)).fetchall()

@@ -37,7 +37,7 @@ from torch import nn
 from . import checkpoints, seeding
 from .data import DATASETS, Dataset, load_dataset, random_crop_flip
 from .errors import UsageError
-from .fsutil import atomic_write_json, check_name, ensure_writable_dir
+from .fsutil import atomic_write_json, check_name, ensure_writable_dir, remove_stale_temporaries
 from .mixing import mixup_batch
 from .models import MODELS, model_for_dataset
 from .results import ResultsDB, database_path, environment
@@ -305,6 +305,7 @@ def train_run(
             dataset=cfg.dataset,
             environment=environment(str(dev), argv),
         )
+        remove_stale_temporaries(ckdir)  # a kill -9 mid-write leaves its temporary behind
         atomic_write_json(ckdir / "run.json", {"run": run, "config": cfg.to_dict(), "dataset": dataset.describe()})
         started = time.perf_counter()
         state = _prepare_members(cfg, dataset, ckdir, dev, members)

@@ -106,3 +106,17 @@ def test_unserializable_metadata_writes_nothing(tmp_path):
 def test_a_model_not_from_the_registry_needs_its_spec(tmp_path):
     with pytest.raises(ValueError, match="metadata must name the model"):
         checkpoints.save(torch.nn.Linear(2, 2), tmp_path / "x.safetensors", metadata={})
+
+
+def test_stale_temporaries_are_swept(tmp_path):
+    from robustbench_mixup.fsutil import atomic_path, remove_stale_temporaries
+
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "a.safetensors") as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError  # an exception cleans up after itself...
+    assert list(tmp_path.iterdir()) == []
+    orphan = tmp_path / ".a.safetensors.k3j2.tmp"  # ...a kill -9 cannot: this is what it leaves
+    orphan.write_bytes(b"half")
+    (tmp_path / "a.safetensors").write_bytes(b"whole")
+    assert remove_stale_temporaries(tmp_path) == [orphan]
+    assert [p.name for p in tmp_path.iterdir()] == ["a.safetensors"]
