@@ -241,3 +241,18 @@ def test_a_gradient_masking_model_fails_black_at_least_white():
     flags, rows = _flags({"erm": Threshold(True)}, x, y, spec, black_source=Threshold(False))
     white = [r.top1 for r in rows if r.mode == "white"]
     assert white == [1.0, 1.0] and flags == {"black_ge_white"}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_attacks_on_cuda_keep_the_invariants_and_agree_with_cpu(trained):
+    model, x, y = trained
+    cuda_model = build_model(model.spec.name, **model.spec.kwargs).cuda().eval()
+    cuda_model.load_state_dict(model.state_dict())
+    xc, yc = x.cuda(), y.cuda()
+    for attack in (fgsm, ifgsm):
+        adv = attack(cuda_model, xc, yc, 0.1)
+        assert adv.device == xc.device and (adv - xc).abs().max() <= 0.1 + 1e-6 and 0 <= adv.min() <= adv.max() <= 1
+    eps = [0.0, 0.05, 0.1]
+    on_cpu = robust_accuracy(model, x, y, eps)
+    on_gpu = robust_accuracy(cuda_model, xc, yc, eps)
+    assert on_gpu.device.type == "cpu" and (on_gpu - on_cpu).abs().max() <= 0.01  # TF32 may flip a few signs
