@@ -139,10 +139,35 @@ class AttackCounts:
     adversarial: list[torch.Tensor] | None  # per ε, (N, C, H, W) on the CPU, when asked for
 
 
-def _hits(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    k = min(5, logits.shape[1])
-    top = logits.topk(k, dim=1).indices
-    return (top[:, 0] == labels).sum(), (top == labels[:, None]).any(1).sum()
+def _score_all(
+    model: nn.Module, source: nn.Module, crafted: list[tuple[int, torch.Tensor, torch.Tensor | None]], y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-1 and top-5 hits of `model` on every crafted batch of one input batch, per ε index.
+
+    On CUDA all ε go through ONE forward (the batches concatenated): far fewer kernel launches. On the
+    CPU one forward per ε is faster (measured: concatenating 7 batches of 250 doubled the time, the
+    activations no longer fit in cache). The source's clean logits come free with its gradient.
+    """
+    n_eps = len(crafted)  # one entry per ε
+    known = {i: logits for i, _, logits in crafted if logits is not None and model is source}
+    todo = [(i, x) for i, x, _ in crafted if i not in known]
+    logits = dict(known)
+    group = len(todo) if y.device.type == "cuda" else 1
+    with torch.no_grad():
+        for g in range(0, len(todo), group):
+            chunk = todo[g : g + group]
+            out = model(torch.cat([x for _, x in chunk]))
+            logits.update(zip([i for i, _ in chunk], out.split(len(y)), strict=True))
+    order = sorted(logits)
+    stacked = torch.stack([logits[i] for i in order])  # (k, B, classes)
+    top = stacked.topk(min(5, stacked.shape[-1]), dim=-1).indices  # (k, B, 5)
+    hit = top == y[None, :, None]
+    h1 = torch.zeros(n_eps, dtype=torch.int64, device=y.device)
+    h5 = torch.zeros(n_eps, dtype=torch.int64, device=y.device)
+    index = torch.tensor(order, device=y.device)
+    h1[index] = hit[..., 0].sum(1)
+    h5[index] = hit.any(-1).sum(1)
+    return h1, h5
 
 
 def evaluate_attack(
@@ -187,17 +212,13 @@ def evaluate_attack(
         for start in range(0, len(labels), batch_size):
             x = images[start : start + batch_size].to(device)
             y = labels[start : start + batch_size].to(device)
-            for i, x_adv, source_logits in _crafted(
-                source, x, y, eps, attack, steps, step_size, bounds, precomputed, start
-            ):
-                for name, model in targets.items():
-                    with torch.no_grad():
-                        # The source's own logits at ε = 0 come free with the gradient: no extra forward.
-                        logits = source_logits if (model is source and source_logits is not None) else model(x_adv)
-                    h1, h5 = _hits(logits, y)
-                    top1[name][i] += h1
-                    top5[name][i] += h5
-                if keep_adversarial:
+            crafted = list(_crafted(source, x, y, eps, attack, steps, step_size, bounds, precomputed, start))
+            for name, model in targets.items():
+                h1, h5 = _score_all(model, source, crafted, y)
+                top1[name] += h1
+                top5[name] += h5
+            if keep_adversarial:
+                for i, x_adv, _ in crafted:
                     kept[i].append(x_adv.cpu())
     return AttackCounts(
         eps,

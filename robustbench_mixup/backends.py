@@ -73,7 +73,7 @@ def _craft_batch(
         return result
     import foolbox as fb
 
-    fmodel = fb.PyTorchModel(model, bounds=(0.0, 1.0))
+    fmodel = fb.PyTorchModel(model, bounds=(0.0, 1.0), device=x.device)  # else foolbox picks cuda if present
     if attack == "fgsm":  # foolbox takes every ε in one call
         _, clipped, _ = fb.attacks.LinfFastGradientAttack(random_start=False)(fmodel, x, y, epsilons=eps)
         return list(clipped)
