@@ -43,6 +43,12 @@ def frozen(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
+def model_device(model: nn.Module, default: torch.device) -> torch.device:
+    """The device of `model`'s parameters, or `default` for a model without any."""
+    param = next(model.parameters(), None)
+    return param.device if param is not None else default
+
+
 def input_gradient(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(∇ₓ of the summed cross-entropy, the logits at x). Call inside `frozen(model)`."""
     with torch.enable_grad():
@@ -201,8 +207,7 @@ def evaluate_attack(
             _steps_and_size(e, steps, step_size)
     if batch_size < 1:
         raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
-    param = next(source.parameters(), None)
-    device = param.device if param is not None else images.device
+    device = model_device(source, images.device)
     top1 = {name: torch.zeros(len(eps), dtype=torch.int64, device=device) for name in targets}
     top5 = {name: torch.zeros(len(eps), dtype=torch.int64, device=device) for name in targets}
     kept: list[list[torch.Tensor]] = [[] for _ in eps]

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .attacks import frozen
+from .attacks import frozen, model_device
 from .errors import UsageError
 
 BACKENDS = ("native", "torchattacks", "foolbox")
@@ -43,8 +43,7 @@ def craft(
     batch_size: int,
 ) -> list[torch.Tensor]:
     """Adversarial examples crafted on `source` by `backend`, one (N, C, H, W) tensor per ε."""
-    param = next(source.parameters(), None)
-    device = param.device if param is not None else images.device
+    device = model_device(source, images.device)
     out: list[list[torch.Tensor]] = [[] for _ in eps]
     with frozen(source):
         for start in range(0, len(labels), batch_size):
