@@ -120,3 +120,20 @@ def test_help_shows_examples(capsys):
     for cmd in ("fgsm", "ifgsm"):
         code, stdout, _ = run_cli(capsys, cmd, "--help")
         assert code == 0 and "examples:" in stdout and f"robust-eval {cmd} --eps" in stdout
+
+
+def test_any_compatible_checkpoint_can_be_the_transfer_source(capsys, out):
+    source = out / "checkpoints" / "d" / "erm.safetensors"
+    code, stdout, err = run_cli(
+        capsys, "fgsm", "--eps", "0.05", "--mode", "black", "--source", str(source), "--out", str(out), "--json"
+    )
+    assert code == 0, err
+    records = [json.loads(line) for line in stdout.splitlines()]
+    assert all(r["source"] == str(source) for r in records)
+    # Crafted on erm itself, the erm row of this "black box" is erm's white-box FGSM.
+    with sqlite3.connect(out / "reports" / "results.sqlite") as con:
+        white = con.execute(
+            "SELECT top1 FROM attack_results WHERE attack='fgsm' AND mode='white' AND model='erm' AND eps=0.05"
+        ).fetchone()
+    if white is not None:
+        assert records[0]["results"][0]["top1"] == pytest.approx(white[0])
