@@ -33,6 +33,7 @@ from .data import load_dataset
 from .errors import UsageError
 from .fsutil import atomic_path, remove_stale_temporaries
 from .results import ResultsDB, database_path
+from .runs import load_members, resolve_run
 from .stats import wilson_interval
 from .train import resolve_device, run_dir
 
@@ -159,19 +160,6 @@ def _row(model: str, mode: str, eps: float, n: int, top1: int, top5: int) -> Row
 # --- orchestration --------------------------------------------------------------------------------
 
 
-def _resolve_run(db: ResultsDB | None, run: str | None, out: Path) -> str:
-    if db is None or db.latest_run("train") is None:
-        raise UsageError(
-            f"no trained run under {str(out)!r}: train one first with 'robust-eval train' (or 'robust-eval run')"
-        )
-    if run is None:
-        return db.latest_run("train")  # type: ignore[return-value]
-    if db.get_run(run) is None or not (run_dir(out, run) / "erm.safetensors").is_file():
-        names = [r[0] for r in db.conn.execute("SELECT name FROM runs WHERE kind='train' ORDER BY created")]
-        raise UsageError(f"unknown run {run!r} under {str(out)!r}: known runs are {', '.join(names)}")
-    return run
-
-
 def _check_compatible(meta: dict, reference: dict, what: str) -> None:
     a, b = meta.get("dataset", {}), reference.get("dataset", {})
     if a.get("name") != b.get("name") or a.get("image_shape") != b.get("image_shape"):
@@ -296,22 +284,17 @@ def evaluate_run(
     """
     spec = dataclasses.replace(spec.validate(), eps=tuple(dict.fromkeys(spec.eps)))  # unique, order kept
     out = Path(out)
-    db_path = database_path(out)
-    db = ResultsDB(db_path) if db_path.is_file() else None
+    run, cfg = resolve_run(out, run)
+    db = ResultsDB(database_path(out))
     try:
-        run = _resolve_run(db, run, out)
-        assert db is not None
         dev = resolve_device(device)
-        models, metas = {}, {}
-        for name in TARGETS:
-            models[name], metas[name] = checkpoints.load(run_dir(out, run) / f"{name}.safetensors", device=dev)
+        models, metas = load_members(out, run, TARGETS, dev)
         src_path = Path(source) if source is not None else run_dir(out, run) / "surrogate.safetensors"
         source_label = "surrogate" if source is None else str(source)
         src_model = src_meta = None
         if spec.mode in ("black", "both"):
             src_model, src_meta = checkpoints.load(src_path, device=dev)
             _check_compatible(src_meta, metas["erm"], f"--source {str(src_path)!r}" if source else "the surrogate")
-        cfg = db.get_run(run)["config"]
         data = load_dataset(cfg["dataset"], root=data_root, split_seed=cfg.get("split_seed", 0))
         n = len(data.test_labels) if spec.n is None else min(spec.n, len(data.test_labels))
         x, y = data.test_images[:n].to(dev), data.test_labels[:n].to(dev)
@@ -330,5 +313,4 @@ def evaluate_run(
         db.record_attack(evaluation)
         return evaluation
     finally:
-        if db is not None:
-            db.close()
+        db.close()
