@@ -136,6 +136,38 @@ def _add_attack(sub: argparse._SubParsersAction, attack: str) -> None:
     p.set_defaults(handler=_cmd_attack, attack=attack)
 
 
+def _add_probe(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "probe",
+        help="interpolation miss rate and input-gradient norms between training pairs (Figure 2)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Probe a trained run's 'erm' and 'mixup' models at x = λ·x_i + (1−λ)·x_j for pairs of training\n"
+            "examples drawn from the run's seed (the same pairs for both models, and on every call):\n"
+            "the share of pairs predicted as neither y_i nor y_j (95% Wilson interval) and the mean norm of\n"
+            "the input gradient of each pair's soft-target loss (95% bootstrap interval), per λ.\n"
+            "Rows go to OUT/reports/results.sqlite, the two curves to OUT/reports/RUN/probe-SPLIT-SAMECLASS.png."
+        ),
+        epilog=(
+            "examples:\n"
+            "  robust-eval probe\n"
+            "  robust-eval probe --run mnist-5k-smallcnn-a1-s0 --pairs 5000 --lambdas 41\n"
+            "  robust-eval probe --same-class include --split test --json"
+        ),
+    )
+    p.add_argument("--run", metavar="NAME", help="the run to probe (default: the latest)")
+    p.add_argument("--out", default=".", metavar="DIR", help="output root (default: .)")
+    p.add_argument("--pairs", type=int, default=2000, metavar="P", help="pairs of examples (default: 2000)")
+    p.add_argument("--lambdas", type=int, default=21, metavar="L", help="λ grid size, linspace(0, 1, L) (default: 21)")
+    p.add_argument("--same-class", default="exclude", choices=("exclude", "include"),
+                   help="pairs of one class too? (default: exclude)")  # fmt: skip
+    p.add_argument("--split", default="train", choices=("train", "test"), help="(default: train)")
+    p.add_argument("--device", default="auto", choices=DEVICES, help="(default: auto)")
+    p.add_argument("--data-root", metavar="DIR", help="where datasets live (see 'robust-eval train --help')")
+    p.add_argument("--json", action="store_true", help="print the full curves as one JSON object")
+    p.set_defaults(handler=_cmd_probe)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
@@ -151,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_attack(sub, "fgsm")
     _add_attack(sub, "ifgsm")
+    _add_probe(sub)
     return parser
 
 
@@ -254,6 +287,32 @@ def _attack_table(ev: Evaluation) -> str:
             "sanity checks: all passed (ε=0 = clean, monotone in ε, black ≥ white, I-FGSM ≤ FGSM where both ran)"
         )
     return "\n".join(lines)
+
+
+def _cmd_probe(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    import json
+
+    from .probing import ProbeSpec, probe_run, summary, table_lambdas
+
+    spec = ProbeSpec(pairs=args.pairs, lambdas=args.lambdas, same_class=args.same_class, split=args.split).validate()
+    result = probe_run(spec, out=args.out, run=args.run, device=args.device, data_root=args.data_root)
+    if args.json:
+        print(json.dumps(summary(result)))
+        return 0
+    kind = "of different classes" if spec.same_class == "exclude" else "(same-class pairs allowed)"
+    print(f"probe of run {result.run}: {spec.pairs} {spec.split} pairs {kind}, drawn from seed {result.seed}")
+    print(f"{'λ':>5}  {'erm miss':>9} {'mixup miss':>10}  {'erm ‖∇‖':>9} {'mixup ‖∇‖':>9}")
+    erm, mix = result.curves["erm"], result.curves["mixup"]
+    for t in table_lambdas(result.lambdas):
+        print(
+            f"{result.lambdas[t]:>5.2f}  {erm['miss_rate'][t]:>9.2%} {mix['miss_rate'][t]:>10.2%}"
+            f"  {erm['grad_norm'][t]:>9.4f} {mix['grad_norm'][t]:>9.4f}"
+        )
+    print(f"all {spec.lambdas} λ with 95% intervals: reports/results.sqlite (table probe_results) or --json")
+    if spec.same_class == "exclude":
+        print("pairs are of different classes; --same-class include allows pairs of one class")
+    print(f"figure: {result.figure}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

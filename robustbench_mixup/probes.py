@@ -22,7 +22,10 @@ from torch import nn
 
 from .attacks import frozen, model_device
 
-MAX_POINTS = 4096  # images per forward/backward; bounds memory whatever the number of pairs
+# Points (images) per forward/backward. Bounded, so memory stays flat for any number of pairs; small
+# on the CPU, where activations that outgrow the cache cost more than calls (measured with smallcnn on
+# 2 cores: 2,700 points/s at 128, 1,600 at 4,096), large on CUDA, where calls are what costs.
+MAX_POINTS = {"cpu": 128, "cuda": 8192}
 
 
 def _check_pairs(
@@ -54,7 +57,7 @@ def probe_points(
     _check_pairs(x_i, y_i, x_j, y_j, lambdas)
     device = model_device(model, x_i.device)
     n_lam, n_pairs = len(lambdas), len(y_i)
-    chunk = max(1, MAX_POINTS // n_lam)
+    chunk = max(1, MAX_POINTS.get(device.type, 128) // n_lam)
     lam = lambdas.to(device=device, dtype=x_i.dtype)
     misses, norms = [], []
     with frozen(model):

@@ -22,7 +22,7 @@ from typing import Any
 from . import __version__
 from .errors import UsageError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Each entry migrates the schema from version i to i + 1.
 MIGRATIONS: list[list[str]] = [
@@ -70,6 +70,20 @@ MIGRATIONS: list[list[str]] = [
             check_name TEXT NOT NULL,       -- eps0_equals_clean | monotone_in_eps | ifgsm_le_fgsm | black_ge_white
             model TEXT NOT NULL, mode TEXT NOT NULL, eps REAL NOT NULL,
             detail TEXT NOT NULL, created TEXT NOT NULL
+        )""",
+    ],
+    [
+        """CREATE TABLE probe_results (
+            run TEXT NOT NULL REFERENCES runs(name),
+            model TEXT NOT NULL,            -- 'erm' | 'mixup'
+            split TEXT NOT NULL,            -- where the pairs come from: 'train' | 'test'
+            same_class TEXT NOT NULL,       -- 'exclude' | 'include'
+            pairs INTEGER NOT NULL, seed INTEGER NOT NULL,
+            lam REAL NOT NULL,              -- x = lam * x_i + (1 - lam) * x_j
+            miss_rate REAL NOT NULL, miss_lo REAL NOT NULL, miss_hi REAL NOT NULL,   -- 95% Wilson
+            grad_norm REAL NOT NULL, norm_lo REAL NOT NULL, norm_hi REAL NOT NULL,   -- 95% bootstrap
+            created TEXT NOT NULL,
+            PRIMARY KEY (run, model, split, same_class, pairs, lam)
         )""",
     ],
 ]
@@ -212,6 +226,20 @@ class ResultsDB:
         cols = "".join(f" AND {k}=?" for k in where)
         rows = self.conn.execute(f"SELECT * FROM attack_results WHERE run=?{cols}", (run, *where.values()))
         return [dict(r) for r in rows.fetchall()]
+
+    # --- probes ------------------------------------------------------------------------------------
+
+    def record_probe(self, rows: list[dict[str, Any]]) -> None:
+        """Write one probe's rows (every model and λ) in a single transaction."""
+        cols = ("run", "model", "split", "same_class", "pairs", "seed", "lam", "miss_rate", "miss_lo", "miss_hi",
+                "grad_norm", "norm_lo", "norm_hi")  # fmt: skip
+        now = _now()
+        with self.transaction() as c:
+            c.executemany(
+                f"INSERT OR REPLACE INTO probe_results ({', '.join(cols)}, created) "
+                f"VALUES ({', '.join('?' * len(cols))}, ?)",
+                [(*(r[k] for k in cols), now) for r in rows],
+            )
 
     def epochs(self, run: str) -> list[dict[str, Any]]:
         rows = self.conn.execute("SELECT * FROM epochs WHERE run=? ORDER BY model, epoch", (run,)).fetchall()
