@@ -94,7 +94,10 @@ def probe_run(
         hits = miss.sum(dim=1).tolist()
         wilson = [wilson_interval(int(h), spec.pairs) for h in hits]
         lo, hi = bootstrap_mean_interval(
-            norms, generator=seeding.generator(seed, "probe-bootstrap", name), resamples=spec.resamples
+            # The same resamples for every model: their intervals come from the same pairs.
+            norms,
+            generator=seeding.generator(seed, "probe-bootstrap", spec.split),
+            resamples=spec.resamples,
         )
         curves[name] = {
             "miss_rate": [h / spec.pairs for h in hits],
