@@ -281,6 +281,35 @@ LOADERS: dict[str, Callable[[Path, bool, int], Dataset]] = {
 DATASETS = tuple(LOADERS)
 
 
+# --- corrupted labels (the paper's Table 2) --------------------------------------------------------
+
+
+def corrupt_labels(
+    labels: torch.Tensor, fraction: float, num_classes: int, *, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Replace exactly round(fraction * N) labels, chosen uniformly, each by a class drawn uniformly from
+    the OTHER classes, so every corrupted label is wrong. Returns (noisy_labels, corrupted_mask (N,) bool);
+    `labels` itself is not modified."""
+    if not isinstance(labels, torch.Tensor) or labels.dtype != torch.int64 or labels.ndim != 1:
+        raise TypeError("labels must be a 1-D int64 torch.Tensor")
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
+        raise ValueError(f"fraction must lie in [0, 1], got {fraction!r}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an int ≥ 2 (a wrong label needs another class), got {num_classes!r}")
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(f"labels must lie in [0, {num_classes})")
+    n = len(labels)
+    k = round(fraction * n)
+    chosen = torch.randperm(n, generator=generator)[:k].to(labels.device)
+    # Adding 1..K-1 modulo K lands uniformly on every class but the true one.
+    shift = torch.randint(1, num_classes, (k,), generator=generator).to(labels.device)
+    noisy = labels.clone()
+    noisy[chosen] = (labels[chosen] + shift) % num_classes
+    mask = torch.zeros(n, dtype=torch.bool, device=labels.device)
+    mask[chosen] = True
+    return noisy, mask
+
+
 # --- augmentation, batch-wise on the device -------------------------------------------------------
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from . import __version__
 from .errors import UsageError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Each entry migrates the schema from version i to i + 1.
 MIGRATIONS: list[list[str]] = [
@@ -84,6 +84,33 @@ MIGRATIONS: list[list[str]] = [
             grad_norm REAL NOT NULL, norm_lo REAL NOT NULL, norm_hi REAL NOT NULL,   -- 95% bootstrap
             created TEXT NOT NULL,
             PRIMARY KEY (run, model, split, same_class, pairs, lam)
+        )""",
+    ],
+    [
+        """CREATE TABLE sweeps (
+            name TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,             -- 'corrupt'
+            config TEXT NOT NULL,           -- JSON: the grid and the training settings
+            created TEXT NOT NULL, updated TEXT NOT NULL
+        )""",
+        """CREATE TABLE sweep_jobs (
+            sweep TEXT NOT NULL REFERENCES sweeps(name),
+            key TEXT NOT NULL,              -- e.g. noise0.5-alpha8-dropout0-seed0
+            noise REAL NOT NULL, alpha REAL NOT NULL, dropout REAL NOT NULL, seed INTEGER NOT NULL,
+            status TEXT NOT NULL,           -- 'pending' | 'running' | 'done'
+            starts INTEGER NOT NULL DEFAULT 0,  -- times the job was handed to a worker
+            epochs INTEGER,
+            best_test_err REAL, last_test_err REAL,
+            train_real_err REAL, train_corrupted_err REAL, train_corrupted_true_err REAL,  -- at the last epoch
+            updated TEXT NOT NULL,
+            PRIMARY KEY (sweep, key)
+        )""",
+        """CREATE TABLE sweep_epochs (
+            sweep TEXT NOT NULL, key TEXT NOT NULL, epoch INTEGER NOT NULL,
+            train_loss REAL, test_err REAL,
+            train_real_err REAL, train_corrupted_err REAL, train_corrupted_true_err REAL,
+            PRIMARY KEY (sweep, key, epoch),
+            FOREIGN KEY (sweep, key) REFERENCES sweep_jobs(sweep, key)
         )""",
     ],
 ]
@@ -240,6 +267,68 @@ class ResultsDB:
                 f"VALUES ({', '.join('?' * len(cols))}, ?)",
                 [(*(r[k] for k in cols), now) for r in rows],
             )
+
+    # --- sweeps ------------------------------------------------------------------------------------
+
+    def get_sweep(self, name: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT * FROM sweeps WHERE name=?", (name,)).fetchone()
+        return None if row is None else {**dict(row), "config": json.loads(row["config"])}
+
+    def start_sweep(self, name: str, config: dict, jobs: list[tuple[str, dict[str, Any]]]) -> None:
+        """Register the sweep and its grid (existing rows are kept: this is also the resume path)."""
+        now = _now()
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO sweeps VALUES (?, 'corrupt', ?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET updated=excluded.updated",
+                (name, json.dumps(config, sort_keys=True), now, now),
+            )
+            c.executemany(
+                """INSERT OR IGNORE INTO sweep_jobs (sweep, key, noise, alpha, dropout, seed, status, updated)
+                   VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)""",
+                [(name, key, j["noise"], j["alpha"], j["dropout"], j["seed"], now) for key, j in jobs],
+            )
+
+    def finished_jobs(self, name: str) -> set[str]:
+        rows = self.conn.execute("SELECT key FROM sweep_jobs WHERE sweep=? AND status='done'", (name,))
+        return {r[0] for r in rows}
+
+    def mark_started(self, name: str, keys: list[str]) -> None:
+        with self.transaction() as c:
+            c.executemany(
+                "UPDATE sweep_jobs SET status='running', starts=starts+1, updated=? WHERE sweep=? AND key=?",
+                [(_now(), name, k) for k in keys],
+            )
+
+    def record_sweep_job(self, name: str, key: str, history: list[dict[str, Any]]) -> None:
+        """A finished job: every epoch and its summary, in one transaction."""
+        cols = ("train_loss", "test_err", "train_real_err", "train_corrupted_err", "train_corrupted_true_err")
+        last = history[-1]
+        with self.transaction() as c:
+            c.executemany(
+                f"INSERT OR REPLACE INTO sweep_epochs (sweep, key, epoch, {', '.join(cols)}) "
+                f"VALUES (?, ?, ?{', ?' * len(cols)})",
+                [(name, key, h["epoch"], *(h[k] for k in cols)) for h in history],
+            )
+            c.execute(
+                """UPDATE sweep_jobs SET status='done', epochs=?, best_test_err=?, last_test_err=?, train_real_err=?,
+                   train_corrupted_err=?, train_corrupted_true_err=?, updated=? WHERE sweep=? AND key=?""",
+                (
+                    last["epoch"], min(h["test_err"] for h in history), last["test_err"], last["train_real_err"],
+                    last["train_corrupted_err"], last["train_corrupted_true_err"], _now(), name, key,
+                ),
+            )  # fmt: skip
+
+    def sweep_jobs(self, name: str) -> list[dict[str, Any]]:
+        """Finished jobs of sweep `name` with their summaries and per-epoch `history`."""
+        rows = self.conn.execute("SELECT * FROM sweep_jobs WHERE sweep=? AND status='done' ORDER BY key", (name,))
+        jobs = [dict(r) for r in rows]
+        for job in jobs:
+            rows = self.conn.execute(
+                "SELECT * FROM sweep_epochs WHERE sweep=? AND key=? ORDER BY epoch", (name, job["key"])
+            )
+            job["history"] = [dict(r) for r in rows]
+        return jobs
 
     def epochs(self, run: str) -> list[dict[str, Any]]:
         rows = self.conn.execute("SELECT * FROM epochs WHERE run=? ORDER BY model, epoch", (run,)).fetchall()

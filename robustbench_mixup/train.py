@@ -209,17 +209,8 @@ class Member:
     epochs_done: int
 
 
-def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
     return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-
-
-def _momentum(member: Member) -> dict[str, torch.Tensor]:
-    out = {}
-    for name, p in member.model.named_parameters():
-        buf = member.optimizer.state.get(p, {}).get("momentum_buffer")
-        if buf is not None:
-            out[f"momentum/{name}"] = buf
-    return out
 
 
 def _place(model: nn.Module, device: torch.device) -> nn.Module:
@@ -228,15 +219,44 @@ def _place(model: nn.Module, device: torch.device) -> nn.Module:
     return model.to(memory_format=torch.channels_last) if device.type == "cuda" else model
 
 
-def _restore_member(path: Path, name: str, cfg: TrainConfig, device: torch.device) -> Member:
+def save_trainable(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, metadata: dict[str, Any]) -> None:
+    """A checkpoint that training can resume from: weights, SGD momentum, and `metadata` (with "epoch")."""
+    momentum = {}
+    for name, p in model.named_parameters():
+        buf = optimizer.state.get(p, {}).get("momentum_buffer")
+        if buf is not None:
+            momentum[f"momentum/{name}"] = buf
+    checkpoints.save(model, path, metadata=metadata, extra=momentum)
+
+
+def load_trainable(
+    path: Path, cfg: TrainConfig, device: torch.device
+) -> tuple[nn.Module, torch.optim.SGD, dict[str, Any]]:
+    """(model in train mode, its optimizer with the saved momentum, metadata) of a `save_trainable` file
+    written under the same configuration `cfg`."""
     model, meta, extra = checkpoints.load_with_extra(path, device=device)
-    if meta.get("train") != cfg.to_dict() or meta.get("member") != name:
+    if meta.get("train") != cfg.to_dict():
         raise UsageError(f"checkpoint {str(path)!r} belongs to another configuration; it cannot resume this run")
     model = _place(model, device).train()
-    opt = _optimizer(model, cfg)
+    opt = make_optimizer(model, cfg)
     for pname, p in model.named_parameters():
         if f"momentum/{pname}" in extra:
             opt.state[p]["momentum_buffer"] = extra[f"momentum/{pname}"].to(device)
+    return model, opt, meta
+
+
+def new_trainable(
+    cfg: TrainConfig, dataset: Dataset, seed: int, device: torch.device
+) -> tuple[nn.Module, torch.optim.SGD]:
+    """A freshly initialized model (weights from `seed`) on `device`, and its optimizer."""
+    model = _place(init_model(cfg, dataset, seed), device)
+    return model, make_optimizer(model, cfg)
+
+
+def _restore_member(path: Path, name: str, cfg: TrainConfig, device: torch.device) -> Member:
+    model, opt, meta = load_trainable(path, cfg, device)
+    if meta.get("member") != name:
+        raise UsageError(f"checkpoint {str(path)!r} holds {meta.get('member')!r}, not {name!r}")
     alpha, seed = cfg.member_alpha_seed(name)
     return Member(name, alpha, seed, model, opt, int(meta["epoch"]))
 
@@ -384,25 +404,18 @@ def _prepare_members(
         if seed not in fresh:
             fresh[seed] = init_model(cfg, dataset, seed)
         model = _place(copy.deepcopy(fresh[seed]), device)  # erm and mixup: the very same initial weights
-        members.append(Member(name, alpha, seed, model, _optimizer(model, cfg), 0))
+        members.append(Member(name, alpha, seed, model, make_optimizer(model, cfg), 0))
     return members
 
 
 def _save_member(m: Member, ckdir: Path, cfg: TrainConfig, dataset: Dataset, run: str, metrics: dict) -> None:
-    checkpoints.save(
-        m.model,
+    save_trainable(
         ckdir / f"{m.name}.safetensors",
-        metadata={
-            "run": run,
-            "member": m.name,
-            "alpha": m.alpha,
-            "seed": m.seed,
-            "epoch": m.epochs_done,
-            "epochs": cfg.epochs,
-            "train": cfg.to_dict(),
-            "dataset": dataset.describe(),
-            "metrics": metrics,
+        m.model,
+        m.optimizer,
+        {
+            "run": run, "member": m.name, "alpha": m.alpha, "seed": m.seed, "epoch": m.epochs_done,
+            "epochs": cfg.epochs, "train": cfg.to_dict(), "dataset": dataset.describe(), "metrics": metrics,
             "rng": "every stream is seeded from (seed, stream, epoch): the epoch number is the RNG state",
         },
-        extra=_momentum(m),
-    )
+    )  # fmt: skip

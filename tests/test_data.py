@@ -123,3 +123,34 @@ def test_random_crop_flip_returns_shifted_and_flipped_windows():
     again = random_crop_flip(x, torch.Generator().manual_seed(1), pad=2)
     assert torch.equal(out, again)
     assert not torch.equal(out, x)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.2, 0.5, 0.8, 1.0, 0.333])
+def test_corrupt_labels_exact_count_all_wrong_input_untouched(fraction):
+    labels = torch.arange(1001) % 10
+    before = labels.clone()
+    noisy, mask = data.corrupt_labels(labels, fraction, 10, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(labels, before)
+    assert mask.dtype == torch.bool and int(mask.sum()) == round(fraction * 1001)
+    assert (noisy[mask] != labels[mask]).all()  # every corrupted label is wrong
+    assert torch.equal(noisy[~mask], labels[~mask])
+    assert noisy.min() >= 0 and noisy.max() < 10
+
+
+def test_corrupt_labels_is_uniform_over_the_other_classes_and_seeded():
+    labels = torch.zeros(20000, dtype=torch.int64)
+    noisy, mask = data.corrupt_labels(labels, 1.0, 5, generator=torch.Generator().manual_seed(1))
+    counts = torch.bincount(noisy, minlength=5)
+    assert counts[0] == 0 and ((counts[1:] - 5000).abs() < 4 * (20000 * 0.25 * 0.75) ** 0.5).all()
+    again = data.corrupt_labels(labels, 1.0, 5, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(noisy, again[0]) and torch.equal(mask, again[1])
+
+
+def test_corrupt_labels_bad_arguments():
+    labels = torch.arange(10) % 3
+    with pytest.raises(ValueError, match="fraction"):
+        data.corrupt_labels(labels, 1.5, 3)
+    with pytest.raises(ValueError, match="num_classes"):
+        data.corrupt_labels(labels, 0.5, 1)
+    with pytest.raises(TypeError, match="labels"):
+        data.corrupt_labels(labels.float(), 0.5, 3)

@@ -1,0 +1,363 @@
+"""The corrupted-label memorization sweep: the paper's Table 2, over noise × α × dropout × seed.
+
+Each point of the grid is one training job with the same loop as `robust-eval train` (α = 0 is ERM) on
+training labels of which a fraction has been replaced by wrong ones; test labels stay clean. For each
+(noise, seed) ONE corrupted label set is drawn and shared by every method, so methods are compared on
+the same labels. Per epoch a job measures test error, training error on the examples whose labels were
+kept, and training error on the corrupted examples against their CORRUPTED labels (memorization: near
+0 means the net learned the noise) and against their true labels.
+
+Jobs run in worker processes (`--executor local --jobs N`) or as tasks on a Ray cluster (`--executor
+ray`). Each job checkpoints every epoch (weights, momentum, per-epoch history) under
+`checkpoints/sweeps/NAME/`; the one parent process writes the database as results come back. Running
+the same command again skips finished jobs and resumes unfinished ones from their last epoch, with
+exactly the results of an uninterrupted sweep.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import os
+import socket
+import statistics
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import seeding
+from .data import DATASETS, Dataset, corrupt_labels, load_dataset
+from .errors import UsageError
+from .fsutil import check_name, ensure_writable_dir, remove_stale_temporaries
+from .models import MODELS
+from .results import ResultsDB, database_path
+from .train import (
+    TrainConfig,
+    evaluate,
+    load_trainable,
+    lr_at,
+    new_trainable,
+    resolve_device,
+    save_trainable,
+    train_epoch,
+)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    dataset: str
+    model: str
+    noise: tuple[float, ...]
+    alpha: tuple[float, ...]
+    epochs: int
+    dropout: tuple[float, ...] = (0.0,)
+    seeds: tuple[int, ...] = (0,)
+    batch_size: int = 128
+    lr: float = 0.1
+    weight_decay: float = 1e-4
+
+    def validate(self) -> SweepConfig:
+        if self.dataset not in DATASETS:
+            raise UsageError(f"unknown dataset {self.dataset!r}: choose one of {', '.join(DATASETS)}")
+        if self.model not in MODELS:
+            raise UsageError(f"unknown model {self.model!r}: choose one of {', '.join(MODELS)}")
+        for name, grid in (
+            ("noise", self.noise),
+            ("alpha", self.alpha),
+            ("dropout", self.dropout),
+            ("seeds", self.seeds),
+        ):
+            if not grid:
+                raise UsageError(f"--{name} needs at least one value: the grid is empty")
+        if any(not (math.isfinite(v) and 0 <= v <= 1) for v in self.noise):
+            raise UsageError(f"--noise values must lie in [0, 1], got {list(self.noise)}")
+        if any(not (math.isfinite(v) and v >= 0) for v in self.alpha):
+            raise UsageError(f"--alpha values must be ≥ 0, got {list(self.alpha)}")
+        if any(not (math.isfinite(v) and 0 <= v < 1) for v in self.dropout):
+            raise UsageError(f"--dropout values must lie in [0, 1), got {list(self.dropout)}")
+        self.job_config(Job(self.noise[0], self.alpha[0], self.dropout[0], self.seeds[0])).validate()
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    def jobs(self) -> list[Job]:
+        grid = itertools.product(self.noise, self.alpha, self.dropout, self.seeds)
+        return [Job(n, a, p, s) for n, a, p, s in grid]
+
+    def job_config(self, job: Job) -> TrainConfig:
+        return TrainConfig(
+            dataset=self.dataset, model=self.model, epochs=self.epochs, alpha=job.alpha, seed=job.seed,
+            batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay, dropout=job.dropout,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Job:
+    noise: float
+    alpha: float
+    dropout: float
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"noise{self.noise:g}-alpha{self.alpha:g}-dropout{self.dropout:g}-seed{self.seed}"
+
+    @property
+    def method(self) -> str:
+        """The paper's row label: ERM, ERM + dropout, mixup or mixup + dropout."""
+        if self.alpha == 0:
+            return "ERM" if self.dropout == 0 else f"ERM + dropout (p={self.dropout:g})"
+        return (
+            f"mixup (α={self.alpha:g})"
+            if self.dropout == 0
+            else f"mixup + dropout (α={self.alpha:g}, p={self.dropout:g})"
+        )
+
+
+# --- one job (runs in a worker process or a Ray task) ---------------------------------------------
+
+
+def _errors(
+    model: torch.nn.Module, x: torch.Tensor, true: torch.Tensor, noisy: torch.Tensor, mask: torch.Tensor
+) -> dict:
+    with torch.inference_mode():
+        was = model.training
+        model.eval()
+        pred = torch.cat([model(x[s : s + 1024]).argmax(1) for s in range(0, len(x), 1024)])
+        model.train(was)
+    kept, bad = ~mask, mask
+
+    def err(sel: torch.Tensor, labels: torch.Tensor) -> float | None:
+        return float((pred[sel] != labels[sel]).float().mean()) if bool(sel.any()) else None
+
+    return {
+        "train_real_err": err(kept, true),  # examples whose labels were kept
+        "train_corrupted_err": err(bad, noisy),  # corrupted examples vs their corrupted labels: memorization
+        "train_corrupted_true_err": err(bad, true),  # ... and vs their true labels
+    }
+
+
+def job_labels(data: Dataset, job: Job) -> tuple[torch.Tensor, torch.Tensor]:
+    """(noisy training labels, corrupted mask) of `job`: one set per (noise, seed), whatever α and dropout."""
+    gen = seeding.generator(job.seed, "corrupt", job.noise)
+    return corrupt_labels(data.train_labels, job.noise, data.num_classes, generator=gen)
+
+
+def run_job(
+    cfg: SweepConfig, job: Job, ckdir: str, device: str, data_root: str | None, threads: int | None = None
+) -> dict[str, Any]:
+    """Train one grid point to the end (resuming from its checkpoint); returns its per-epoch history."""
+    if threads:
+        torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    tcfg = cfg.job_config(job)
+    data = load_dataset(cfg.dataset, root=data_root)
+    noisy, mask = job_labels(data, job)
+    path = Path(ckdir) / f"{job.key}.safetensors"
+    if path.exists():
+        model, opt, meta = load_trainable(path, tcfg, dev)
+        done, history = int(meta["epoch"]), list(meta["history"])
+    else:
+        (model, opt), done, history = new_trainable(tcfg, data, job.seed, dev), 0, []
+    x_tr, y_noisy, y_true, m = (t.to(dev) for t in (data.train_images, noisy, data.train_labels, mask))
+    x_te, y_te = data.test_images.to(dev), data.test_labels.to(dev)
+    for epoch in range(done, cfg.epochs):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(epoch, tcfg)
+        stats = train_epoch(
+            model, opt, x_tr, y_noisy, alpha=job.alpha, num_classes=data.num_classes, batch_size=cfg.batch_size,
+            seed=job.seed, epoch=epoch, augment=data.augment,
+        )  # fmt: skip
+        history.append({
+            "epoch": epoch + 1, "train_loss": stats["train_loss"], "test_err": 1 - evaluate(model, x_te, y_te),
+            **_errors(model, x_tr, y_true, y_noisy, m),
+        })  # fmt: skip
+        save_trainable(path, model, opt, {"train": tcfg.to_dict(), "job": dataclasses.asdict(job), "epoch": epoch + 1,
+                                          "history": history, "noise": job.noise})  # fmt: skip
+    return {"job": dataclasses.asdict(job), "history": history, "n_corrupted": int(mask.sum())}
+
+
+# --- the parent: schedule, collect, record ----------------------------------------------------------
+
+
+def check_ray_address(address: str, timeout: float = 3.0) -> None:
+    """Fail within `timeout` seconds, with one clear line, when nothing listens at a Ray address."""
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--address must look like HOST:PORT or ray://HOST:PORT, got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise UsageError(
+            f"cannot reach a Ray cluster at {address} ({exc.strerror or exc}): start one with 'ray start --head' "
+            "or check --address"
+        ) from None
+
+
+def _local(jobs: list[Job], submit: tuple, workers: int) -> Iterator[dict]:
+    cfg, rest = submit[0], submit[1:]
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            yield run_job(cfg, job, *rest)
+        return
+    import multiprocessing
+
+    threads = max(1, (os.cpu_count() or 1) // workers)  # workers share the cores rather than fight
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(run_job, cfg, job, *rest, threads) for job in jobs]
+        for fut in as_completed(futures):
+            yield fut.result()
+
+
+def _ray(jobs: list[Job], submit_args: tuple, address: str | None) -> Iterator[dict]:
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("--executor ray needs Ray: pip install 'robust-eval[distributed]'") from None
+    if not ray.is_initialized():
+        if address is None:
+            raise UsageError("--executor ray needs --address HOST:PORT of a running cluster")
+        check_ray_address(address)
+        ray.init(address=address, log_to_driver=False)
+    gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0  # one GPU per task where there are GPUs
+    task = ray.remote(num_gpus=gpus)(run_job)
+    pending = [task.remote(submit_args[0], job, *submit_args[1:]) for job in jobs]
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        yield ray.get(done[0])
+
+
+@dataclass
+class SweepResult:
+    name: str
+    config: SweepConfig
+    jobs: list[dict[str, Any]]  # per job: its grid point, method, summary metrics
+    figure: Path | None
+
+
+def run_sweep(
+    cfg: SweepConfig,
+    *,
+    name: str,
+    out: str | Path = ".",
+    executor: str = "local",
+    jobs: int = 1,
+    address: str | None = None,
+    device: str = "auto",
+    data_root: str | Path | None = None,
+    on_job: Callable[[dict[str, Any]], None] | None = None,
+) -> SweepResult:
+    """Run (or resume) sweep `name` under `out`; returns every job's summary, finished ones included."""
+    cfg.validate()
+    check_name(name, "sweep name")
+    if executor not in ("local", "ray"):
+        raise UsageError(f"--executor must be local or ray, got {executor!r}")
+    if jobs < 1:
+        raise UsageError(f"--jobs must be ≥ 1, got {jobs}")
+    if executor == "ray" and address is not None:
+        check_ray_address(address)
+    resolve_device(device)
+    out = Path(out)
+    db_path = database_path(out)
+    if db_path.is_file():
+        with ResultsDB(db_path) as db:
+            previous = db.get_sweep(name)
+        if previous is not None and previous["config"] != cfg.to_dict():
+            raise UsageError(
+                f"sweep {name!r} already exists under {str(out)!r} with other settings; choose another --name"
+            )
+    load_dataset(cfg.dataset, root=data_root)  # a missing dataset stops here, before anything is written
+    ensure_writable_dir(out)
+    ckdir = out / "checkpoints" / "sweeps" / name
+    ckdir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(ckdir)
+    db = ResultsDB(db_path)
+    try:
+        db.start_sweep(name, cfg.to_dict(), [(j.key, dataclasses.asdict(j)) for j in cfg.jobs()])
+        finished = db.finished_jobs(name)
+        todo = [j for j in cfg.jobs() if j.key not in finished]
+        db.mark_started(name, [j.key for j in todo])
+        submit = (cfg, str(ckdir), device, None if data_root is None else str(data_root))
+        results = _local(todo, submit, jobs) if executor == "local" else _ray(todo, submit, address)
+        for result in results:
+            job = Job(**result["job"])
+            db.record_sweep_job(name, job.key, result["history"])
+            if on_job is not None:
+                on_job(result)
+        summaries = db.sweep_jobs(name)
+    finally:
+        db.close()
+    for s in summaries:
+        s["method"] = Job(s["noise"], s["alpha"], s["dropout"], s["seed"]).method
+    figure = plot_sweep(name, summaries, out) if summaries else None
+    return SweepResult(name, cfg, summaries, figure)
+
+
+# --- the table and the curves ----------------------------------------------------------------------
+
+
+def table2(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows shaped like the paper's Table 2: per (noise, method), mean and std over seeds, in %."""
+    rows = []
+    key = lambda s: (s["noise"], s["alpha"] > 0, s["dropout"] > 0, s["alpha"], s["dropout"])  # noqa: E731
+    for (noise, method), group in itertools.groupby(
+        sorted(summaries, key=key), key=lambda s: (s["noise"], s["method"])
+    ):
+        group = list(group)
+        row: dict[str, Any] = {"noise": noise, "method": method, "seeds": len(group)}
+        for col in ("best_test_err", "last_test_err", "train_real_err", "train_corrupted_err"):
+            values = [100 * g[col] for g in group if g[col] is not None]
+            row[col] = (
+                (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0) if values else None
+            )
+        rows.append(row)
+    return rows
+
+
+def plot_sweep(name: str, summaries: list[dict[str, Any]], out: Path) -> Path:
+    """Per noise level: test error and training error on corrupted labels against epochs, per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from .fsutil import atomic_path
+
+    sns.set_theme(style="whitegrid", context="paper")
+    noises = sorted({s["noise"] for s in summaries})
+    fig, axes = plt.subplots(2, len(noises), figsize=(3.6 * len(noises), 5.4), squeeze=False, sharex=True)
+    methods = sorted({s["method"] for s in summaries})
+    colors = dict(zip(methods, sns.color_palette("colorblind", len(methods)), strict=False))
+    for c, noise in enumerate(noises):
+        for method in methods:
+            runs = [s["history"] for s in summaries if s["noise"] == noise and s["method"] == method]
+            if not runs:
+                continue
+            epochs = [h["epoch"] for h in runs[0]]
+            for r, (col, label) in enumerate(
+                (("test_err", "test error %"), ("train_corrupted_err", "train error on corrupted labels %"))
+            ):
+                series = [[h[col] for h in run] for run in runs]
+                if any(v is None for s in series for v in s):
+                    continue
+                mean = [100 * statistics.fmean(vals) for vals in zip(*series, strict=True)]
+                axes[r][c].plot(epochs, mean, label=method, color=colors[method])
+                axes[r][c].set_ylabel(label)
+        axes[0][c].set_title(f"{noise:.0%} corrupted labels")
+        axes[1][c].set_xlabel("epoch")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"sweep {name}: mean over seeds", fontsize=9)
+    fig.tight_layout()
+    path = out / "reports" / "sweeps" / name / "curves.png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return path

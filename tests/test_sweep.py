@@ -1,0 +1,173 @@
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from robustbench_mixup import checkpoints
+from robustbench_mixup.data import load_dataset
+from robustbench_mixup.sweep import Job, SweepConfig, job_labels, run_sweep, table2
+from tests.conftest import assert_one_line_error, run_cli
+
+TINY = ["--dataset", "digits", "--model", "mlp", "--epochs", "3", "--device", "cpu", "--batch-size", "64"]
+
+
+def test_one_corrupted_set_per_noise_and_seed_shared_by_every_method():
+    data = load_dataset("digits")
+    base = job_labels(data, Job(0.5, 0.0, 0.0, 0))
+    for alpha, dropout in ((8.0, 0.0), (1.0, 0.5), (0.0, 0.7)):
+        other = job_labels(data, Job(0.5, alpha, dropout, 0))
+        assert torch.equal(base[0], other[0]) and torch.equal(base[1], other[1])
+    assert int(base[1].sum()) == round(0.5 * len(data.train_labels))
+    assert not torch.equal(base[1], job_labels(data, Job(0.5, 0.0, 0.0, 1))[1])  # another seed, another set
+    assert not torch.equal(base[1], job_labels(data, Job(0.2, 0.0, 0.0, 0))[1])
+
+
+def test_table2_output_of_a_tiny_sweep(capsys, tmp_path):
+    code, out, err = run_cli(
+        capsys, "sweep", "corrupt", *TINY, "--noise", "0.2", "0.8", "--alpha", "0", "2", "--dropout", "0", "0.5",
+        "--seeds", "0", "1", "--name", "tiny", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "sweep tiny: digits, mlp, 3 epochs, seeds [0, 1] (error %, mean ± std)"
+    assert lines[1].split()[:2] == ["noise", "method"]
+    methods = [ln[7:41].strip() for ln in lines[2:10]]
+    assert methods == ["ERM", "ERM + dropout (p=0.5)", "mixup (α=2)", "mixup + dropout (α=2, p=0.5)"] * 2
+    assert [ln.split()[0] for ln in lines[2:10]] == ["20%"] * 4 + ["80%"] * 4
+    assert all(ln.count("±") == 4 for ln in lines[2:10])
+    assert (tmp_path / "reports" / "sweeps" / "tiny" / "curves.png").stat().st_size > 10_000
+    with sqlite3.connect(tmp_path / "reports" / "results.sqlite") as con:
+        jobs = con.execute("SELECT count(*), sum(status='done'), max(starts) FROM sweep_jobs").fetchone()
+        epochs = con.execute("SELECT count(*) FROM sweep_epochs").fetchone()[0]
+        row = con.execute(
+            "SELECT best_test_err, last_test_err FROM sweep_jobs WHERE key='noise0.8-alpha0-dropout0-seed1'"
+        ).fetchone()
+        history = con.execute(
+            "SELECT test_err FROM sweep_epochs WHERE key='noise0.8-alpha0-dropout0-seed1' ORDER BY epoch"
+        ).fetchall()
+    assert jobs == (16, 16, 1) and epochs == 16 * 3
+    assert row == (min(h[0] for h in history), history[-1][0])
+
+
+def test_table2_means_and_stds_over_seeds():
+    jobs = [
+        {"noise": 0.5, "alpha": 0.0, "dropout": 0.0, "seed": s, "method": "ERM", "best_test_err": b,
+         "last_test_err": b, "train_real_err": 0.0, "train_corrupted_err": None}
+        for s, b in ((0, 0.10), (1, 0.20))
+    ]  # fmt: skip
+    (row,) = table2(jobs)
+    assert row["best_test_err"][0] == pytest.approx(15.0) and row["best_test_err"][1] == pytest.approx(7.0710678)
+    assert row["train_corrupted_err"] is None and row["seeds"] == 2
+
+
+def test_rerunning_a_finished_sweep_trains_nothing(tmp_path):
+    cfg = SweepConfig(dataset="digits", model="mlp", noise=(0.5,), alpha=(0.0,), epochs=2, batch_size=64)
+    run_sweep(cfg, name="s", out=tmp_path, device="cpu")
+    seen = []
+    result = run_sweep(cfg, name="s", out=tmp_path, device="cpu", on_job=seen.append)
+    assert seen == [] and len(result.jobs) == 1
+
+
+@pytest.mark.slow
+def test_kill_9_then_rerun_trains_no_finished_job_twice_and_equals_uninterrupted(tmp_path):
+    grid = ["--noise", "0.5", "--alpha", "0", "4", "--seeds", "0", "1", "--name", "k"]
+    args = ["--dataset", "mnist-5k", "--model", "mlp", "--epochs", "6", "--device", "cpu", *grid]
+    cmd = [sys.executable, "-m", "robustbench_mixup", "sweep", "corrupt", *args]
+    subprocess.run([*cmd, "--out", str(tmp_path / "full")], check=True, capture_output=True)
+
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen([*cmd, "--out", str(cut)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = cut / "reports" / "results.sqlite"
+    deadline, done = time.monotonic() + 180, 0
+    while done < 1 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+        if db.exists():
+            try:
+                with sqlite3.connect(db, timeout=5) as con:
+                    done = con.execute("SELECT count(*) FROM sweep_jobs WHERE status='done'").fetchone()[0]
+            except sqlite3.OperationalError:  # the schema is still being created
+                pass
+    time.sleep(0.3)  # let the next job get some epochs in
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    ckdir = cut / "checkpoints" / "sweeps" / "k"
+    with sqlite3.connect(db) as con:
+        finished = [r[0] for r in con.execute("SELECT key FROM sweep_jobs WHERE status='done'")]
+    assert 1 <= len(finished) < 4, "the kill must land mid-sweep for this test to mean anything"
+    before = {k: (ckdir / f"{k}.safetensors").read_bytes() for k in finished}
+
+    subprocess.run([*cmd, "--out", str(cut)], check=True, capture_output=True)
+    with sqlite3.connect(db) as con:
+        starts = dict(con.execute("SELECT key, starts FROM sweep_jobs").fetchall())
+        cut_rows = con.execute("SELECT * FROM sweep_epochs ORDER BY key, epoch").fetchall()
+    assert all(starts[k] == 1 for k in finished)  # finished jobs were never handed out again
+    assert all((ckdir / f"{k}.safetensors").read_bytes() == before[k] for k in finished)
+    with sqlite3.connect(tmp_path / "full" / "reports" / "results.sqlite") as con:
+        full_rows = con.execute("SELECT * FROM sweep_epochs ORDER BY key, epoch").fetchall()
+    assert cut_rows == full_rows  # the same numbers, bit for bit
+    for key in starts:
+        a, _ = checkpoints.read(tmp_path / "full" / "checkpoints" / "sweeps" / "k" / f"{key}.safetensors")
+        b, _ = checkpoints.read(ckdir / f"{key}.safetensors")
+        assert all(torch.equal(a[t], b[t]) for t in a)
+
+
+@pytest.mark.slow
+def test_a_tiny_sweep_through_a_local_ray_instance(tmp_path):
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        cfg = SweepConfig(dataset="digits", model="mlp", noise=(0.5,), alpha=(0.0, 2.0), epochs=2, batch_size=64)
+        result = run_sweep(cfg, name="r", out=tmp_path / "ray", executor="ray", device="cpu")
+    finally:
+        ray.shutdown()
+    local = run_sweep(cfg, name="r", out=tmp_path / "local", device="cpu")
+    key = lambda j: j["key"]  # noqa: E731
+    for a, b in zip(sorted(result.jobs, key=key), sorted(local.jobs, key=key), strict=True):
+        assert len(a["history"]) == len(b["history"]) == 2
+        for ha, hb in zip(a["history"], b["history"], strict=True):
+            # Ray gives each task one thread, so float sums run in another order: the mean loss may move
+            # in its 7th digit; every error rate (counts of examples) must be identical.
+            assert ha.pop("train_loss") == pytest.approx(hb.pop("train_loss"), rel=1e-5)
+            assert ha == hb
+
+
+@pytest.mark.parametrize(
+    "argv, needles",
+    [
+        (["--noise", "1.5", "--alpha", "0"], ["--noise values must lie in [0, 1]"]),
+        (["--noise", "0.5", "--alpha", "-1"], ["--alpha values must be ≥ 0"]),
+        (["--noise", "0.5", "--alpha", "0", "--dropout", "1"], ["--dropout values must lie in [0, 1)"]),
+        (["--noise", "--alpha", "0"], ["--noise", "expected at least one argument"]),
+        (
+            ["--noise", "0.5", "--alpha", "0", "--executor", "ray", "--address", "127.0.0.1:9"],
+            ["cannot reach a Ray cluster"],
+        ),
+        (
+            ["--noise", "0.5", "--alpha", "0", "--executor", "ray", "--address", "nonsense"],
+            ["--address must look like"],
+        ),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(capsys, tmp_path, argv, needles):
+    out = tmp_path / "o"
+    started = time.monotonic()
+    code, _, err = run_cli(capsys, "sweep", "corrupt", *TINY, *argv, "--name", "b", "--out", str(out))
+    assert_one_line_error(code, err, *needles)
+    assert not out.exists() and time.monotonic() - started < 10
+
+
+def test_a_name_reused_with_other_settings(capsys, tmp_path):
+    base = ["sweep", "corrupt", *TINY, "--noise", "0.5", "--name", "n", "--out", str(tmp_path)]
+    assert run_cli(capsys, *base, "--alpha", "0")[0] == 0
+    code, _, err = run_cli(capsys, *base, "--alpha", "0", "8")
+    assert_one_line_error(code, err, "sweep 'n' already exists", "other settings")
+
+
+def test_sweep_help_has_examples(capsys):
+    code, out, _ = run_cli(capsys, "sweep", "corrupt", "--help")
+    assert code == 0 and "robust-eval sweep corrupt --dataset mnist-5k" in out
