@@ -303,12 +303,16 @@ def run_sweep(
 # --- the table and the curves ----------------------------------------------------------------------
 
 
+def _order(s: dict[str, Any]) -> tuple:
+    """The paper's row order: by noise, then ERM, ERM + dropout, mixup, mixup + dropout, by α and p."""
+    return (s["noise"], s["alpha"] > 0, s["dropout"] > 0, s["alpha"], s["dropout"])
+
+
 def table2(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows shaped like the paper's Table 2: per (noise, method), mean and std over seeds, in %."""
     rows = []
-    key = lambda s: (s["noise"], s["alpha"] > 0, s["dropout"] > 0, s["alpha"], s["dropout"])  # noqa: E731
     for (noise, method), group in itertools.groupby(
-        sorted(summaries, key=key), key=lambda s: (s["noise"], s["method"])
+        sorted(summaries, key=_order), key=lambda s: (s["noise"], s["method"])
     ):
         group = list(group)
         row: dict[str, Any] = {"noise": noise, "method": method, "seeds": len(group)}
@@ -334,7 +338,7 @@ def plot_sweep(name: str, summaries: list[dict[str, Any]], out: Path) -> Path:
     sns.set_theme(style="whitegrid", context="paper")
     noises = sorted({s["noise"] for s in summaries})
     fig, axes = plt.subplots(2, len(noises), figsize=(3.6 * len(noises), 5.4), squeeze=False, sharex=True)
-    methods = sorted({s["method"] for s in summaries})
+    methods = list(dict.fromkeys(s["method"] for s in sorted(summaries, key=_order)))
     colors = dict(zip(methods, sns.color_palette("colorblind", len(methods)), strict=False))
     for c, noise in enumerate(noises):
         for method in methods:
