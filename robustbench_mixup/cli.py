@@ -28,6 +28,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
+def _add_dataset_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dataset", default="mnist-5k", metavar="D", help=f"one of: {', '.join(DATASETS)} (default: mnist-5k)"
+    )
+    p.add_argument("--model", default="smallcnn", metavar="M", help=f"one of: {', '.join(MODELS)} (default: smallcnn)")
+
+
+def _add_where(p: argparse.ArgumentParser) -> None:
+    """Where outputs go, what computes, where data lives: the same three options on every command."""
+    p.add_argument(
+        "--out", default=".", metavar="DIR", help="output root for checkpoints/, attacks/, reports/ (default: .)"
+    )
+    p.add_argument("--device", default="auto", choices=DEVICES, help="auto = cuda when available (default: auto)")
+    p.add_argument(
+        "--data-root",
+        metavar="DIR",
+        help="where datasets live (default: $ROBUST_EVAL_DATA or ~/.cache/robust-eval/data)",
+    )
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
@@ -47,10 +67,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
             "  robust-eval train --run digits-mlp --dataset digits --model mlp --epochs 5 --resume"
         ),
     )
-    p.add_argument(
-        "--dataset", default="mnist-5k", metavar="D", help=f"one of: {', '.join(DATASETS)} (default: mnist-5k)"
-    )
-    p.add_argument("--model", default="smallcnn", metavar="M", help=f"one of: {', '.join(MODELS)} (default: smallcnn)")
+    _add_dataset_model(p)
     p.add_argument(
         "--epochs", type=int, default=15, metavar="E", help="epochs; lr /10 at 50%% and 75%% of them (default: 15)"
     )
@@ -59,20 +76,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--seed", type=int, default=0, metavar="S", help="seed of erm/mixup; surrogate uses S+1 (default: 0)"
     )
     p.add_argument("--run", metavar="NAME", help="run name (default: DATASET-MODEL-aALPHA-sSEED)")
-    p.add_argument("--out", default=".", metavar="DIR", help="output root for checkpoints/ and reports/ (default: .)")
-    p.add_argument("--device", default="auto", choices=DEVICES, help="auto = cuda when available (default: auto)")
     p.add_argument("--batch-size", type=int, default=128, metavar="B", help="(default: 128)")
     p.add_argument("--lr", type=float, default=0.1, help="initial SGD learning rate, momentum 0.9 (default: 0.1)")
     p.add_argument("--weight-decay", type=float, default=1e-4, metavar="WD", help="(default: 1e-4)")
     p.add_argument("--dropout", type=float, default=0.0, metavar="P", help="dropout p in [0, 1) (default: 0)")
     p.add_argument("--width", type=int, metavar="W", help="preact-resnet18 first-stage channels (default: 64)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same settings")
-    p.add_argument(
-        "--data-root",
-        metavar="DIR",
-        help="where datasets live (default $ROBUST_EVAL_DATA or ~/.cache/robust-eval/data)",
-    )
     p.add_argument("--download", action="store_true", help="allow fetching a missing dataset from the network")
+    _add_where(p)
     p.set_defaults(handler=_cmd_train)
 
 
@@ -122,17 +133,13 @@ def _add_attack(sub: argparse._SubParsersAction, attack: str) -> None:
         p.add_argument("--steps", type=int, default=10, help="iterations (default: 10)")
         p.add_argument("--step-size", type=float, metavar="S", help="step size (default: ε / steps)")
     p.add_argument("--run", metavar="NAME", help="the run to evaluate (default: the latest)")
-    p.add_argument(
-        "--out", default=".", metavar="DIR", help="output root holding checkpoints/ and reports/ (default: .)"
-    )
     p.add_argument("--mode", default="both", choices=("white", "black", "both"), help="(default: both)")
     p.add_argument("--source", metavar="CKPT", help="black-box source checkpoint (default: the run's surrogate)")
     p.add_argument("--n", type=int, metavar="N", help="first N test examples (default: all)")
     p.add_argument("--batch-size", type=int, default=256, metavar="B", help="(default: 256)")
-    p.add_argument("--device", default="auto", choices=DEVICES, help="(default: auto)")
     p.add_argument("--backend", default="native", metavar="B", help="native, torchattacks or foolbox (default: native)")
-    p.add_argument("--data-root", metavar="DIR", help="where datasets live (see 'robust-eval train --help')")
     p.add_argument("--json", action="store_true", help="one JSON object per model on stdout instead of the table")
+    _add_where(p)
     p.set_defaults(handler=_cmd_attack, attack=attack)
 
 
@@ -156,15 +163,13 @@ def _add_probe(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--run", metavar="NAME", help="the run to probe (default: the latest)")
-    p.add_argument("--out", default=".", metavar="DIR", help="output root (default: .)")
     p.add_argument("--pairs", type=int, default=2000, metavar="P", help="pairs of examples (default: 2000)")
     p.add_argument("--lambdas", type=int, default=21, metavar="L", help="λ grid size, linspace(0, 1, L) (default: 21)")
     p.add_argument("--same-class", default="exclude", choices=("exclude", "include"),
                    help="pairs of one class too? (default: exclude)")  # fmt: skip
     p.add_argument("--split", default="train", choices=("train", "test"), help="(default: train)")
-    p.add_argument("--device", default="auto", choices=DEVICES, help="(default: auto)")
-    p.add_argument("--data-root", metavar="DIR", help="where datasets live (see 'robust-eval train --help')")
     p.add_argument("--json", action="store_true", help="print the full curves as one JSON object")
+    _add_where(p)
     p.set_defaults(handler=_cmd_probe)
 
 
@@ -191,10 +196,7 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
             "  robust-eval sweep corrupt ... --executor ray --address 10.0.0.5:6379"
         ),
     )
-    p.add_argument(
-        "--dataset", default="mnist-5k", metavar="D", help=f"one of: {', '.join(DATASETS)} (default: mnist-5k)"
-    )
-    p.add_argument("--model", default="smallcnn", metavar="M", help=f"one of: {', '.join(MODELS)} (default: smallcnn)")
+    _add_dataset_model(p)
     p.add_argument("--noise", type=float, nargs="+", required=True, metavar="F", help="fractions of corrupted labels")
     p.add_argument("--alpha", type=float, nargs="+", required=True, metavar="A", help="mixup α values; 0 = ERM")
     p.add_argument("--dropout", type=float, nargs="+", default=[0.0], metavar="P", help="dropout p values (default: 0)")
@@ -207,9 +209,7 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--executor", default="local", choices=("local", "ray"), help="(default: local)")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="local worker processes (default: 1)")
     p.add_argument("--address", metavar="HOST:PORT", help="Ray cluster address, with --executor ray")
-    p.add_argument("--out", default=".", metavar="DIR", help="output root (default: .)")
-    p.add_argument("--device", default="auto", choices=DEVICES, help="(default: auto)")
-    p.add_argument("--data-root", metavar="DIR", help="where datasets live (see 'robust-eval train --help')")
+    _add_where(p)
     p.set_defaults(handler=_cmd_sweep_corrupt)
 
 
