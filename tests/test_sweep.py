@@ -116,6 +116,25 @@ def test_kill_9_then_rerun_trains_no_finished_job_twice_and_equals_uninterrupted
         assert all(torch.equal(a[t], b[t]) for t in a)
 
 
+def _same_results(a_jobs, b_jobs):
+    key = lambda j: j["key"]  # noqa: E731
+    for a, b in zip(sorted(a_jobs, key=key), sorted(b_jobs, key=key), strict=True):
+        assert len(a["history"]) == len(b["history"]) > 0
+        for ha, hb in zip(a["history"], b["history"], strict=True):
+            # Workers get a share of the cores (Ray: one thread each), so float sums run in another
+            # order: the mean loss may move in its 7th digit; every error rate (a count) must not.
+            assert ha.pop("train_loss") == pytest.approx(hb.pop("train_loss"), rel=1e-5)
+            assert ha == hb
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_results_of_one_process(tmp_path):
+    cfg = SweepConfig(dataset="digits", model="mlp", noise=(0.5,), alpha=(0.0, 2.0), epochs=2, batch_size=64)
+    parallel = run_sweep(cfg, name="p", out=tmp_path / "p", jobs=2, device="cpu")
+    serial = run_sweep(cfg, name="p", out=tmp_path / "s", jobs=1, device="cpu")
+    _same_results(parallel.jobs, serial.jobs)
+
+
 @pytest.mark.slow
 def test_a_tiny_sweep_through_a_local_ray_instance(tmp_path):
     ray = pytest.importorskip("ray")
@@ -126,14 +145,7 @@ def test_a_tiny_sweep_through_a_local_ray_instance(tmp_path):
     finally:
         ray.shutdown()
     local = run_sweep(cfg, name="r", out=tmp_path / "local", device="cpu")
-    key = lambda j: j["key"]  # noqa: E731
-    for a, b in zip(sorted(result.jobs, key=key), sorted(local.jobs, key=key), strict=True):
-        assert len(a["history"]) == len(b["history"]) == 2
-        for ha, hb in zip(a["history"], b["history"], strict=True):
-            # Ray gives each task one thread, so float sums run in another order: the mean loss may move
-            # in its 7th digit; every error rate (counts of examples) must be identical.
-            assert ha.pop("train_loss") == pytest.approx(hb.pop("train_loss"), rel=1e-5)
-            assert ha == hb
+    _same_results(result.jobs, local.jobs)
 
 
 @pytest.mark.parametrize(
