@@ -213,6 +213,24 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_sweep_corrupt)
 
 
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report",
+        help="the HTML report of a run",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Write OUT/reports/RUN/index.html: one self-contained file (figures inline, nothing fetched) built\n"
+            "from the results database and the run's files alone. It shows the summary, the paper's claims\n"
+            "with this run's verdicts, training curves, robust accuracy, the probe, the memorization sweep\n"
+            "named like the run, and provenance. A stage not run yet is named with the command that fills it."
+        ),
+        epilog="examples:\n  robust-eval report\n  robust-eval report --run mnist-5k-smallcnn-a1-s0 --out runs/",
+    )
+    p.add_argument("--run", metavar="NAME", help="the run to report (default: the latest)")
+    p.add_argument("--out", default=".", metavar="DIR", help="output root (default: .)")
+    p.set_defaults(handler=_cmd_report)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
@@ -230,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_attack(sub, "ifgsm")
     _add_probe(sub)
     _add_sweep(sub)
+    _add_report(sub)
     return parser
 
 
@@ -402,6 +421,13 @@ def _cmd_sweep_corrupt(args: argparse.Namespace, argv: Sequence[str]) -> int:
     print("train corrupted: error on the corrupted examples against their corrupted labels (near 0 = memorized)")
     if result.figure is not None:
         print(f"curves: {result.figure}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from .report import build
+
+    print(build(out=args.out, run=args.run))
     return 0
 
 

@@ -330,6 +330,14 @@ class ResultsDB:
             job["history"] = [dict(r) for r in rows]
         return jobs
 
+    def attack_flags(self, run: str) -> list[dict[str, Any]]:
+        rows = self.conn.execute("SELECT * FROM attack_flags WHERE run=? ORDER BY attack, model, mode, eps", (run,))
+        return [dict(r) for r in rows.fetchall()]
+
+    def probe_rows(self, run: str) -> list[dict[str, Any]]:
+        rows = self.conn.execute("SELECT * FROM probe_results WHERE run=? ORDER BY model, lam", (run,))
+        return [dict(r) for r in rows.fetchall()]
+
     def epochs(self, run: str) -> list[dict[str, Any]]:
         rows = self.conn.execute("SELECT * FROM epochs WHERE run=? ORDER BY model, epoch", (run,)).fetchall()
         return [dict(r) for r in rows]

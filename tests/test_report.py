@@ -1,0 +1,82 @@
+import re
+
+import pytest
+
+from robustbench_mixup.evaluation import AttackSpec, evaluate_run
+from robustbench_mixup.probing import ProbeSpec, probe_run
+from robustbench_mixup.report import build
+from robustbench_mixup.sweep import SweepConfig, run_sweep
+from robustbench_mixup.train import TrainConfig, train_run
+from tests.conftest import assert_one_line_error, run_cli
+
+HOSTILE = "<script>alert('x')</script>"
+CFG = TrainConfig(dataset="digits", model="mlp", epochs=2, batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    """A digits run with every stage done, and a hostile string in its recorded command line."""
+    out = tmp_path_factory.mktemp("report")
+    train_run(CFG, run="r", out=out, device="cpu", argv=["robust-eval", "train", "--data-root", HOSTILE])
+    for attack in ("fgsm", "ifgsm"):
+        evaluate_run(AttackSpec(attack=attack, eps=(0.0, 0.05, 0.1), steps=3), out=out, run="r", device="cpu")
+    probe_run(ProbeSpec(pairs=200, lambdas=5, resamples=200), out=out, run="r", device="cpu")
+    sweep = SweepConfig(dataset="digits", model="mlp", noise=(0.5,), alpha=(0.0, 4.0), epochs=2, batch_size=64)
+    run_sweep(sweep, name="r", out=out, device="cpu")
+    return out, build(out=out, run="r").read_text()
+
+
+def test_every_section_is_there_with_its_figure_inline(full):
+    _, html = full
+    for section in ("summary", "sanity", "claims", "training", "robustness", "probe", "memorization", "provenance"):
+        assert f'id="{section}"' in html
+    for fig in ("fig-training", "fig-robustness", "fig-probe", "fig-sweep"):
+        assert re.search(rf'id="{fig}" alt="[^"]+" src="data:image/png;base64,', html), fig
+    assert "Not run yet" not in html and "not measured" not in html
+
+
+def test_the_report_is_self_contained(full):
+    _, html = full
+    assert re.findall(r'(?:src|href)\s*=\s*"(?!data:|#)[^"]*"', html) == []  # nothing fetched from anywhere
+    assert "<script" not in html.lower().replace("&lt;script", "")
+
+
+def test_claims_table_has_one_row_per_claim_with_a_verdict(full):
+    _, html = full
+    table = html[html.index('<table id="claims-table">') :]
+    table = table[: table.index("</table>")]
+    rows = re.findall(r"<tr>.*?</tr>", table, re.S)[1:]
+    assert len(rows) == 7
+    verdicts = re.findall(r'class="v-[a-z]+">([a-z ]+)<', table)
+    assert len(verdicts) == 7 and set(verdicts) <= {"reproduced", "not reproduced", "inconclusive"}
+    assert "Rule: A claim that mixup lowers" in html
+
+
+def test_user_strings_are_escaped(full):
+    _, html = full
+    assert HOSTILE not in html
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html
+
+
+def test_a_run_with_missing_stages_says_what_fills_them(tmp_path, capsys):
+    train_run(CFG, run="bare", out=tmp_path, device="cpu")
+    code, stdout, err = run_cli(capsys, "report", "--out", str(tmp_path))
+    assert code == 0, err
+    html = (tmp_path / "reports" / "bare" / "index.html").read_text()
+    assert stdout.strip().endswith("reports/bare/index.html")
+    assert html.count("Not run yet") == 3
+    for command in (
+        "robust-eval fgsm --eps",
+        "robust-eval probe --run bare",
+        "robust-eval sweep corrupt --dataset digits",
+    ):
+        assert command in html
+    assert html.count("not measured") == 6  # every claim but clean accuracy needs a later stage
+
+
+def test_report_bad_input(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "report", "--out", str(tmp_path))
+    assert_one_line_error(code, err, "no trained run", "robust-eval train")
+    train_run(CFG, run="x", out=tmp_path, device="cpu")
+    code, _, err = run_cli(capsys, "report", "--run", "nope", "--out", str(tmp_path))
+    assert_one_line_error(code, err, "unknown run 'nope'")
