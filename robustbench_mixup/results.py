@@ -183,12 +183,25 @@ class ResultsDB:
                 (name, kind, now, now, seed, dataset, json.dumps(config, sort_keys=True), json.dumps(environment)),
             )
 
-    def finish_run(self, name: str, *, timings: dict[str, float]) -> None:
+    def finish_run(self, name: str, *, timings: dict[str, float] | None = None) -> None:
+        """Mark the run done, adding `timings` (seconds per stage) to those already recorded."""
         with self.transaction() as c:
+            row = c.execute("SELECT timings FROM runs WHERE name=?", (name,)).fetchone()
+            merged = json.loads(row[0]) if row else {}
+            for stage, seconds in (timings or {}).items():
+                merged[stage] = merged.get(stage, 0.0) + seconds
             c.execute(
                 "UPDATE runs SET status='done', updated=?, timings=? WHERE name=?",
-                (_now(), json.dumps(timings, sort_keys=True), name),
+                (_now(), json.dumps(merged, sort_keys=True), name),
             )
+
+    def add_timing(self, name: str, stage: str, seconds: float) -> None:
+        """Add `seconds` to the run's time for `stage` (stages resumed several times add up)."""
+        with self.transaction() as c:
+            row = c.execute("SELECT timings FROM runs WHERE name=?", (name,)).fetchone()
+            timings = json.loads(row[0]) if row else {}
+            timings[stage] = timings.get(stage, 0.0) + seconds
+            c.execute("UPDATE runs SET timings=? WHERE name=?", (json.dumps(timings, sort_keys=True), name))
 
     def get_run(self, name: str) -> dict[str, Any] | None:
         row = self.conn.execute("SELECT * FROM runs WHERE name=?", (name,)).fetchone()

@@ -346,8 +346,7 @@ def train_run(
                 if on_epoch is not None:
                     on_epoch(m.name, epoch + 1, metrics)
         seconds = time.perf_counter() - started
-        previous_timings = (db.get_run(run) or {}).get("timings", {})
-        db.finish_run(run, timings={"train": previous_timings.get("train", 0.0) + seconds})
+        db.finish_run(run, timings={"train": seconds})  # added to earlier calls' (a killed call records none)
         for m in state:
             if m.name not in final:  # finished before this call (a resume of a done run)
                 final[m.name] = _last_metrics(db, run, m.name)

@@ -1,4 +1,5 @@
 import re
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +81,80 @@ def test_report_bad_input(capsys, tmp_path):
     train_run(CFG, run="x", out=tmp_path, device="cpu")
     code, _, err = run_cli(capsys, "report", "--run", "nope", "--out", str(tmp_path))
     assert_one_line_error(code, err, "unknown run 'nope'")
+
+
+def test_the_report_renders_in_headless_chromium(full, tmp_path):
+    """No console error, no network request, no script run; the claims table and every figure visible."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists() or __import__("importlib").util.find_spec("playwright") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have Debian's chromium and playwright (.ci/run installs them)")
+        pytest.skip("needs Debian's chromium and the playwright package")
+    from playwright.sync_api import sync_playwright
+
+    out, _ = full
+    url = (out / "reports" / "r" / "index.html").resolve().as_uri()
+    errors, requests, dialogs = [], [], []
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=flags)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: requests.append(r.url))
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(url)
+        page.wait_for_load_state("load")
+        assert page.locator("#claims-table").is_visible()
+        assert page.locator("#claims-table tr").count() == 8
+        for fig in ("fig-training", "fig-robustness", "fig-probe", "fig-sweep"):
+            img = page.locator(f"#{fig}")
+            img.scroll_into_view_if_needed()
+            assert img.is_visible() and img.evaluate("e => e.complete && e.naturalWidth > 100"), fig
+        assert HOSTILE in page.locator("#provenance-table").inner_text()  # shown as text, not run
+        shot = tmp_path / "report.png"
+        page.set_viewport_size({"width": 1200, "height": 1400})
+        page.goto(url)
+        page.screenshot(path=str(shot))
+        browser.close()
+    assert errors == [] and dialogs == []
+    assert [u for u in requests if not u.startswith(("file:", "data:"))] == []
+    assert shot.stat().st_size > 20_000
+    if os.environ.get("ROBUST_EVAL_SCREENSHOT"):  # refresh the README's picture: docs/report.png
+        shutil.copy(shot, Path(__file__).resolve().parents[1] / "docs" / "report.png")
+
+
+def test_comparison_report_side_by_side_with_seed_means(tmp_path, capsys):
+    for seed in (0, 1):
+        cfg = TrainConfig(dataset="digits", model="mlp", epochs=2, batch_size=64, seed=seed)
+        train_run(cfg, run=f"s{seed}", out=tmp_path, device="cpu")
+    evaluate_run(AttackSpec(attack="fgsm", eps=(0.0, 0.1)), out=tmp_path, run="s0", device="cpu")
+    code, stdout, err = run_cli(capsys, "report", "--compare", "s0", "s1", "--out", str(tmp_path))
+    assert code == 0, err
+    path = stdout.strip()
+    assert path.endswith("compare-s0-vs-s1/index.html")
+    html = Path(path).read_text()
+    assert 'id="seed-groups"' in html and "s0, s1" in html  # the two seeds of one setting: mean ± std
+    assert re.search(r"\d+\.\d\d ± \d+\.\d\d", html[html.index('id="seed-groups"') :])
+    assert 'id="fig-overlay"' in html and 'id="dataset-warning"' not in html
+    assert html.count("not measured") >= 6  # s1 has no attacks yet
+
+
+def test_comparing_runs_on_different_datasets_warns(tmp_path, capsys):
+    train_run(CFG, run="a", out=tmp_path, device="cpu")
+    train_run(TrainConfig(dataset="mnist-5k", model="mlp", epochs=1), run="b", out=tmp_path, device="cpu")
+    code, stdout, err = run_cli(capsys, "report", "--compare", "a", "b", "--out", str(tmp_path))
+    assert code == 0, err
+    assert 'id="dataset-warning"' in Path(stdout.strip()).read_text()
+
+
+def test_compare_needs_two_runs(tmp_path, capsys):
+    train_run(CFG, run="a", out=tmp_path, device="cpu")
+    code, _, err = run_cli(capsys, "report", "--compare", "a", "--out", str(tmp_path))
+    assert_one_line_error(code, err, "--compare needs at least two different runs")
+    code, _, err = run_cli(capsys, "report", "--compare", "a", "zzz", "--out", str(tmp_path))
+    assert_one_line_error(code, err, "unknown run 'zzz'")

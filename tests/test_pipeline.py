@@ -1,0 +1,74 @@
+import pytest
+
+from robustbench_mixup import pipeline
+from robustbench_mixup.presets import PRESETS, Preset
+from robustbench_mixup.results import ResultsDB, database_path
+from tests.conftest import assert_one_line_error, run_cli
+
+TINY = Preset(
+    name="tiny", dataset="digits", model="mlp", epochs=2, alpha=1.0, fgsm_eps=(0.0, 0.05, 0.1), ifgsm_eps=(0.05,),
+    ifgsm_steps=3, probe_pairs=100, probe_lambdas=5, sweep_noise=(0.5,), sweep_alpha=(0.0, 4.0), sweep_epochs=2,
+)  # fmt: skip
+
+
+def test_run_does_every_stage_then_skips_them_all(tmp_path, capsys):
+    path = pipeline.run_pipeline(TINY, out=tmp_path, device="cpu")
+    assert path == tmp_path / "reports" / "tiny" / "index.html" and path.is_file()
+    html = path.read_text()
+    assert "Not run yet" not in html and "not measured" not in html
+    with ResultsDB(database_path(tmp_path)) as db:
+        timings = db.get_run("tiny")["timings"]
+    assert set(timings) == {"train", "fgsm", "ifgsm", "probe", "sweep", "report"}
+    capsys.readouterr()
+    pipeline.run_pipeline(TINY, out=tmp_path, device="cpu")
+    err = capsys.readouterr().err
+    assert err.count("done before, skipped") == 5  # all but the report, which is always rebuilt
+
+
+def test_an_interrupted_stage_resumes_and_finished_ones_are_skipped(tmp_path, capsys, monkeypatch):
+    real = pipeline.probe_run
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "probe_run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run_pipeline(TINY, out=tmp_path, device="cpu")
+    monkeypatch.setattr(pipeline, "probe_run", real)
+    capsys.readouterr()
+    pipeline.run_pipeline(TINY, out=tmp_path, device="cpu")
+    err = capsys.readouterr().err
+    for stage in ("train", "fgsm", "ifgsm"):
+        assert f"{stage}: done before, skipped" in err
+    assert "[4/6] probe ..." in err and "[5/6] sweep ..." in err
+
+
+def test_presets_are_valid_and_the_quick_one_is_the_default(capsys):
+    from robustbench_mixup.train import TrainConfig
+
+    for p in PRESETS.values():
+        TrainConfig(dataset=p.dataset, model=p.model, epochs=p.epochs, alpha=p.alpha).validate()
+        assert p.fgsm_eps[0] == 0.0 and max(p.fgsm_eps) <= 1
+    assert 4 / 255 in PRESETS["paper"].fgsm_eps and 8 / 255 in PRESETS["paper"].fgsm_eps
+    code, out, _ = run_cli(capsys, "run", "--help")
+    assert code == 0 and "(default: quick)" in out and "robust-eval run --preset paper" in out
+
+
+@pytest.mark.parametrize(
+    "argv, needles",
+    [
+        (["--preset", "huge"], ["--preset", "invalid choice"]),
+        (["--run", "../x"], ["invalid run name"]),
+    ],
+)
+def test_run_bad_input(capsys, tmp_path, argv, needles):
+    code, _, err = run_cli(capsys, "run", *argv, "--out", str(tmp_path / "o"))
+    assert_one_line_error(code, err, *needles)
+    assert not (tmp_path / "o").exists()
+
+
+def test_run_into_an_unwritable_out(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, _, err = run_cli(capsys, "run", "--out", str(blocker / "sub"), "--device", "cpu")
+    assert_one_line_error(code, err, "is not a writable directory")
