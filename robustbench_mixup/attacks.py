@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -190,10 +190,12 @@ def evaluate_attack(
     bounds: tuple[float, float] = (0.0, 1.0),
     keep_adversarial: bool = False,
     precomputed: Sequence[torch.Tensor] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> AttackCounts:
     """Craft adversarial examples on `source` for every ε and count top-1/top-5 hits of each target.
 
-    `precomputed` (one tensor per ε, e.g. a saved set) skips the crafting. Batches of `batch_size`
+    `precomputed` (one tensor per ε, e.g. a saved set) skips the crafting. `progress(k)` is called
+    after each batch of k images (a progress bar's update). Batches of `batch_size`
     images move to the source's device; counts accumulate there and sync once at the end.
     """
     if attack not in ATTACKS:
@@ -225,6 +227,8 @@ def evaluate_attack(
             if keep_adversarial:
                 for i, x_adv, _ in crafted:
                     kept[i].append(x_adv.cpu())
+            if progress is not None:
+                progress(len(y))
     return AttackCounts(
         eps,
         len(labels),

@@ -18,6 +18,7 @@ import hashlib
 import itertools
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,11 +186,14 @@ def _load_set(path: Path, n: int) -> torch.Tensor | None:
 
 
 def _score(
-    models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, sets: list[torch.Tensor], batch: int
-) -> AttackCounts:
+    models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, sets: list[torch.Tensor], batch: int,
+    progress: Callable[[int], None] | None = None,
+) -> AttackCounts:  # fmt: skip
     """Count hits of every model on ready-made inputs (one tensor per entry of `sets`)."""
     anyone = next(iter(models.values()))
-    return evaluate_attack(anyone, models, x, y, [0.0] * len(sets), batch_size=batch, precomputed=sets)
+    return evaluate_attack(
+        anyone, models, x, y, [0.0] * len(sets), batch_size=batch, precomputed=sets, progress=progress
+    )
 
 
 def evaluate_models(
@@ -199,6 +203,7 @@ def evaluate_models(
     spec: AttackSpec,
     *,
     black_sets: list[torch.Tensor] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[dict[str, dict[str, float]], list[Row]]:
     """Clean accuracy and robust-accuracy rows of `models` on (images, labels).
 
@@ -207,7 +212,7 @@ def evaluate_models(
     """
     n = len(labels)
     eps = list(spec.eps)
-    clean_counts = _score(models, images, labels, [images], spec.batch_size)
+    clean_counts = _score(models, images, labels, [images], spec.batch_size, progress)
     clean = {m: {"top1": clean_counts.top1[m][0] / n, "top5": clean_counts.top5[m][0] / n, "n": n} for m in models}
     rows: list[Row] = []
     if spec.mode in ("white", "both"):
@@ -215,20 +220,22 @@ def evaluate_models(
             if spec.backend == "native":
                 c = evaluate_attack(
                     model, {name: model}, images, labels, eps, attack=spec.attack, steps=spec.steps,
-                    step_size=spec.step_size, batch_size=spec.batch_size,
+                    step_size=spec.step_size, batch_size=spec.batch_size, progress=progress,
                 )  # fmt: skip
             else:
-                c = _score({name: model}, images, labels, craft_sets(spec, model, images, labels), spec.batch_size)
+                adv = craft_sets(spec, model, images, labels, progress=progress)
+                c = _score({name: model}, images, labels, adv, spec.batch_size, progress)
             rows += [_row(name, "white", e, n, c.top1[name][i], c.top5[name][i]) for i, e in enumerate(eps)]
     if black_sets is not None:
-        c = _score(models, images, labels, black_sets, spec.batch_size)
+        c = _score(models, images, labels, black_sets, spec.batch_size, progress)
         rows += [_row(m, "black", e, n, c.top1[m][i], c.top5[m][i]) for m in models for i, e in enumerate(eps)]
     return clean, rows
 
 
 def craft_sets(
-    spec: AttackSpec, source: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: list[float] | None = None
-) -> list[torch.Tensor]:
+    spec: AttackSpec, source: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: list[float] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[torch.Tensor]:  # fmt: skip
     """Adversarial examples crafted on `source` by `spec.backend`, one tensor per ε (default: spec.eps)."""
     eps = list(spec.eps) if eps is None else eps
     if spec.backend != "native":
@@ -238,14 +245,14 @@ def craft_sets(
         )  # fmt: skip
     counts = evaluate_attack(
         source, {}, images, labels, eps, attack=spec.attack, steps=spec.steps, step_size=spec.step_size,
-        batch_size=spec.batch_size, keep_adversarial=True,
+        batch_size=spec.batch_size, keep_adversarial=True, progress=progress,
     )  # fmt: skip
     return counts.adversarial or []
 
 
 def _transfer_sets(
     spec: AttackSpec, out: Path, run: str, src_model: nn.Module, src_meta: dict, source_label: str,
-    x: torch.Tensor, y: torch.Tensor, cfg: dict,
+    x: torch.Tensor, y: torch.Tensor, cfg: dict, progress: Callable[[int], None] | None = None,
 ) -> list[torch.Tensor]:  # fmt: skip
     """The black-box sets for every ε: loaded from attacks/RUN/ when crafted before, else crafted and saved."""
     n = len(y)
@@ -254,7 +261,7 @@ def _transfer_sets(
     missing = [i for i, s in enumerate(sets) if s is None]
     if missing:
         remove_stale_temporaries(paths[0].parent)
-        crafted = craft_sets(spec, src_model, x, y, [spec.eps[i] for i in missing])
+        crafted = craft_sets(spec, src_model, x, y, [spec.eps[i] for i in missing], progress=progress)
         for i, adv in zip(missing, crafted, strict=True):
             sets[i] = adv
             meta = {
@@ -276,6 +283,7 @@ def evaluate_run(
     source: str | Path | None = None,
     device: str = "auto",
     data_root: str | Path | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> Evaluation:
     """Evaluate `run` (default: the latest) under `out` with `spec`; results go to the database.
 
@@ -301,8 +309,8 @@ def evaluate_run(
 
         black = None
         if src_model is not None:
-            black = _transfer_sets(spec, out, run, src_model, src_meta, source_label, x, y, cfg)
-        clean, rows = evaluate_models(models, x, y, spec, black_sets=black)
+            black = _transfer_sets(spec, out, run, src_model, src_meta, source_label, x, y, cfg, progress)
+        clean, rows = evaluate_models(models, x, y, spec, black_sets=black, progress=progress)
         other = "ifgsm" if spec.attack == "fgsm" else "fgsm"
         others = db.attack_rows(run, attack=other, backend=spec.backend, n=n, mode="white")
         other_rows = [

@@ -13,6 +13,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tqdm import tqdm
+
+from .data import load_dataset
 from .evaluation import AttackSpec, evaluate_run
 from .fsutil import check_name, ensure_writable_dir
 from .presets import Preset
@@ -24,6 +27,11 @@ from .sweep import SweepConfig, run_sweep
 from .train import MEMBERS, TrainConfig, resolve_device, train_run
 
 STAGES = ("train", "fgsm", "ifgsm", "probe", "sweep", "report")
+
+
+def _bar(desc: str, unit: str) -> tqdm:
+    """A live count with its rate (the stage's own units), on a terminal only."""
+    return tqdm(desc=f"  {desc}", unit=f" {unit}", unit_scale=True, disable=not sys.stderr.isatty(), leave=False)
 
 
 def _say(message: str) -> None:
@@ -44,6 +52,7 @@ def run_pipeline(
     out, run = Path(out), check_name(run or p.name)
     cfg = TrainConfig(dataset=p.dataset, model=p.model, epochs=p.epochs, alpha=p.alpha).validate()
     resolve_device(device)
+    load_dataset(p.dataset, root=data_root, download=download)  # a missing dataset: one line, nothing written
     ensure_writable_dir(out)  # before the first stage says anything
 
     def stage(i: int, name: str, done: Callable[[], bool], work: Callable[[], object]) -> None:
@@ -82,7 +91,12 @@ def run_pipeline(
 
     def attack(name: str, eps: tuple[float, ...]) -> Callable[[], object]:
         spec = AttackSpec(attack=name, eps=eps, steps=p.ifgsm_steps, n=p.attack_n)
-        return lambda: evaluate_run(spec, out=out, run=run, device=device, data_root=data_root)
+
+        def work() -> None:
+            with _bar(name, "images") as bar:
+                evaluate_run(spec, out=out, run=run, device=device, data_root=data_root, progress=bar.update)
+
+        return work
 
     probe_spec = ProbeSpec(pairs=p.probe_pairs, lambdas=p.probe_lambdas)
 
@@ -110,7 +124,12 @@ def run_pipeline(
     stage(1, "train", trained, train)
     stage(2, "fgsm", attacked("fgsm", p.fgsm_eps), attack("fgsm", p.fgsm_eps))
     stage(3, "ifgsm", attacked("ifgsm", p.ifgsm_eps), attack("ifgsm", p.ifgsm_eps))
-    stage(4, "probe", probed, lambda: probe_run(probe_spec, out=out, run=run, device=device, data_root=data_root))
+
+    def probe() -> None:
+        with _bar("probe", "pairs") as bar:
+            probe_run(probe_spec, out=out, run=run, device=device, data_root=data_root, progress=bar.update)
+
+    stage(4, "probe", probed, probe)
     stage(5, "sweep", swept, sweep)
     path: list[Path] = []
     stage(6, "report", lambda: False, lambda: path.append(build(out=out, run=run)))

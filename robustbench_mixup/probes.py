@@ -15,6 +15,7 @@ pairs from a seed, so every model of a run is probed at the same points.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +53,7 @@ def probe_points(
     lambdas: torch.Tensor,
     *,
     gradients: bool = True,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per pair and λ: (miss, bool (L, P)) and, if `gradients`, (norm, float (L, P)), on the CPU."""
     _check_pairs(x_i, y_i, x_j, y_j, lambdas)
@@ -81,6 +83,8 @@ def probe_points(
                     loss = -(target.flatten(0, 1) * F.log_softmax(logits, dim=1)).sum()
                     (grad,) = torch.autograd.grad(loss, x)
                     norms.append(grad.flatten(1).norm(dim=1).view(n_lam, -1).cpu())
+            if progress is not None:
+                progress(len(yi))
     miss = torch.cat(misses, dim=1)
     return miss, (torch.cat(norms, dim=1) if gradients else None)
 

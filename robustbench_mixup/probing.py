@@ -8,6 +8,7 @@ percentile-bootstrap interval over pairs (seeded), stores them, and draws the tw
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,7 @@ def probe_run(
     run: str | None = None,
     device: str = "auto",
     data_root: str | Path | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> ProbeResult:
     """Probe `run` (default: the latest) under `out`; rows go to the database, the figure to reports/RUN/."""
     spec.validate()
@@ -89,7 +91,7 @@ def probe_run(
     lam = lambda_grid(spec.lambdas)
     curves: dict[str, dict[str, list[float]]] = {}
     for name, model in models.items():
-        miss, norms = probe_points(model, images[i], labels[i], images[j], labels[j], lam)
+        miss, norms = probe_points(model, images[i], labels[i], images[j], labels[j], lam, progress=progress)
         assert norms is not None
         hits = miss.sum(dim=1).tolist()
         wilson = [wilson_interval(int(h), spec.pairs) for h in hits]

@@ -258,3 +258,12 @@ def test_attacks_on_cuda_keep_the_invariants_and_agree_with_cpu(trained):
     on_cpu = robust_accuracy(model, x, y, eps)
     on_gpu = robust_accuracy(cuda_model, xc, yc, eps)
     assert on_gpu.device.type == "cpu" and (on_gpu - on_cpu).abs().max() <= 0.01  # TF32 may flip a few signs
+
+
+def test_progress_is_reported_per_batch():
+    from robustbench_mixup.attacks import evaluate_attack
+
+    model, (x, y) = _models()["mlp"], _data(100)
+    seen = []
+    evaluate_attack(model, {"m": model}, x, y, [0.0, 0.1], batch_size=30, progress=seen.append)
+    assert seen == [30, 30, 30, 10]

@@ -72,3 +72,12 @@ def test_run_into_an_unwritable_out(capsys, tmp_path):
     blocker.write_text("x")
     code, _, err = run_cli(capsys, "run", "--out", str(blocker / "sub"), "--device", "cpu")
     assert_one_line_error(code, err, "is not a writable directory")
+
+
+def test_run_with_a_missing_dataset_is_one_line(capsys, tmp_path):
+    code, _, err = run_cli(
+        capsys, "run", "--preset", "paper", "--out", str(tmp_path / "o"), "--data-root", str(tmp_path / "none"),
+        "--device", "cpu",
+    )  # fmt: skip
+    assert_one_line_error(code, err, "dataset 'cifar10' not found", "--download")
+    assert not (tmp_path / "o").exists()

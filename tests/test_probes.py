@@ -177,3 +177,10 @@ def test_bad_input_is_one_line_exit_2(capsys, out, argv, needles):
 def test_probe_help_has_examples(capsys):
     code, stdout, _ = run_cli(capsys, "probe", "--help")
     assert code == 0 and "robust-eval probe --run" in stdout
+
+
+def test_progress_counts_every_pair_once_per_model(monkeypatch):
+    monkeypatch.setattr(probes, "MAX_POINTS", {"cpu": 11 * 64})
+    seen = []
+    probes.probe_points(nn.Sequential(nn.Flatten(), nn.Linear(16, 10)), *_pairs(), LAM, progress=seen.append)
+    assert sum(seen) == 300 and max(seen) == 64
