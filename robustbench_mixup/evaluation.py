@@ -36,10 +36,10 @@ from .fsutil import atomic_path, remove_stale_temporaries
 from .results import ResultsDB, database_path
 from .runs import load_members, resolve_run
 from .stats import wilson_interval
-from .train import resolve_device, run_dir
+from .train import PAIR, resolve_device, run_dir
 
 MODES = ("white", "black", "both")
-TARGETS = ("erm", "mixup")
+TARGETS = PAIR
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from .progress import EpochProgress
 from .report import build
 from .results import ResultsDB, database_path
 from .sweep import SweepConfig, run_sweep
-from .train import MEMBERS, TrainConfig, resolve_device, train_run
+from .train import MEMBERS, PAIR, TrainConfig, resolve_device, train_run
 
 STAGES = ("train", "fgsm", "ifgsm", "probe", "sweep", "report")
 
@@ -85,7 +85,7 @@ def run_pipeline(
             with ResultsDB(database_path(out)) as db:
                 rows = db.attack_rows(run, attack=attack, backend="native")
             have = {(r["model"], r["mode"], r["eps"]) for r in rows}
-            return all((m, mode, e) in have for m in ("erm", "mixup") for mode in ("white", "black") for e in eps)
+            return all((m, mode, e) in have for m in PAIR for mode in ("white", "black") for e in eps)
 
         return check
 

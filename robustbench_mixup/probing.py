@@ -21,9 +21,9 @@ from .probes import bootstrap_mean_interval, count_pairs, lambda_grid, probe_poi
 from .results import ResultsDB, database_path
 from .runs import load_members, resolve_run
 from .stats import wilson_interval
-from .train import resolve_device
+from .train import PAIR, resolve_device
 
-MODELS = ("erm", "mixup")
+MODELS = PAIR
 
 
 @dataclass(frozen=True)

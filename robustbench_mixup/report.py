@@ -18,7 +18,7 @@ from .claims import RULE, assess
 from .fsutil import atomic_write_text
 from .results import ResultsDB, database_path
 from .runs import resolve_run
-from .train import run_dir
+from .train import PAIR, run_dir
 
 STAGE_COMMANDS = {
     "attacks": "robust-eval fgsm --eps 0 0.01 0.03 0.1 --run {run}  and  robust-eval ifgsm --eps 0.03 0.1 --run {run}",
@@ -77,7 +77,7 @@ def robustness_figure(rows: list[dict[str, Any]]) -> str:
     ]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3), squeeze=False)
     for ax, (attack, mode) in zip(axes[0], panels, strict=True):
-        for model in ("erm", "mixup"):
+        for model in PAIR:
             key = (attack, mode, model, "native")
             sel = sorted(
                 (r for r in rows if (r["attack"], r["mode"], r["model"], r["backend"]) == key), key=lambda r: r["eps"]

@@ -186,22 +186,21 @@ class ResultsDB:
     def finish_run(self, name: str, *, timings: dict[str, float] | None = None) -> None:
         """Mark the run done, adding `timings` (seconds per stage) to those already recorded."""
         with self.transaction() as c:
-            row = c.execute("SELECT timings FROM runs WHERE name=?", (name,)).fetchone()
-            merged = json.loads(row[0]) if row else {}
-            for stage, seconds in (timings or {}).items():
-                merged[stage] = merged.get(stage, 0.0) + seconds
-            c.execute(
-                "UPDATE runs SET status='done', updated=?, timings=? WHERE name=?",
-                (_now(), json.dumps(merged, sort_keys=True), name),
-            )
+            self._add_timings(c, name, timings or {})
+            c.execute("UPDATE runs SET status='done', updated=? WHERE name=?", (_now(), name))
 
     def add_timing(self, name: str, stage: str, seconds: float) -> None:
         """Add `seconds` to the run's time for `stage` (stages resumed several times add up)."""
         with self.transaction() as c:
-            row = c.execute("SELECT timings FROM runs WHERE name=?", (name,)).fetchone()
-            timings = json.loads(row[0]) if row else {}
-            timings[stage] = timings.get(stage, 0.0) + seconds
-            c.execute("UPDATE runs SET timings=? WHERE name=?", (json.dumps(timings, sort_keys=True), name))
+            self._add_timings(c, name, {stage: seconds})
+
+    @staticmethod
+    def _add_timings(c: sqlite3.Connection, name: str, timings: dict[str, float]) -> None:
+        row = c.execute("SELECT timings FROM runs WHERE name=?", (name,)).fetchone()
+        merged = json.loads(row[0]) if row else {}
+        for stage, seconds in timings.items():
+            merged[stage] = merged.get(stage, 0.0) + seconds
+        c.execute("UPDATE runs SET timings=? WHERE name=?", (json.dumps(merged, sort_keys=True), name))
 
     def get_run(self, name: str) -> dict[str, Any] | None:
         row = self.conn.execute("SELECT * FROM runs WHERE name=?", (name,)).fetchone()

@@ -43,6 +43,7 @@ from .models import MODELS, model_for_dataset
 from .results import ResultsDB, database_path, environment
 
 MEMBERS = ("erm", "mixup", "surrogate")
+PAIR = ("erm", "mixup")  # the two models every stage after training compares
 
 
 @dataclass(frozen=True)
