@@ -1,0 +1,107 @@
+"""The two model/data setups every benchmark runs on, built once per process.
+
+- `smallcnn/mnist-5k`: the bundled MNIST subset and the small CNN (the laptop quick start).
+- `preact-resnet18-w16/cifar-shaped`: 3×32×32 synthetic images (a smooth class template plus noise,
+  so a model learns them in one epoch and the attacks have something to break), preact-resnet18 at
+  width 16, and the CIFAR protocol's random crop + flip in training.
+
+Both models are trained for one epoch before they are attacked or probed, so robust accuracies move
+with ε; the timings do not depend on the weights.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robustbench_mixup.data import Dataset, load_dataset
+from robustbench_mixup.train import TrainConfig, new_trainable, train_epoch
+
+
+@dataclass(frozen=True)
+class Sizes:
+    train: int  # images per training epoch
+    attack: int  # test images attacked
+    pairs: int  # probe pairs (× 11 λ = points)
+    width: int  # preact-resnet18's first-stage channels
+
+
+def sizes(device: torch.device, quick: bool) -> dict[str, Sizes]:
+    """Per setup. CPU sizes keep the whole run to minutes on 2 cores; CUDA ones keep the GPU busy."""
+    if quick:
+        return {"mnist": Sizes(256, 64, 16, 16), "cifar": Sizes(128, 32, 8, 16)}
+    if device.type == "cuda":
+        return {"mnist": Sizes(4000, 1000, 5000, 16), "cifar": Sizes(10240, 1000, 2000, 16)}
+    return {"mnist": Sizes(4000, 1000, 500, 16), "cifar": Sizes(1024, 500, 100, 16)}
+
+
+@dataclass
+class Setup:
+    name: str
+    dataset: Dataset  # CPU tensors; `train_x` etc. are the benchmark's slices on the device
+    cfg: TrainConfig
+    device: torch.device
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    initial: nn.Module  # freshly initialized (copy it before training)
+    trained: nn.Module  # one epoch of ERM, eval mode, parameters frozen: attacked and probed
+
+    def fresh(self) -> tuple[nn.Module, torch.optim.Optimizer]:
+        """A copy of the initial weights on the device (channels_last on CUDA) and its SGD."""
+        model = copy.deepcopy(self.initial)
+        return model, torch.optim.SGD(model.parameters(), lr=self.cfg.lr, momentum=0.9, weight_decay=1e-4)
+
+    def epoch(self, model: nn.Module, opt: torch.optim.Optimizer, alpha: float, epoch: int = 0) -> dict:
+        """One epoch of the package's training loop over the benchmark's training images."""
+        return train_epoch(
+            model, opt, self.train_x, self.train_y, alpha=alpha, num_classes=self.dataset.num_classes,
+            batch_size=self.cfg.batch_size, seed=0, epoch=epoch, augment=self.dataset.augment,
+        )  # fmt: skip
+
+
+def cifar_shaped(n_train: int, n_test: int, seed: int = 0) -> Dataset:
+    """Synthetic 3×32×32 images in [0, 1]: half a smooth per-class template, half uniform noise."""
+    g = torch.Generator().manual_seed(seed)
+    templates = F.interpolate(torch.rand(10, 3, 4, 4, generator=g), size=(32, 32), mode="bilinear")
+
+    def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = torch.randint(0, 10, (n,), generator=g)
+        return (0.5 * templates[y] + 0.5 * torch.rand(n, 3, 32, 32, generator=g)).contiguous(), y
+
+    (x_tr, y_tr), (x_te, y_te) = draw(n_train), draw(n_test)
+    mean, std = x_tr.mean(dim=(0, 2, 3)).tolist(), x_tr.std(dim=(0, 2, 3)).tolist()
+    classes = tuple(f"class{k}" for k in range(10))
+    return Dataset("cifar-shaped", x_tr, y_tr, x_te, y_te, classes, tuple(mean), tuple(std), augment=True)
+
+
+def build(key: str, size: Sizes, device: torch.device) -> Setup:
+    if key == "mnist":
+        name, dataset = "smallcnn/mnist-5k", load_dataset("mnist-5k")
+        cfg = TrainConfig(dataset="mnist-5k", model="smallcnn", lr=0.05)
+    else:
+        name, dataset = f"preact-resnet18-w{size.width}/cifar-shaped", cifar_shaped(size.train, size.attack)
+        cfg = TrainConfig(dataset="cifar10", model="preact-resnet18", width=size.width, lr=0.05)
+    initial, _ = new_trainable(cfg, dataset, seed=0, device=device)
+
+    def take(x: torch.Tensor, n: int) -> torch.Tensor:
+        return x[:n].to(device)
+
+    setup = Setup(
+        name, dataset, cfg, device,
+        take(dataset.train_images, size.train), take(dataset.train_labels, size.train),
+        take(dataset.test_images, size.attack), take(dataset.test_labels, size.attack),
+        initial, initial,
+    )  # fmt: skip
+    trained, opt = setup.fresh()
+    setup.epoch(trained, opt, alpha=0.0)
+    trained.eval()
+    for p in trained.parameters():  # frozen for ours and the libraries alike
+        p.requires_grad_(False)
+    setup.trained = trained
+    return setup
