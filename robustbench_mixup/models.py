@@ -39,6 +39,57 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
+_CORNERS = ((0, 0), (0, 1), (1, 0), (1, 1))  # a 2x2 window's positions, in row-major order
+
+
+def _corners(x: torch.Tensor) -> list[torch.Tensor]:
+    return [x[..., i::2, j::2] for i, j in _CORNERS]
+
+
+class _MaxPool2x2Function(torch.autograd.Function):
+    """2x2/stride-2 max pooling of an even-sized input, the gradient routed to the window's first maximum
+    in row-major order, as `F.max_pool2d` routes it."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        a, b, c, _ = corners = _corners(x)
+        out = torch.maximum(torch.maximum(a, b), torch.maximum(corners[2], corners[3]))
+        # Index of the first corner equal to the maximum, by arithmetic (torch.where and masked_fill are
+        # several times slower here): 0 if a is it, else 1 if b is, else 2 if c is, else 3.
+        u8 = torch.uint8
+        which = (a != out).to(u8) * (1 + (b != out).to(u8) * (1 + (c != out).to(u8)))
+        ctx.save_for_backward(which)
+        ctx.in_shape = x.shape
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        (which,) = ctx.saved_tensors
+        n, c, h, w = ctx.in_shape
+        windows = grad.new_zeros(n, c, h // 2, w // 2, 4)  # each window's 4 positions, row-major
+        windows.scatter_(-1, which.long().unsqueeze(-1), grad.unsqueeze(-1))
+        return windows.view(n, c, h // 2, w // 2, 2, 2).permute(0, 1, 2, 4, 3, 5).reshape(n, c, h, w)
+
+
+class MaxPool2x2(nn.Module):
+    """`nn.MaxPool2d(2)`, same values and same gradients, fast on the CPU.
+
+    torch's CPU max-pool kernel for standard (NCHW) layout took 53% of a smallcnn forward pass (18 ms
+    for a 250x32x28x28 batch, against 2.3 ms for the element-wise maximum of the window's four strided
+    corners; torch 2.14.1, 2 cores). The CPU keeps NCHW because a channels_last convolution backward
+    can hang there. CUDA, and odd sizes, use torch's kernel. Inputs are assumed free of NaN (the values
+    propagate; the gradient's route may differ from torch's).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu" or x.ndim != 4 or x.shape[-2] % 2 or x.shape[-1] % 2:
+            return nn.functional.max_pool2d(x, 2)
+        if torch.is_grad_enabled() and x.requires_grad:
+            return _MaxPool2x2Function.apply(x)
+        a, b, c, d = _corners(x)
+        return torch.maximum(torch.maximum(a, b), torch.maximum(c, d))
+
+
 def _dropout(p: float) -> nn.Module:
     # Identity at p = 0 keeps the state dict and the random streams of a dropout-free model unchanged.
     return nn.Dropout(p) if p > 0 else nn.Identity()
@@ -87,10 +138,10 @@ class SmallCNN(nn.Module):
             Normalize(mean, std),
             nn.Conv2d(c, 32, 3, padding=1),
             nn.ReLU(),
-            nn.MaxPool2d(2),
+            MaxPool2x2(),
             nn.Conv2d(32, 64, 3, padding=1),
             nn.ReLU(),
-            nn.MaxPool2d(2),
+            MaxPool2x2(),
             nn.Flatten(),
             nn.Linear(64 * (h // 4) * (w // 4), 128),
             nn.ReLU(),

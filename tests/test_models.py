@@ -48,3 +48,34 @@ def test_bad_model_arguments():
         build_model("mlp", in_shape=[1, 8, 8], num_classes=2, mean=[0], std=[1], dropout=1.0)
     with pytest.raises(UsageError, match="does not accept"):
         build_model("mlp", in_shape=[1, 8, 8], num_classes=2, mean=[0], std=[1], width=3)
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 28, 28), (2, 5, 14, 14), (2, 3, 7, 7), (1, 2, 5, 6)])
+def test_maxpool2x2_matches_torch_in_values_and_gradients(shape):
+    """The CPU fast path is a drop-in for nn.MaxPool2d(2): same outputs, same gradient routing, ties included."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=g).relu()  # ReLU zeros: whole windows of tied maxima
+    x[..., 0, 1] = x[..., 1, 0] = x[..., 1, 1] = 5.0  # and a tie between positive values in every first window
+    upstream = torch.randn(torch.nn.functional.max_pool2d(x, 2).shape, generator=g)
+    ours, theirs = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    out_ours, out_theirs = models.MaxPool2x2()(ours), torch.nn.MaxPool2d(2)(theirs)
+    assert torch.equal(out_ours, out_theirs)
+    (out_ours * upstream).sum().backward()
+    (out_theirs * upstream).sum().backward()
+    assert torch.equal(ours.grad, theirs.grad)  # every window's gradient goes to its first maximum
+    with torch.no_grad():
+        assert torch.equal(models.MaxPool2x2()(x), out_theirs)
+
+
+def test_smallcnn_input_gradient_is_unchanged_by_the_fast_pool():
+    model = build_model("smallcnn", in_shape=[1, 28, 28], num_classes=10, mean=[0.1], std=[0.3]).eval()
+    reference = build_model("smallcnn", in_shape=[1, 28, 28], num_classes=10, mean=[0.1], std=[0.3]).eval()
+    reference.load_state_dict(model.state_dict())
+    reference.net[3] = reference.net[6] = torch.nn.MaxPool2d(2)
+    x, y = torch.rand(16, 1, 28, 28), torch.arange(16) % 10
+    grads = []
+    for m in (model, reference):
+        xx = x.clone().requires_grad_(True)
+        torch.nn.functional.cross_entropy(m(xx), y).backward()
+        grads.append(xx.grad)
+    assert isinstance(model.net[3], models.MaxPool2x2) and torch.equal(grads[0], grads[1])
