@@ -46,6 +46,21 @@ def _agreement(result: Result, accuracies: dict[str, list[float]]) -> None:
     result.targets.append(Target("max |accuracy − ours|", worst, "<=", AGREE))
 
 
+def _compare(
+    benchmark: str, setup: Setup, fns: dict, notes: dict, *, faster: float, floor: float, repeat: int, warmup: int
+) -> Result:
+    """Time ours, torchattacks, foolbox and the floor; targets: each library/ours ≥ `faster`, ours/floor ≤ `floor`."""
+    timings, out = measure(fns, repeat=repeat, device=setup.device, warmup=warmup)
+    result = Result(benchmark, setup.name, timings, notes={"n": len(setup.test_y), "batch": BATCH, **notes})
+    result.targets += [
+        Target("torchattacks / ours", result.ratio("torchattacks", "ours"), ">=", faster),
+        Target("foolbox / ours", result.ratio("foolbox", "ours"), ">=", faster),
+        Target("ours / floor", result.ratio("ours", "floor"), "<=", floor),
+    ]
+    _agreement(result, {k: out[k] for k in ("ours", "torchattacks", "foolbox")})
+    return result
+
+
 def fgsm_curve(setup: Setup, *, repeat: int, warmup: int = 1) -> Result:
     import foolbox as fb
     import torchattacks
@@ -75,16 +90,8 @@ def fgsm_curve(setup: Setup, *, repeat: int, warmup: int = 1) -> Result:
                 for e in EPS8[1:]:
                     model(xb + e * grad.sign())
 
-    timings, out = measure({"ours": ours, "torchattacks": ta, "foolbox": foolbox, "floor": floor},
-                           repeat=repeat, device=setup.device, warmup=warmup)  # fmt: skip
-    result = Result("fgsm_curve", setup.name, timings, notes={"n": n, "batch": BATCH, "eps": EPS8})
-    result.targets += [
-        Target("torchattacks / ours", result.ratio("torchattacks", "ours"), ">=", 2.5),
-        Target("foolbox / ours", result.ratio("foolbox", "ours"), ">=", 2.5),
-        Target("ours / floor", result.ratio("ours", "floor"), "<=", 1.15),
-    ]
-    _agreement(result, {k: out[k] for k in ("ours", "torchattacks", "foolbox")})
-    return result
+    fns = {"ours": ours, "torchattacks": ta, "foolbox": foolbox, "floor": floor}
+    return _compare("fgsm_curve", setup, fns, {"eps": EPS8}, faster=2.5, floor=1.15, repeat=repeat, warmup=warmup)
 
 
 def ifgsm(setup: Setup, *, repeat: int, warmup: int = 1) -> Result:
@@ -114,13 +121,6 @@ def ifgsm(setup: Setup, *, repeat: int, warmup: int = 1) -> Result:
                 with torch.no_grad():
                     model(xb)
 
-    timings, out = measure({"ours": ours, "torchattacks": ta, "foolbox": foolbox, "floor": floor},
-                           repeat=repeat, device=setup.device, warmup=warmup)  # fmt: skip
-    result = Result("ifgsm", setup.name, timings, notes={"n": n, "batch": BATCH, "eps": e, "steps": STEPS})
-    result.targets += [
-        Target("torchattacks / ours", result.ratio("torchattacks", "ours"), ">=", 1.0),
-        Target("foolbox / ours", result.ratio("foolbox", "ours"), ">=", 1.0),
-        Target("ours / floor", result.ratio("ours", "floor"), "<=", 1.10),
-    ]
-    _agreement(result, {k: out[k] for k in ("ours", "torchattacks", "foolbox")})
-    return result
+    fns = {"ours": ours, "torchattacks": ta, "foolbox": foolbox, "floor": floor}
+    notes = {"eps": e, "steps": STEPS}
+    return _compare("ifgsm", setup, fns, notes, faster=1.0, floor=1.10, repeat=repeat, warmup=warmup)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustbench_mixup.data import Dataset, load_dataset
-from robustbench_mixup.train import TrainConfig, new_trainable, train_epoch
+from robustbench_mixup.train import TrainConfig, make_optimizer, new_trainable, train_epoch
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class Setup:
     def fresh(self) -> tuple[nn.Module, torch.optim.Optimizer]:
         """A copy of the initial weights on the device (channels_last on CUDA) and its SGD."""
         model = copy.deepcopy(self.initial)
-        return model, torch.optim.SGD(model.parameters(), lr=self.cfg.lr, momentum=0.9, weight_decay=1e-4)
+        return model, make_optimizer(model, self.cfg)
 
     def epoch(self, model: nn.Module, opt: torch.optim.Optimizer, alpha: float, epoch: int = 0) -> dict:
         """One epoch of the package's training loop over the benchmark's training images."""

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -46,13 +47,11 @@ def pair(setup: Setup, *, repeat: int, warmup: int = 1) -> Result:
     erm, erm_opt = setup.fresh()
     mix, mix_opt = setup.fresh()
     single, single_opt = setup.fresh()
-
-    def paired() -> None:
-        setup.epoch(erm, erm_opt, 0.0)
-        setup.epoch(mix, mix_opt, 1.0)
-
-    timings, _ = measure({"paired": paired, "single": lambda: setup.epoch(single, single_opt, 0.0)},
-                         repeat=repeat, device=setup.device, warmup=warmup)  # fmt: skip
+    fns = {
+        "paired": lambda: _paired_epoch(setup, erm, erm_opt, mix, mix_opt),
+        "single": lambda: setup.epoch(single, single_opt, 0.0),
+    }
+    timings, _ = measure(fns, repeat=repeat, device=setup.device, warmup=warmup)
     result = Result("pair", setup.name, timings, notes={"images": len(setup.train_y)})
     result.targets.append(Target("paired / single", result.ratio("paired", "single"), "<=", 2.05))
     return result
@@ -96,15 +95,30 @@ def _reference_epoch(model: nn.Module, opt: torch.optim.Optimizer, loader, devic
         opt.step()
 
 
-def _floor_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, steps: int) -> None:
-    """`steps` bare forward+backward+step on one fixed batch: no data handling at all."""
-    model.train()
-    for _ in range(steps):
-        with autocast(x.device):
-            loss = F.cross_entropy(model(x).float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+def _paired_epoch(setup: Setup, erm: nn.Module, erm_opt: torch.optim.Optimizer, mix: nn.Module,
+                  mix_opt: torch.optim.Optimizer) -> None:  # fmt: skip
+    """What `train_run` does per epoch for the pair: the erm model's epoch, then the mixup model's."""
+    setup.epoch(erm, erm_opt, 0.0)
+    setup.epoch(mix, mix_opt, 1.0)
+
+
+def _floor_epoch(setup: Setup, model: nn.Module, opt: torch.optim.Optimizer) -> Callable[[], None]:
+    """An epoch's worth of bare forward+backward+step on one fixed batch: no data handling at all."""
+    bs = setup.cfg.batch_size
+    x, y = setup.train_x[:bs], setup.train_y[:bs]
+    if x.device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    def run() -> None:
+        model.train()
+        for _ in range(_seen(setup) // bs):
+            with autocast(x.device):
+                loss = F.cross_entropy(model(x).float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    return run
 
 
 def _seen(setup: Setup) -> int:
@@ -122,22 +136,18 @@ def loader(setup: Setup, *, repeat: int, warmup: int = 1) -> Result:
     ours_m, ours_opt = setup.fresh()
     ref_m, ref_opt = setup.fresh()
     floor_m, floor_opt = setup.fresh()
-    xb, yb = setup.train_x[:bs], setup.train_y[:bs]
-    if dev.type == "cuda":
-        xb = xb.contiguous(memory_format=torch.channels_last)
-    steps = len(setup.train_y) // bs
     torch.manual_seed(0)
     np.random.seed(0)
     timings, _ = measure(
         {
             "ours": lambda: setup.epoch(ours_m, ours_opt, 1.0),
             "reference-style": lambda: _reference_epoch(ref_m, ref_opt, reference_loader, dev),
-            "floor": lambda: _floor_epoch(floor_m, floor_opt, xb, yb, steps),
+            "floor": _floor_epoch(setup, floor_m, floor_opt),
         },
         repeat=repeat, device=dev, warmup=warmup,
     )  # fmt: skip
-    result = Result("loader", setup.name, timings, notes={"images": steps * bs, "workers": workers})
-    result.rates = {k: steps * bs / t.median for k, t in timings.items()}
+    result = Result("loader", setup.name, timings, notes={"images": _seen(setup), "workers": workers})
+    result.rates = {k: _seen(setup) / t.median for k, t in timings.items()}
     # What the data path costs on top of the bare steps (the model's compute bounds the epoch ratio).
     over = {k: max(timings[k].median - timings["floor"].median, 0.0) for k in ("ours", "reference-style")}
     result.notes["data_seconds"] = over
@@ -153,27 +163,17 @@ def paired_throughput(device: torch.device, *, repeat: int, warmup: int = 1, wid
     erm, erm_opt = setup.fresh()
     mix, mix_opt = setup.fresh()
     floor_m, floor_opt = setup.fresh()
-    bs = setup.cfg.batch_size
-    xb = setup.train_x[:bs]
-    if device.type == "cuda":
-        xb = xb.contiguous(memory_format=torch.channels_last)
-    steps = n // bs
-
-    def paired() -> None:
-        setup.epoch(erm, erm_opt, 0.0)
-        setup.epoch(mix, mix_opt, 1.0)
-
     timings, _ = measure(
         {
             "erm": lambda: setup.epoch(erm, erm_opt, 0.0),
             "mixup": lambda: setup.epoch(mix, mix_opt, 1.0),
-            "paired": paired,
-            "floor": lambda: _floor_epoch(floor_m, floor_opt, xb, setup.train_y[:bs], steps),
+            "paired": lambda: _paired_epoch(setup, erm, erm_opt, mix, mix_opt),
+            "floor": _floor_epoch(setup, floor_m, floor_opt),
         },
         repeat=repeat, device=device, warmup=warmup,
     )  # fmt: skip
-    result = Result("paired_throughput", setup.name, timings, notes={"images": steps * bs})
+    result = Result("paired_throughput", setup.name, timings, notes={"images": _seen(setup)})
     # A paired epoch trains two models: images/s counts the images both of them saw.
-    result.rates = {k: (2 if k == "paired" else 1) * steps * bs / t.median for k, t in timings.items()}
+    result.rates = {k: (2 if k == "paired" else 1) * _seen(setup) / t.median for k, t in timings.items()}
     result.notes["floor_rate / paired_rate"] = result.rates["floor"] / result.rates["paired"]
     return result
