@@ -102,9 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     import torch
 
+    from robustbench_mixup.devices import resolve_device
     from robustbench_mixup.errors import UsageError
     from robustbench_mixup.fsutil import atomic_write_json
-    from robustbench_mixup.train import resolve_device
 
     from . import attacks, cli_startup, probe, setups, training
 

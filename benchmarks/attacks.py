@@ -17,7 +17,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from robustbench_mixup.attacks import frozen, input_gradient, robust_accuracy
+from robustbench_mixup.attacks import input_gradient, robust_accuracy
+from robustbench_mixup.devices import frozen
 
 from .setups import Setup
 from .timing import Result, Target, measure

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from robustbench_mixup.attacks import frozen
+from robustbench_mixup.devices import frozen
 from robustbench_mixup.probes import MAX_POINTS, input_gradient_norm, interpolation_miss_rate, lambda_grid, sample_pairs
 
 from .setups import Setup

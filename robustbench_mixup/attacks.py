@@ -8,9 +8,13 @@ Gradients are taken with respect to the input only: parameters are frozen for th
 gradient is ever computed), the model runs in eval mode, and both its mode and its parameters'
 `requires_grad` flags are restored afterwards. Any `nn.Module` mapping images in [0, 1] to logits works.
 
-`evaluate_attack` is the batched engine behind `robust_accuracy` and the command line: it crafts on a
-`source` model and scores any number of `targets` (white box: the target is the source; black box:
-another model). For FGSM it takes ONE input gradient per batch and reuses it for every ε.
+An attack is a small frozen object built once with its own settings (`FGSM()`, `IFGSM(steps=10)`) and
+called with the model and ε at call time: `IFGSM(steps=10)(model, images, labels, 0.03)`, in the
+manner of foolbox. `ATTACK_TYPES` maps the registry names of `config.ATTACKS` to these types; a new
+attack is one class here and one row there. Evaluation is two functions: `craft` makes adversarial
+examples on a source model (per ε), `score` counts the hits of any number of models on ready-made
+inputs; `evaluate_attack` runs both batch by batch without keeping the examples (the white box).
+For FGSM one input gradient per batch serves every ε.
 """
 
 from __future__ import annotations
@@ -19,34 +23,16 @@ import contextlib
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-ATTACKS = ("fgsm", "ifgsm")
+from .devices import frozen, model_device
 
-
-@contextlib.contextmanager
-def frozen(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode and no parameter gradients for the duration; both restored on exit."""
-    was_training = model.training
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    model.eval()
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield model
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        model.train(was_training)
-
-
-def model_device(model: nn.Module, default: torch.device) -> torch.device:
-    """The device of `model`'s parameters, or `default` for a model without any."""
-    param = next(model.parameters(), None)
-    return param.device if param is not None else default
+Bounds = tuple[float, float]
+Progress = Callable[[int], None]
 
 
 def input_gradient(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,7 +44,7 @@ def input_gradient(model: nn.Module, images: torch.Tensor, labels: torch.Tensor)
     return grad, logits.detach()
 
 
-def _check(images: torch.Tensor, labels: torch.Tensor, eps: float, bounds: tuple[float, float]) -> None:
+def _check(images: torch.Tensor, labels: torch.Tensor, eps: float, bounds: Bounds) -> None:
     if not isinstance(images, torch.Tensor) or not images.is_floating_point():
         raise TypeError("images must be a floating-point torch.Tensor")
     if not isinstance(labels, torch.Tensor) or labels.dtype != torch.int64 or labels.shape != images.shape[:1]:
@@ -69,15 +55,6 @@ def _check(images: torch.Tensor, labels: torch.Tensor, eps: float, bounds: tuple
         raise ValueError(f"bounds must be (low, high) with low < high, got {bounds!r}")
 
 
-def _steps_and_size(eps: float, steps: int, step_size: float | None) -> float:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an int ≥ 1, got {steps!r}")
-    size = eps / steps if step_size is None else step_size
-    if not math.isfinite(size) or (size <= 0 and eps > 0):
-        raise ValueError(f"step_size must be > 0, got {step_size!r}")
-    return size
-
-
 def gradient_sign_attack(
     model: nn.Module,
     images: torch.Tensor,
@@ -86,7 +63,7 @@ def gradient_sign_attack(
     *,
     steps: int,
     step_size: float,
-    bounds: tuple[float, float] = (0.0, 1.0),
+    bounds: Bounds = (0.0, 1.0),
 ) -> torch.Tensor:
     """The one loop: `steps` signed-gradient steps of `step_size`, each projected onto the ε-ball
     around `images` intersected with `bounds`. Returns a new tensor; the inputs are not modified."""
@@ -104,6 +81,101 @@ def gradient_sign_attack(
     return x
 
 
+# --- attack objects -------------------------------------------------------------------------------
+
+Crafted = tuple[int, torch.Tensor, "torch.Tensor | None"]  # (ε index, adversarial batch, source logits if free)
+
+
+class Attack:
+    """An L∞ gradient-sign attack with fixed settings; ε and the model are given at call time."""
+
+    name: ClassVar[str]  # the key in config.ATTACKS and ATTACK_TYPES
+
+    @property
+    def steps(self) -> int:
+        raise NotImplementedError
+
+    def size_for(self, eps: float) -> float:
+        """The step size used at `eps` (what the database records)."""
+        raise NotImplementedError
+
+    def __call__(
+        self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, *, bounds: Bounds = (0.0, 1.0)
+    ) -> torch.Tensor:
+        return gradient_sign_attack(
+            model, images, labels, eps, steps=self.steps, step_size=self.size_for(eps), bounds=bounds
+        )
+
+    def craft_batch(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: Sequence[float], bounds: Bounds
+    ) -> Iterator[Crafted]:
+        """Every ε of one batch, crafted on `model` (inside `frozen(model)`)."""
+        for i, e in enumerate(eps):
+            yield i, self(model, x, y, e, bounds=bounds), None
+
+
+@dataclass(frozen=True)
+class FGSM(Attack):
+    """`clip(x + ε·sign(∇ₓ CE(f(x), y)), bounds)` (Goodfellow et al. 2015)."""
+
+    name: ClassVar[str] = "fgsm"
+
+    @property
+    def steps(self) -> int:
+        return 1
+
+    def size_for(self, eps: float) -> float:
+        return eps
+
+    def craft_batch(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: Sequence[float], bounds: Bounds
+    ) -> Iterator[Crafted]:
+        grad, clean_logits = input_gradient(model, x, y)  # once per batch, shared by every ε
+        direction = grad.sign()
+        for i, e in enumerate(eps):
+            yield (i, x, clean_logits) if e == 0 else (i, (x + e * direction).clamp_(*bounds), None)
+
+
+@dataclass(frozen=True)
+class IFGSM(Attack):
+    """`steps` projected steps of `step_size` (default ε / steps, the paper's equal steps), no random
+    start (Kurakin et al. 2017)."""
+
+    name: ClassVar[str] = "ifgsm"
+    steps_: int = 10
+    step_size: float | None = None
+
+    def __init__(self, steps: int = 10, step_size: float | None = None) -> None:
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be an int ≥ 1, got {steps!r}")
+        if step_size is not None and not (math.isfinite(step_size) and step_size > 0):
+            raise ValueError(f"step_size must be > 0, got {step_size!r}")
+        object.__setattr__(self, "steps_", steps)
+        object.__setattr__(self, "step_size", step_size)
+
+    @property
+    def steps(self) -> int:
+        return self.steps_
+
+    def size_for(self, eps: float) -> float:
+        return eps / self.steps if self.step_size is None else self.step_size
+
+
+ATTACK_TYPES: dict[str, type[Attack]] = {"fgsm": FGSM, "ifgsm": IFGSM}
+
+
+def make_attack(name: str, *, steps: int | None = None, step_size: float | None = None) -> Attack:
+    """The attack `name` (a key of ATTACK_TYPES); `steps`/`step_size` apply to iterative attacks."""
+    if name not in ATTACK_TYPES:
+        raise ValueError(f"attack must be one of {tuple(ATTACK_TYPES)}, got {name!r}")
+    if name == "fgsm":
+        return FGSM()
+    return ATTACK_TYPES[name](**({} if steps is None else {"steps": steps}), step_size=step_size)
+
+
+# --- the public functions of API.md ---------------------------------------------------------------
+
+
 def fgsm(
     model: nn.Module,
     images: torch.Tensor,
@@ -113,7 +185,7 @@ def fgsm(
     bounds: tuple[float, float] = (0.0, 1.0),
 ) -> torch.Tensor:
     """Untargeted FGSM: `clip(images + eps * sign(grad_x CE(model(images), labels)), *bounds)`."""
-    return gradient_sign_attack(model, images, labels, eps, steps=1, step_size=eps, bounds=bounds)
+    return FGSM()(model, images, labels, eps, bounds=bounds)
 
 
 def ifgsm(
@@ -127,37 +199,33 @@ def ifgsm(
     bounds: tuple[float, float] = (0.0, 1.0),
 ) -> torch.Tensor:
     """Iterative FGSM, no random start; `step_size=None` means `eps / steps` (the paper's protocol)."""
-    size = _steps_and_size(eps, steps, step_size)
-    return gradient_sign_attack(model, images, labels, eps, steps=steps, step_size=size, bounds=bounds)
+    return IFGSM(steps, step_size)(model, images, labels, eps, bounds=bounds)
 
 
-# --- the evaluation engine ------------------------------------------------------------------------
+# --- crafting and scoring -------------------------------------------------------------------------
 
 
 @dataclass
 class AttackCounts:
-    """Correct predictions per target and ε on the adversarial examples."""
+    """Correct predictions per model and per input set (one set per ε) on n examples."""
 
-    eps: list[float]
     n: int
-    top1: dict[str, list[int]]  # target name -> count per ε
+    top1: dict[str, list[int]]  # model name -> count per set
     top5: dict[str, list[int]]
-    adversarial: list[torch.Tensor] | None  # per ε, (N, C, H, W) on the CPU, when asked for
 
 
-def _score_all(
-    model: nn.Module, source: nn.Module, crafted: list[tuple[int, torch.Tensor, torch.Tensor | None]], y: torch.Tensor
+def _hits(
+    model: nn.Module, crafted: list[Crafted], y: torch.Tensor, reuse_logits: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-1 and top-5 hits of `model` on every crafted batch of one input batch, per ε index.
+    """Top-1 and top-5 hits of `model` on every crafted batch of one input batch, per set index.
 
-    On CUDA all ε go through ONE forward (the batches concatenated): far fewer kernel launches. On the
-    CPU one forward per ε is faster (measured: concatenating 7 batches of 250 doubled the time, the
-    activations no longer fit in cache). The source's clean logits come free with its gradient.
+    On CUDA all sets go through ONE forward (the batches concatenated): far fewer kernel launches. On
+    the CPU one forward per set is faster (measured: concatenating 7 batches of 250 doubled the time,
+    the activations no longer fit in cache). With `reuse_logits` the source's clean logits, which come
+    free with its gradient, are used instead of a forward.
     """
-    n_eps = len(crafted)  # one entry per ε
-    known = {i: logits for i, _, logits in crafted if logits is not None and model is source}
-    todo = [(i, x) for i, x, _ in crafted if i not in known]
-    logits = dict(known)
+    logits = {i: out for i, _, out in crafted if out is not None and reuse_logits}
+    todo = [(i, x) for i, x, _ in crafted if i not in logits]
     group = len(todo) if y.device.type == "cuda" else 1
     with torch.no_grad():
         for g in range(0, len(todo), group):
@@ -168,12 +236,106 @@ def _score_all(
     stacked = torch.stack([logits[i] for i in order])  # (k, B, classes)
     top = stacked.topk(min(5, stacked.shape[-1]), dim=-1).indices  # (k, B, 5)
     hit = top == y[None, :, None]
-    h1 = torch.zeros(n_eps, dtype=torch.int64, device=y.device)
-    h5 = torch.zeros(n_eps, dtype=torch.int64, device=y.device)
+    h1 = torch.zeros(len(crafted), dtype=torch.int64, device=y.device)
+    h5 = torch.zeros(len(crafted), dtype=torch.int64, device=y.device)
     index = torch.tensor(order, device=y.device)
     h1[index] = hit[..., 0].sum(1)
     h5[index] = hit.any(-1).sum(1)
     return h1, h5
+
+
+def _check_all(attack: Attack, images: torch.Tensor, labels: torch.Tensor, eps: Sequence[float], bounds: Bounds,
+               batch_size: int) -> list[float]:  # fmt: skip
+    eps = [float(e) if isinstance(e, (int, float)) and not isinstance(e, bool) else e for e in eps]
+    if not eps:
+        raise ValueError("eps must hold at least one value")
+    for e in eps:
+        _check(images, labels, e, bounds)
+        attack.size_for(e)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+    return eps
+
+
+def _run(
+    source: nn.Module | None,
+    targets: Mapping[str, nn.Module],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    n_sets: int,
+    batch: Callable[[int, torch.Tensor, torch.Tensor], list[Crafted]],
+    *,
+    batch_size: int,
+    keep: bool,
+    progress: Progress | None,
+) -> tuple[AttackCounts, list[torch.Tensor]]:
+    """The batch loop shared by `craft`, `score` and `evaluate_attack`: `batch(start, x, y)` gives the
+    inputs of one batch, which every target scores; with `keep`, they are kept (on the CPU)."""
+    anyone = source if source is not None else next(iter(targets.values()), None)
+    device = images.device if anyone is None else model_device(anyone, images.device)
+    top1 = {name: torch.zeros(n_sets, dtype=torch.int64, device=device) for name in targets}
+    top5 = {name: torch.zeros(n_sets, dtype=torch.int64, device=device) for name in targets}
+    kept: list[list[torch.Tensor]] = [[] for _ in range(n_sets)]
+    with contextlib.ExitStack() as stack:
+        for model in {id(m): m for m in [*([source] if source is not None else []), *targets.values()]}.values():
+            stack.enter_context(frozen(model))
+        for start in range(0, len(labels), batch_size):
+            x = images[start : start + batch_size].to(device)
+            y = labels[start : start + batch_size].to(device)
+            crafted = batch(start, x, y)
+            for name, model in targets.items():
+                h1, h5 = _hits(model, crafted, y, reuse_logits=model is source)
+                top1[name] += h1
+                top5[name] += h5
+            if keep:
+                for i, x_adv, _ in crafted:
+                    kept[i].append(x_adv.cpu())
+            if progress is not None:
+                progress(len(y))
+    counts = AttackCounts(len(labels), {k: v.tolist() for k, v in top1.items()},
+                          {k: v.tolist() for k, v in top5.items()})  # fmt: skip
+    return counts, [torch.cat(k) for k in kept] if keep else []
+
+
+def craft(
+    attack: Attack,
+    source: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    eps: Sequence[float],
+    *,
+    batch_size: int = 256,
+    bounds: Bounds = (0.0, 1.0),
+    progress: Progress | None = None,
+) -> list[torch.Tensor]:
+    """Adversarial examples crafted on `source` by `attack`: one (N, C, H, W) CPU tensor per ε."""
+    eps = _check_all(attack, images, labels, eps, bounds, batch_size)
+
+    def batch(start: int, x: torch.Tensor, y: torch.Tensor) -> list[Crafted]:
+        return list(attack.craft_batch(source, x, y, eps, bounds))
+
+    _, sets = _run(source, {}, images, labels, len(eps), batch, batch_size=batch_size, keep=True, progress=progress)
+    return sets
+
+
+def score(
+    models: Mapping[str, nn.Module],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    sets: Sequence[torch.Tensor],
+    *,
+    batch_size: int = 256,
+    progress: Progress | None = None,
+) -> AttackCounts:
+    """Top-1/top-5 hits of every model on ready-made inputs: `sets` holds tensors shaped like `images`
+    (adversarial sets, or `[images]` for the clean accuracy), `labels` their labels."""
+
+    def batch(start: int, x: torch.Tensor, y: torch.Tensor) -> list[Crafted]:
+        return [(i, s[start : start + len(y)].to(x.device), None) for i, s in enumerate(sets)]
+
+    counts, _ = _run(None, models, images, labels, len(sets), batch, batch_size=batch_size, keep=False,
+                     progress=progress)  # fmt: skip
+    return counts
 
 
 def evaluate_attack(
@@ -183,82 +345,27 @@ def evaluate_attack(
     labels: torch.Tensor,
     eps: Sequence[float],
     *,
-    attack: str = "fgsm",
+    attack: Attack | str = "fgsm",
     steps: int = 10,
     step_size: float | None = None,
     batch_size: int = 256,
-    bounds: tuple[float, float] = (0.0, 1.0),
-    keep_adversarial: bool = False,
-    precomputed: Sequence[torch.Tensor] | None = None,
-    progress: Callable[[int], None] | None = None,
+    bounds: Bounds = (0.0, 1.0),
+    progress: Progress | None = None,
 ) -> AttackCounts:
-    """Craft adversarial examples on `source` for every ε and count top-1/top-5 hits of each target.
+    """Craft on `source` for every ε and count the hits of each target, batch by batch, keeping nothing.
 
-    `precomputed` (one tensor per ε, e.g. a saved set) skips the crafting. `progress(k)` is called
-    after each batch of k images (a progress bar's update). Batches of `batch_size`
-    images move to the source's device; counts accumulate there and sync once at the end.
+    `attack` is an `Attack`, or a registry name built with `steps`/`step_size`. Batches of
+    `batch_size` images move to the source's device; counts accumulate there and sync once at the end.
     """
-    if attack not in ATTACKS:
-        raise ValueError(f"attack must be one of {ATTACKS}, got {attack!r}")
-    eps = [float(e) for e in eps]
-    if not eps:
-        raise ValueError("eps must hold at least one value")
-    for e in eps:
-        _check(images, labels, e, bounds)
-        if attack == "ifgsm":
-            _steps_and_size(e, steps, step_size)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
-    device = model_device(source, images.device)
-    top1 = {name: torch.zeros(len(eps), dtype=torch.int64, device=device) for name in targets}
-    top5 = {name: torch.zeros(len(eps), dtype=torch.int64, device=device) for name in targets}
-    kept: list[list[torch.Tensor]] = [[] for _ in eps]
-    with contextlib.ExitStack() as stack:
-        for model in {id(m): m for m in [source, *targets.values()]}.values():
-            stack.enter_context(frozen(model))
-        for start in range(0, len(labels), batch_size):
-            x = images[start : start + batch_size].to(device)
-            y = labels[start : start + batch_size].to(device)
-            crafted = list(_crafted(source, x, y, eps, attack, steps, step_size, bounds, precomputed, start))
-            for name, model in targets.items():
-                h1, h5 = _score_all(model, source, crafted, y)
-                top1[name] += h1
-                top5[name] += h5
-            if keep_adversarial:
-                for i, x_adv, _ in crafted:
-                    kept[i].append(x_adv.cpu())
-            if progress is not None:
-                progress(len(y))
-    return AttackCounts(
-        eps,
-        len(labels),
-        {k: v.tolist() for k, v in top1.items()},
-        {k: v.tolist() for k, v in top5.items()},
-        [torch.cat(k) for k in kept] if keep_adversarial else None,
-    )
+    atk = attack if isinstance(attack, Attack) else make_attack(attack, steps=steps, step_size=step_size)
+    eps = _check_all(atk, images, labels, eps, bounds, batch_size)
 
+    def batch(start: int, x: torch.Tensor, y: torch.Tensor) -> list[Crafted]:
+        return list(atk.craft_batch(source, x, y, eps, bounds))
 
-def _crafted(
-    source: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: list[float], attack: str, steps: int,
-    step_size: float | None, bounds: tuple[float, float], precomputed: Sequence[torch.Tensor] | None, start: int,
-) -> Iterator[tuple[int, torch.Tensor, torch.Tensor | None]]:  # fmt: skip
-    """Yield (ε index, adversarial batch, the source's logits on it when known for free)."""
-    if precomputed is not None:
-        for i in range(len(eps)):
-            yield i, precomputed[i][start : start + len(y)].to(x.device), None
-        return
-    if attack == "fgsm":
-        grad, clean_logits = input_gradient(source, x, y)  # once per batch, shared by every ε
-        direction = grad.sign()
-        for i, e in enumerate(eps):
-            if e == 0:
-                yield i, x, clean_logits
-            else:
-                yield i, (x + e * direction).clamp_(*bounds), None
-        return
-    for i, e in enumerate(eps):
-        size = _steps_and_size(e, steps, step_size)
-        yield i, gradient_sign_attack(source, x, y, e, steps=steps, step_size=size, bounds=bounds), None
+    counts, _ = _run(source, targets, images, labels, len(eps), batch, batch_size=batch_size, keep=False,
+                     progress=progress)  # fmt: skip
+    return counts
 
 
 def robust_accuracy(

@@ -1,24 +1,68 @@
 """The command line, `robust-eval`: parse, validate, dispatch. No science lives here.
 
+Every default, every `choices` list and every attack subcommand is read from `config` (the dataclasses,
+the enums, the `ATTACKS` registry and the presets), so nothing is written twice. torch is imported only
+inside the command that needs it, so `--help` answers at once.
+
 Exit status: 0 success; 2 bad arguments or unusable input (one line on stderr, nothing written);
-1 an unexpected internal error; 130 interrupted (finished epochs are kept: re-run with --resume).
-torch is imported only inside the command that needs it, so `--help` answers at once.
+1 an unexpected internal error; 130 interrupted (what finished is kept: the message says how to go on).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
-from .names import DATASETS, DEVICES, MODELS
+from .config import (
+    ATTACKS,
+    DATASETS,
+    DEVICES,
+    MEMBERS,
+    MODELS,
+    PRESETS,
+    AttackConfig,
+    Backend,
+    Executor,
+    Mode,
+    ProbeConfig,
+    SameClass,
+    Split,
+    SweepConfig,
+    TrainConfig,
+    default_run_name,
+)  # fmt: skip
 
 if TYPE_CHECKING:  # typing only: importing evaluation would pull in torch
     from .evaluation import Evaluation
 
 PROG = "robust-eval"
+TRAIN, PROBE = TrainConfig(), ProbeConfig()
+
+
+def default(cls: type, name: str) -> Any:
+    """The default of dataclass field `name` of `cls`: the one place it is written."""
+    return next(f.default for f in dataclasses.fields(cls) if f.name == name)
+
+
+def rounded(value: Any, digits: int = 6) -> Any:
+    """`value` with every float rounded to `digits` significant digits (0.067, not 0.06699999999999995)."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, dict):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [rounded(v, digits) for v in value]
+    return value
+
+
+def _json(obj: Any) -> str:
+    return json.dumps(rounded(obj), ensure_ascii=False)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,11 +72,19 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
+def _command(sub: argparse._SubParsersAction, name: str, help: str, description: str, examples: list[str],
+             resume: str) -> argparse.ArgumentParser:  # fmt: skip
+    """A subcommand with a description and examples; `resume` is what Ctrl-C tells the user."""
+    p = sub.add_parser(name, help=help, formatter_class=argparse.RawDescriptionHelpFormatter, description=description,
+                       epilog="examples:\n" + "\n".join(f"  {e}" for e in examples))  # fmt: skip
+    p.set_defaults(resume_hint=resume)
+    return p
+
+
 def _add_dataset_model(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--dataset", default="mnist-5k", metavar="D", help=f"one of: {', '.join(DATASETS)} (default: mnist-5k)"
-    )
-    p.add_argument("--model", default="smallcnn", metavar="M", help=f"one of: {', '.join(MODELS)} (default: smallcnn)")
+    d, m = TRAIN.dataset, TRAIN.model
+    p.add_argument("--dataset", default=d, metavar="D", help=f"one of: {', '.join(DATASETS)} (default: {d})")
+    p.add_argument("--model", default=m, metavar="M", help=f"one of: {', '.join(MODELS)} (default: {m})")
 
 
 def _add_where(p: argparse.ArgumentParser) -> None:
@@ -48,39 +100,44 @@ def _add_where(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "train",
-        help="train a paired ERM/mixup run (plus its black-box surrogate)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=(
-            "Train three models on one dataset: 'erm' and 'mixup' from the same initial weights on the\n"
-            "same batches (only the mixing differs), and 'surrogate', an independent ERM model (seed+1)\n"
-            "that later serves as the black-box attack source. Checkpoints are written every epoch to\n"
-            "OUT/checkpoints/RUN/; metrics go to OUT/reports/results.sqlite."
-        ),
-        epilog=(
-            "examples:\n"
-            "  robust-eval train                                   # mnist-5k, smallcnn, 15 epochs, α=1\n"
-            "  robust-eval train --dataset digits --model mlp --epochs 5 --run digits-mlp\n"
-            "  robust-eval train --dataset cifar10 --model preact-resnet18 --epochs 200 --device cuda\n"
-            "  robust-eval train --run digits-mlp --dataset digits --model mlp --epochs 5 --resume"
-        ),
-    )
-    _add_dataset_model(p)
-    p.add_argument(
-        "--epochs", type=int, default=15, metavar="E", help="epochs; lr /10 at 50%% and 75%% of them (default: 15)"
-    )
-    p.add_argument("--alpha", type=float, default=1.0, metavar="A", help="mixup's Beta(α, α); 0 = ERM (default: 1.0)")
-    p.add_argument(
-        "--seed", type=int, default=0, metavar="S", help="seed of erm/mixup; surrogate uses S+1 (default: 0)"
-    )
-    p.add_argument("--run", metavar="NAME", help="run name (default: DATASET-MODEL-aALPHA-sSEED)")
-    p.add_argument("--batch-size", type=int, default=128, metavar="B", help="(default: 128)")
-    p.add_argument("--lr", type=float, default=0.1, help="initial SGD learning rate, momentum 0.9 (default: 0.1)")
-    p.add_argument("--weight-decay", type=float, default=1e-4, metavar="WD", help="(default: 1e-4)")
-    p.add_argument("--dropout", type=float, default=0.0, metavar="P", help="dropout p in [0, 1) (default: 0)")
+def _add_training(p: argparse.ArgumentParser) -> None:
+    """The training settings `train` and `sweep corrupt` share."""
+    p.add_argument("--batch-size", type=int, default=TRAIN.batch_size, metavar="B",
+                   help=f"(default: {TRAIN.batch_size})")  # fmt: skip
+    p.add_argument("--lr", type=float, default=TRAIN.lr,
+                   help=f"initial SGD learning rate, momentum {TRAIN.momentum:g} (default: {TRAIN.lr:g})")  # fmt: skip
+    p.add_argument("--weight-decay", type=float, default=TRAIN.weight_decay, metavar="WD",
+                   help=f"(default: {TRAIN.weight_decay:g})")  # fmt: skip
     p.add_argument("--width", type=int, metavar="W", help="preact-resnet18 first-stage channels (default: 64)")
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = _command(
+        sub, "train", "train a paired ERM/mixup run (plus its black-box surrogate)",
+        "Train three models on one dataset: 'erm' and 'mixup' from the same initial weights on the\n"
+        "same batches (only the mixing differs), and 'surrogate', an independent ERM model (seed+1)\n"
+        "that later serves as the black-box attack source. Checkpoints are written every epoch to\n"
+        "OUT/checkpoints/RUN/; metrics go to OUT/reports/results.sqlite.",
+        [
+            f"robust-eval train                                   # {TRAIN.dataset}, {TRAIN.model}, "
+            f"{TRAIN.epochs} epochs, α={TRAIN.alpha:g}",
+            "robust-eval train --dataset digits --model mlp --epochs 5 --run digits-mlp",
+            "robust-eval train --dataset cifar10 --model preact-resnet18 --epochs 200 --device cuda",
+            "robust-eval train --run digits-mlp --dataset digits --model mlp --epochs 5 --resume",
+        ],
+        resume="finished epochs are saved: run the same command with --resume",
+    )  # fmt: skip
+    _add_dataset_model(p)
+    p.add_argument("--epochs", type=int, default=TRAIN.epochs, metavar="E",
+                   help=f"epochs; lr /10 at 50%% and 75%% of them (default: {TRAIN.epochs})")  # fmt: skip
+    p.add_argument("--alpha", type=float, default=TRAIN.alpha, metavar="A",
+                   help=f"mixup's Beta(α, α); 0 = ERM (default: {TRAIN.alpha:g})")  # fmt: skip
+    p.add_argument("--seed", type=int, default=TRAIN.seed, metavar="S",
+                   help=f"seed of erm/mixup; surrogate uses S+1 (default: {TRAIN.seed})")  # fmt: skip
+    p.add_argument("--run", metavar="NAME", help="run name (default: DATASET-MODEL-aALPHA-sSEED)")
+    _add_training(p)
+    p.add_argument("--dropout", type=float, default=TRAIN.dropout, metavar="P",
+                   help=f"dropout p in [0, 1) (default: {TRAIN.dropout:g})")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same settings")
     p.add_argument("--download", action="store_true", help="allow fetching a missing dataset from the network")
     _add_where(p)
@@ -101,73 +158,68 @@ def _eps(text: str) -> float:
 
 
 def _add_attack(sub: argparse._SubParsersAction, attack: str) -> None:
-    iterative = attack == "ifgsm"
-    name = "I-FGSM" if iterative else "FGSM"
-    p = sub.add_parser(
-        attack,
-        help=f"white- and black-box {name} evaluation of a trained run",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=(
-            f"Attack a trained run's 'erm' and 'mixup' models with {name} on the test split.\n"
-            "White box: each model is attacked with its own gradients. Black box (transfer, the paper's\n"
-            "Table 3): examples crafted on the run's 'surrogate' (or --source) are classified by both.\n"
-            "Prints clean and robust top-1 accuracy per ε; every result (top-1/top-5, 95% Wilson intervals)\n"
-            "and any gradient-masking sanity flag goes to OUT/reports/results.sqlite."
-            + ("\nSteps use the paper's equal step size ε/steps unless --step-size is given." if iterative else "")
-        ),
-        epilog=(
-            "examples:\n"
-            + (
-                "  robust-eval ifgsm --eps 0.03 --steps 10\n"
-                "  robust-eval ifgsm --eps 4/255 8/255 --step-size 0.001 --n 500\n"
-                if iterative
-                else "  robust-eval fgsm --eps 0.03\n  robust-eval fgsm --eps 0 0.01 0.03 0.1 --mode white --json\n"
-                "  robust-eval fgsm --eps 8/255 --run mnist-5k-smallcnn-a1-s0 --backend torchattacks\n"
-            )
-        ),
-    )
+    info = ATTACKS[attack]
+    steps_line = f"\nSteps of {info.default_step_size} unless --step-size is given." if info.iterative else ""
+    eps = " ".join(info.example_eps)
+    examples = [
+        f"robust-eval {attack} --eps {eps}",
+        f"robust-eval {attack} --eps 4/255 8/255 --mode white --json",
+        f"robust-eval {attack} --eps 8/255 --run mnist-5k-smallcnn-a1-s0 --backend torchattacks --n 500",
+    ]
+    if info.iterative:
+        examples.insert(1, f"robust-eval {attack} --eps 0.03 --steps 20 --step-size 0.002")
+    p = _command(
+        sub, attack, f"white- and black-box {info.label} evaluation of a trained run",
+        f"Attack a trained run's 'erm' and 'mixup' models with {info.label} ({info.summary}) on the test\n"
+        "split. White box: each model is attacked with its own gradients. Black box (transfer, the paper's\n"
+        "Table 3): examples crafted on the run's 'surrogate' (or --source) are classified by both.\n"
+        "Prints clean and robust top-1 accuracy per ε; every result (top-1/top-5, 95% Wilson intervals)\n"
+        "and any gradient-masking sanity flag goes to OUT/reports/results.sqlite." + steps_line,
+        examples,
+        resume="nothing of this evaluation was recorded; transfer sets already saved are reused: "
+        "run the same command again",
+    )  # fmt: skip
     p.add_argument(
         "--eps", type=_eps, nargs="+", required=True, metavar="ε", help="one or more ε in [0, 1]; 8/255 works"
     )
-    if iterative:
-        p.add_argument("--steps", type=int, default=10, help="iterations (default: 10)")
-        p.add_argument("--step-size", type=float, metavar="S", help="step size (default: ε / steps)")
+    if info.iterative:
+        p.add_argument("--steps", type=int, default=info.default_steps,
+                       help=f"iterations (default: {info.default_steps})")  # fmt: skip
+        p.add_argument("--step-size", type=float, metavar="S", help=f"step size (default: {info.default_step_size})")
     p.add_argument("--run", metavar="NAME", help="the run to evaluate (default: the latest)")
-    p.add_argument("--mode", default="both", choices=("white", "black", "both"), help="(default: both)")
+    mode = default(AttackConfig, "mode")
+    p.add_argument("--mode", default=mode, choices=Mode.values(), help=f"(default: {mode})")
     p.add_argument("--source", metavar="CKPT", help="black-box source checkpoint (default: the run's surrogate)")
     p.add_argument("--n", type=int, metavar="N", help="first N test examples (default: all)")
-    p.add_argument("--batch-size", type=int, default=256, metavar="B", help="(default: 256)")
-    p.add_argument("--backend", default="native", metavar="B", help="native, torchattacks or foolbox (default: native)")
+    batch = default(AttackConfig, "batch_size")
+    p.add_argument("--batch-size", type=int, default=batch, metavar="B", help=f"(default: {batch})")
+    p.add_argument("--backend", default=default(AttackConfig, "backend"), choices=Backend.values(),
+                   help="who crafts: this package, or a library to cross-check (default: native)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="one JSON object per model on stdout instead of the table")
     _add_where(p)
     p.set_defaults(handler=_cmd_attack, attack=attack)
 
 
 def _add_probe(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "probe",
-        help="interpolation miss rate and input-gradient norms between training pairs (Figure 2)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=(
-            "Probe a trained run's 'erm' and 'mixup' models at x = λ·x_i + (1−λ)·x_j for pairs of training\n"
-            "examples drawn from the run's seed (the same pairs for both models, and on every call):\n"
-            "the share of pairs predicted as neither y_i nor y_j (95% Wilson interval) and the mean norm of\n"
-            "the input gradient of each pair's soft-target loss (95% bootstrap interval), per λ.\n"
-            "Rows go to OUT/reports/results.sqlite, the two curves to OUT/reports/RUN/probe-SPLIT-SAMECLASS.png."
-        ),
-        epilog=(
-            "examples:\n"
-            "  robust-eval probe\n"
-            "  robust-eval probe --run mnist-5k-smallcnn-a1-s0 --pairs 5000 --lambdas 41\n"
-            "  robust-eval probe --same-class include --split test --json"
-        ),
-    )
+    p = _command(
+        sub, "probe", "interpolation miss rate and input-gradient norms between training pairs (Figure 2)",
+        "Probe a trained run's 'erm' and 'mixup' models at x = λ·x_i + (1−λ)·x_j for pairs of training\n"
+        "examples drawn from the run's seed (the same pairs for both models, and on every call):\n"
+        "the share of pairs predicted as neither y_i nor y_j (95% Wilson interval) and the mean norm of\n"
+        "the input gradient of each pair's soft-target loss (95% bootstrap interval), per λ.\n"
+        "Rows go to OUT/reports/results.sqlite, the two curves to OUT/reports/RUN/probe-SPLIT-SAMECLASS.png.",
+        ["robust-eval probe", "robust-eval probe --run mnist-5k-smallcnn-a1-s0 --pairs 5000 --lambdas 41",
+         "robust-eval probe --same-class include --split test --json"],
+        resume="nothing of this probe was recorded: run the same command again",
+    )  # fmt: skip
     p.add_argument("--run", metavar="NAME", help="the run to probe (default: the latest)")
-    p.add_argument("--pairs", type=int, default=2000, metavar="P", help="pairs of examples (default: 2000)")
-    p.add_argument("--lambdas", type=int, default=21, metavar="L", help="λ grid size, linspace(0, 1, L) (default: 21)")
-    p.add_argument("--same-class", default="exclude", choices=("exclude", "include"),
-                   help="pairs of one class too? (default: exclude)")  # fmt: skip
-    p.add_argument("--split", default="train", choices=("train", "test"), help="(default: train)")
+    p.add_argument("--pairs", type=int, default=PROBE.pairs, metavar="P",
+                   help=f"pairs of examples (default: {PROBE.pairs})")  # fmt: skip
+    p.add_argument("--lambdas", type=int, default=PROBE.lambdas, metavar="L",
+                   help=f"λ grid size, linspace(0, 1, L) (default: {PROBE.lambdas})")  # fmt: skip
+    p.add_argument("--same-class", default=PROBE.same_class, choices=SameClass.values(),
+                   help=f"pairs of one class too? (default: {PROBE.same_class})")  # fmt: skip
+    p.add_argument("--split", default=PROBE.split, choices=Split.values(), help=f"(default: {PROBE.split})")
     p.add_argument("--json", action="store_true", help="print the full curves as one JSON object")
     _add_where(p)
     p.set_defaults(handler=_cmd_probe)
@@ -176,37 +228,33 @@ def _add_probe(sub: argparse._SubParsersAction) -> None:
 def _add_sweep(sub: argparse._SubParsersAction) -> None:
     sweep = sub.add_parser("sweep", help="parameter sweeps (corrupted-label memorization)")
     kinds = sweep.add_subparsers(title="sweeps", metavar="KIND", parser_class=_Parser)
-    p = kinds.add_parser(
-        "corrupt",
-        help="the corrupted-label memorization experiment (the paper's Table 2)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=(
-            "Train one model per (noise, α, dropout, seed) on training labels of which a fraction has been\n"
-            "replaced by wrong ones (test labels stay clean), with the same loop as 'robust-eval train'\n"
-            "(α = 0 is ERM). Each (noise, seed) draws ONE corrupted label set shared by every method.\n"
-            "Prints a table shaped like the paper's Table 2 (mean ± std over seeds, %); per-epoch metrics go\n"
-            "to OUT/reports/results.sqlite and the curves to OUT/reports/sweeps/NAME/curves.png.\n"
-            "Interrupted? Run the same command again: finished jobs are kept, unfinished ones resume."
-        ),
-        epilog=(
-            "examples:\n"
-            "  robust-eval sweep corrupt --dataset mnist-5k --noise 0.5 --alpha 0 8 32 --epochs 60 --name mem\n"
-            "  robust-eval sweep corrupt --dataset digits --model mlp --noise 0.2 0.8 --alpha 0 1 --dropout 0 0.5 \\\n"
-            "      --epochs 20 --seeds 0 1 2 --jobs 2 --name grid\n"
-            "  robust-eval sweep corrupt ... --executor ray --address 10.0.0.5:6379"
-        ),
-    )
+    sweep.set_defaults(usage_of=sweep)
+    p = _command(
+        kinds, "corrupt", "the corrupted-label memorization experiment (the paper's Table 2)",
+        "Train one model per (noise, α, dropout, seed) on training labels of which a fraction has been\n"
+        "replaced by wrong ones (test labels stay clean), with the same loop as 'robust-eval train'\n"
+        "(α = 0 is ERM). Each (noise, seed) draws ONE corrupted label set shared by every method.\n"
+        "Prints a table shaped like the paper's Table 2 (mean ± std over seeds, %); per-epoch metrics go\n"
+        "to OUT/reports/results.sqlite and the curves to OUT/reports/sweeps/NAME/curves.png.\n"
+        "Interrupted? Run the same command again: finished jobs are kept, unfinished ones resume.",
+        ["robust-eval sweep corrupt --dataset mnist-5k --noise 0.5 --alpha 0 8 32 --epochs 60 --name mem",
+         "robust-eval sweep corrupt --dataset digits --model mlp --noise 0.2 0.8 --alpha 0 1 --dropout 0 0.5 \\\n"
+         "      --epochs 20 --seeds 0 1 2 --jobs 2 --name grid",
+         "robust-eval sweep corrupt ... --executor ray --address 10.0.0.5:6379"],
+        resume="finished jobs are kept and unfinished ones resume from their last epoch: run the same command again",
+    )  # fmt: skip
     _add_dataset_model(p)
     p.add_argument("--noise", type=float, nargs="+", required=True, metavar="F", help="fractions of corrupted labels")
     p.add_argument("--alpha", type=float, nargs="+", required=True, metavar="A", help="mixup α values; 0 = ERM")
-    p.add_argument("--dropout", type=float, nargs="+", default=[0.0], metavar="P", help="dropout p values (default: 0)")
+    dropout, seeds = default(SweepConfig, "dropout"), default(SweepConfig, "seeds")
+    p.add_argument("--dropout", type=float, nargs="+", default=list(dropout), metavar="P",
+                   help=f"dropout p values (default: {' '.join(f'{d:g}' for d in dropout)})")  # fmt: skip
     p.add_argument("--epochs", type=int, required=True, metavar="E")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="S", help="(default: 0)")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(seeds), metavar="S",
+                   help=f"(default: {' '.join(map(str, seeds))})")  # fmt: skip
     p.add_argument("--name", required=True, help="sweep name; the same command again resumes it")
-    p.add_argument("--batch-size", type=int, default=128, metavar="B", help="(default: 128)")
-    p.add_argument("--lr", type=float, default=0.1, help="(default: 0.1)")
-    p.add_argument("--weight-decay", type=float, default=1e-4, metavar="WD", help="(default: 1e-4)")
-    p.add_argument("--executor", default="local", choices=("local", "ray"), help="(default: local)")
+    _add_training(p)
+    p.add_argument("--executor", default="local", choices=Executor.values(), help="(default: local)")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="local worker processes (default: 1)")
     p.add_argument("--address", metavar="HOST:PORT", help="Ray cluster address, with --executor ray")
     _add_where(p)
@@ -214,21 +262,16 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "report",
-        help="the HTML report of a run",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=(
-            "Write OUT/reports/RUN/index.html: one self-contained file (figures inline, nothing fetched) built\n"
-            "from the results database and the run's files alone. It shows the summary, the paper's claims\n"
-            "with this run's verdicts, training curves, robust accuracy, the probe, the memorization sweep\n"
-            "named like the run, and provenance. A stage not run yet is named with the command that fills it."
-        ),
-        epilog=(
-            "examples:\n  robust-eval report\n  robust-eval report --run mnist-5k-smallcnn-a1-s0 --out runs/\n"
-            "  robust-eval report --compare quick-s0 quick-s1 quick-s2   # side by side; means over seeds"
-        ),
-    )
+    p = _command(
+        sub, "report", "the HTML report of a run",
+        "Write OUT/reports/RUN/index.html: one self-contained file (figures inline, nothing fetched) built\n"
+        "from the results database and the run's files alone. It shows the summary, the paper's claims\n"
+        "with this run's verdicts, training curves, robust accuracy, the probe, the memorization sweep\n"
+        "named like the run, and provenance. A stage not run yet is named with the command that fills it.",
+        ["robust-eval report", "robust-eval report --run mnist-5k-smallcnn-a1-s0 --out runs/",
+         "robust-eval report --compare quick-s0 quick-s1 quick-s2   # side by side; means over seeds"],
+        resume="nothing was written: run the same command again",
+    )  # fmt: skip
     p.add_argument("--run", metavar="NAME", help="the run to report (default: the latest)")
     p.add_argument("--compare", nargs="+", metavar="RUN", help="one report comparing two or more runs")
     p.add_argument("--out", default=".", metavar="DIR", help="output root (default: .)")
@@ -236,20 +279,18 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "run",
-        help="the main job end to end: train, attack, probe, sweep, report",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=(
-            "Run every stage of a preset: paired training (+ surrogate), FGSM and I-FGSM white and black box\n"
-            "over an ε grid, the probes, a small memorization sweep, and the HTML report, whose path it prints.\n"
-            "Run it again after an interruption: finished stages are skipped, an interrupted one resumes.\n"
-            "presets: quick (mnist-5k, smallcnn; about 6 min on 2 CPU cores), fashion (fashion-mnist, for a\n"
-            "stronger CPU or a GPU), paper (cifar10, preact-resnet18, 200 epochs; for a GPU)."
-        ),
-        epilog="examples:\n  robust-eval run\n  robust-eval run --preset paper --device cuda --download --out runs/",
-    )
-    p.add_argument("--preset", default="quick", choices=("quick", "fashion", "paper"), help="(default: quick)")
+    presets = "\n".join(f"  {name:<8} {p.summary}" for name, p in PRESETS.items())
+    p = _command(
+        sub, "run", "the main job end to end: train, attack, probe, sweep, report",
+        "Run every stage of a preset: paired training (+ surrogate), FGSM and I-FGSM white and black box\n"
+        "over an ε grid, the probes, a small memorization sweep, and the HTML report. At the end it prints\n"
+        "the paper's claims with this run's verdicts and where the report is.\n"
+        "Run it again after an interruption: finished stages are skipped, an interrupted one resumes.\n"
+        f"presets:\n{presets}",
+        ["robust-eval run", "robust-eval run --preset paper --device cuda --download --out runs/"],
+        resume="finished stages are kept and an interrupted one resumes: run the same command again",
+    )  # fmt: skip
+    p.add_argument("--preset", default="quick", choices=tuple(PRESETS), help="(default: quick)")
     p.add_argument("--run", metavar="NAME", help="run name (default: the preset's name)")
     p.add_argument("--download", action="store_true", help="allow fetching a missing dataset from the network")
     _add_where(p)
@@ -269,9 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
+    parser.set_defaults(usage_of=parser)
     _add_train(sub)
-    _add_attack(sub, "fgsm")
-    _add_attack(sub, "ifgsm")
+    for attack in ATTACKS:
+        _add_attack(sub, attack)
     _add_probe(sub)
     _add_sweep(sub)
     _add_report(sub)
@@ -279,35 +321,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# --- the commands ---------------------------------------------------------------------------------
+
+
 def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .progress import EpochProgress
-    from .train import MEMBERS, TrainConfig, train_run
+    from .train import train_run
 
     cfg = TrainConfig(
-        dataset=args.dataset,
-        model=args.model,
-        epochs=args.epochs,
-        alpha=args.alpha,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        dropout=args.dropout,
-        width=args.width,
-    ).validate()
-    run = args.run or f"{cfg.dataset}-{cfg.model}-a{cfg.alpha:g}-s{cfg.seed}"
+        dataset=args.dataset, model=args.model, epochs=args.epochs, alpha=args.alpha, seed=args.seed,
+        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, dropout=args.dropout, width=args.width,
+    ).validate()  # fmt: skip
+    run = args.run or default_run_name(cfg)
     with EpochProgress(total=cfg.epochs * len(MEMBERS), desc=f"train {run}") as progress:
-        result = train_run(
-            cfg,
-            run=run,
-            out=args.out,
-            device=args.device,
-            resume=args.resume,
-            data_root=args.data_root,
-            download=args.download,
-            argv=[PROG, *argv],
-            on_epoch=progress.update,
-        )
+        result = train_run(cfg, run=run, out=args.out, device=args.device, resume=args.resume,
+                           data_root=args.data_root, download=args.download, argv=[PROG, *argv],
+                           on_epoch=progress.update)  # fmt: skip
     print(f"run {run}: {cfg.dataset}, {cfg.model}, {cfg.epochs} epochs, α={cfg.alpha:g}, seed {cfg.seed}")
     print(f"{'model':<10} {'test acc':>9} {'train loss':>11} {'images/s':>9}")
     for member, m in result.final.items():
@@ -317,48 +346,42 @@ def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def _cmd_attack(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    import json
+    from .evaluation import evaluate_run
+    from .progress import Progress
 
-    from .evaluation import AttackSpec, evaluate_run
-
-    spec = AttackSpec(
-        attack=args.attack, eps=tuple(args.eps), steps=getattr(args, "steps", 10),
+    cfg = AttackConfig(
+        attack=args.attack, eps=tuple(args.eps), steps=getattr(args, "steps", None),
         step_size=getattr(args, "step_size", None), mode=args.mode, backend=args.backend, n=args.n,
         batch_size=args.batch_size,
     ).validate()  # fmt: skip
-    ev = evaluate_run(
-        spec, out=args.out, run=args.run, source=args.source, device=args.device, data_root=args.data_root
-    )
+    with Progress(args.attack, "images") as bar:
+        ev = evaluate_run(cfg, out=args.out, run=args.run, source=args.source, device=args.device,
+                          data_root=args.data_root, progress=bar)  # fmt: skip
     if args.json:
         for model, clean in ev.clean.items():
-            rows = [r.as_dict() for r in ev.rows if r.model == model]
-            flags = [f for f in ev.flags if f["model"] == model]
             record = {
-                "run": ev.run,
-                "attack": spec.attack,
-                "backend": spec.backend,
-                "source": ev.source,
-                "model": model,
-            }
-            print(
-                json.dumps(
-                    record | {"clean_top1": clean["top1"], "clean_top5": clean["top5"], "results": rows, "flags": flags}
-                )
-            )
+                "run": ev.run, "attack": cfg.attack, "backend": cfg.backend, "model": model,
+                "clean_top1": clean["top1"], "clean_top5": clean["top5"],
+                "results": [r.as_dict() for r in ev.rows if r.model == model],
+                "flags": [f for f in ev.flags if f["model"] == model],
+            }  # fmt: skip
+            if cfg.mode != "white":
+                record["source"] = ev.source
+            print(_json(record))
         return 0
     print(_attack_table(ev))
     return 0
 
 
 def _attack_table(ev: Evaluation) -> str:
-    spec = ev.spec
-    what = spec.attack.upper().replace("IFGSM", "I-FGSM")
-    if spec.attack == "ifgsm":
-        what += f", {spec.steps} steps of " + ("ε/steps" if spec.step_size is None else f"{spec.step_size:g}")
+    cfg, attack = ev.spec, ev.attack
+    what = ATTACKS[cfg.attack].label
+    if ATTACKS[cfg.attack].iterative:
+        size = ATTACKS[cfg.attack].default_step_size if cfg.step_size is None else f"{cfg.step_size:g}"
+        what += f", {attack.steps} steps of {size}"
     n = next(iter(ev.clean.values()))["n"]
-    lines = [
-        f"{what} on run {ev.run} ({ev.dataset} test, n={n}; black box crafted on {ev.source}, backend {spec.backend})"
-    ]
+    black = f"; black box crafted on {ev.source}" if cfg.mode != "white" else ""
+    lines = [f"{what} on run {ev.run} ({ev.dataset} test, n={n}{black}, backend {cfg.backend})"]
     cols = [(r.mode, r.eps) for r in ev.rows if r.model == "erm"]
     flagged = {(f["model"], f["mode"], f["eps"]) for f in ev.flags}
     header = f"{'model':<8} {'clean':>7}" + "".join(f" {f'{m} {e:.4g}':>12}" for m, e in cols)
@@ -382,17 +405,19 @@ def _attack_table(ev: Evaluation) -> str:
 
 
 def _cmd_probe(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    import json
+    from .probing import probe_run, summary
+    from .progress import Progress
+    from .tables import table_lambdas
 
-    from .probing import ProbeSpec, probe_run, summary, table_lambdas
-
-    spec = ProbeSpec(pairs=args.pairs, lambdas=args.lambdas, same_class=args.same_class, split=args.split).validate()
-    result = probe_run(spec, out=args.out, run=args.run, device=args.device, data_root=args.data_root)
+    cfg = ProbeConfig(pairs=args.pairs, lambdas=args.lambdas, same_class=args.same_class, split=args.split).validate()
+    with Progress("probe", "pairs") as bar:
+        result = probe_run(cfg, out=args.out, run=args.run, device=args.device, data_root=args.data_root,
+                           progress=bar)  # fmt: skip
     if args.json:
-        print(json.dumps(summary(result)))
+        print(_json(summary(result)))
         return 0
-    kind = "of different classes" if spec.same_class == "exclude" else "(same-class pairs allowed)"
-    print(f"probe of run {result.run}: {spec.pairs} {spec.split} pairs {kind}, drawn from seed {result.seed}")
+    kind = "of different classes" if cfg.same_class == "exclude" else "(same-class pairs allowed)"
+    print(f"probe of run {result.run}: {cfg.pairs} {cfg.split} pairs {kind}, drawn from seed {result.seed}")
     print(f"{'λ':>5}  {'erm miss':>9} {'mixup miss':>10}  {'erm ‖∇‖':>9} {'mixup ‖∇‖':>9}")
     erm, mix = result.curves["erm"], result.curves["mixup"]
     for t in table_lambdas(result.lambdas):
@@ -400,36 +425,36 @@ def _cmd_probe(args: argparse.Namespace, argv: Sequence[str]) -> int:
             f"{result.lambdas[t]:>5.2f}  {erm['miss_rate'][t]:>9.2%} {mix['miss_rate'][t]:>10.2%}"
             f"  {erm['grad_norm'][t]:>9.4f} {mix['grad_norm'][t]:>9.4f}"
         )
-    print(f"all {spec.lambdas} λ with 95% intervals: reports/results.sqlite (table probe_results) or --json")
-    if spec.same_class == "exclude":
+    print(f"all {cfg.lambdas} λ with 95% intervals: reports/results.sqlite (table probe_results) or --json")
+    if cfg.same_class == "exclude":
         print("pairs are of different classes; --same-class include allows pairs of one class")
     print(f"figure: {result.figure}")
     return 0
 
 
 def _cmd_sweep_corrupt(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from .sweep import SweepConfig, run_sweep, table2
+    from .config import Job
+    from .progress import Progress
+    from .sweep import run_sweep
+    from .tables import table2
 
     cfg = SweepConfig(
         dataset=args.dataset, model=args.model, noise=tuple(args.noise), alpha=tuple(args.alpha),
         dropout=tuple(args.dropout), epochs=args.epochs, seeds=tuple(args.seeds), batch_size=args.batch_size,
-        lr=args.lr, weight_decay=args.weight_decay,
+        lr=args.lr, weight_decay=args.weight_decay, width=args.width,
     ).validate()  # fmt: skip
-    total = len(cfg.jobs())
+    with Progress(f"sweep {args.name}", "jobs", total=len(cfg.jobs()), every=0) as bar:
 
-    def report(result: dict) -> None:
-        last = result["history"][-1]
-        print(
-            f"done {result['job']} : test err {last['test_err']:.2%}, corrupted-label train err "
-            f"{(last['train_corrupted_err'] or 0):.2%} ({total} jobs in the grid)",
-            file=sys.stderr,
-            flush=True,
-        )
+        def report(result: dict) -> None:
+            last = result["history"][-1]
+            corrupted = "—" if last["train_corrupted_err"] is None else f"{last['train_corrupted_err']:.2%}"
+            bar.note(f"done {Job(**result['job']).describe()}: test err {last['test_err']:.2%}, "
+                     f"corrupted-label train err {corrupted}")  # fmt: skip
+            bar.update(1)
 
-    result = run_sweep(
-        cfg, name=args.name, out=args.out, executor=args.executor, jobs=args.jobs, address=args.address,
-        device=args.device, data_root=args.data_root, on_job=report,
-    )  # fmt: skip
+        result = run_sweep(cfg, name=args.name, out=args.out, executor=args.executor, jobs=args.jobs,
+                           address=args.address, device=args.device, data_root=args.data_root,
+                           on_job=report)  # fmt: skip
     what = f"{cfg.dataset}, {cfg.model}, {cfg.epochs} epochs, seeds {list(cfg.seeds)}"
     print(f"sweep {args.name}: {what} (error %, mean ± std)")
     print(
@@ -462,14 +487,24 @@ def _cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from .config import preset
     from .pipeline import run_pipeline
-    from .presets import preset
+    from .report import collect, run_claims
 
     path = run_pipeline(
         preset(args.preset), out=args.out, run=args.run, device=args.device, data_root=args.data_root,
         download=args.download, argv=[PROG, *argv],
     )  # fmt: skip
-    print(path)
+    run = args.run or args.preset
+    print(f"run {run}: the paper's claims (erm → mixup; rule and intervals in the report)")
+    for c in run_claims(collect(args.out, run)):
+        if c.erm is None or c.mixup is None:
+            print(f"  {c.verdict:<15} {c.claim}")
+            continue
+        scale, fmt = (100, "{:.2f}") if c.unit == "%" else (1, "{:.3g}")
+        change = f"{fmt.format(scale * c.erm.value)} → {fmt.format(scale * c.mixup.value)}{c.unit}"
+        print(f"  {c.verdict:<15} {c.claim}: {change} ({c.where})")
+    print(f"report: {Path(path).resolve().as_uri()}")
     return 0
 
 
@@ -477,8 +512,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not hasattr(args, "handler"):
-        parser.print_help()
+    if not hasattr(args, "handler"):  # `robust-eval` or `robust-eval sweep` alone: say what is missing
+        prog = args.usage_of.prog
+        (sub,) = (a for a in args.usage_of._actions if isinstance(a, argparse._SubParsersAction))
+        print(f"{prog}: error: a command is required, one of: {', '.join(sub.choices)} (see '{prog} --help')",
+              file=sys.stderr)  # fmt: skip
         return 2
     from .errors import UsageError
 
@@ -488,5 +526,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; finished epochs are saved: run the same command with --resume", file=sys.stderr)
+        print(f"{PROG}: interrupted; {args.resume_hint}", file=sys.stderr)
         return 130

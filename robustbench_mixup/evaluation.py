@@ -13,11 +13,9 @@ stronger than white box on the same target.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import itertools
 import json
-import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,59 +26,25 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from . import backends, checkpoints
-from .attacks import ATTACKS, AttackCounts, evaluate_attack
+from . import attacks, backends, checkpoints
+from .attacks import Attack, make_attack
+from .config import PAIR, AttackConfig
 from .data import load_dataset
+from .devices import resolve_device
 from .errors import UsageError
 from .fsutil import atomic_path, remove_stale_temporaries
-from .results import ResultsDB, database_path
+from .layout import Layout
+from .progress import Meter
+from .results import ResultsDB
 from .runs import load_members, resolve_run
 from .stats import wilson_interval
-from .train import PAIR, resolve_device, run_dir
 
-MODES = ("white", "black", "both")
 TARGETS = PAIR
 
 
-@dataclass(frozen=True)
-class AttackSpec:
-    attack: str  # 'fgsm' | 'ifgsm'
-    eps: tuple[float, ...]
-    steps: int = 10  # I-FGSM only
-    step_size: float | None = None  # I-FGSM only; None = ε / steps
-    mode: str = "both"
-    backend: str = "native"
-    n: int | None = None  # first n test examples; None = all
-    batch_size: int = 256
-
-    def validate(self) -> AttackSpec:
-        if self.attack not in ATTACKS:
-            raise UsageError(f"unknown attack {self.attack!r}: choose one of {', '.join(ATTACKS)}")
-        if not self.eps:
-            raise UsageError("--eps needs at least one value")
-        for e in self.eps:
-            if not (math.isfinite(e) and 0 <= e <= 1):
-                raise UsageError(f"--eps values must lie in [0, 1] (pixel units; 8/255 is written 8/255), got {e:g}")
-        if self.steps < 1:
-            raise UsageError(f"--steps must be ≥ 1, got {self.steps}")
-        if self.step_size is not None and not (math.isfinite(self.step_size) and self.step_size > 0):
-            raise UsageError(f"--step-size must be > 0, got {self.step_size:g}")
-        if self.mode not in MODES:
-            raise UsageError(f"unknown mode {self.mode!r}: choose one of {', '.join(MODES)}")
-        if self.n is not None and self.n < 1:
-            raise UsageError(f"--n must be ≥ 1, got {self.n}")
-        if self.batch_size < 1:
-            raise UsageError(f"--batch-size must be ≥ 1, got {self.batch_size}")
-        backends.require(self.backend)
-        return self
-
-    def steps_for(self) -> int:
-        return 1 if self.attack == "fgsm" else self.steps
-
-    def size_for(self, eps: float) -> float:
-        if self.attack == "fgsm":
-            return eps
-        return eps / self.steps if self.step_size is None else self.step_size
+def build_attack(cfg: AttackConfig) -> Attack:
+    """The attack object a validated config describes."""
+    return make_attack(cfg.attack, steps=cfg.steps, step_size=cfg.step_size)
 
 
 @dataclass
@@ -103,7 +67,8 @@ class Row:
 @dataclass
 class Evaluation:
     run: str
-    spec: AttackSpec
+    spec: AttackConfig
+    attack: Attack
     source: str  # 'surrogate' or the --source path
     dataset: str
     clean: dict[str, dict[str, float]]  # model -> {"top1", "top5", "n"}
@@ -170,11 +135,50 @@ def _check_compatible(meta: dict, reference: dict, what: str) -> None:
         )
 
 
-def _set_path(out: Path, run: str, spec: AttackSpec, source_sha: str, source_label: str, eps: float, n: int) -> Path:
-    key = json.dumps([source_sha, spec.attack, eps, spec.steps_for(), spec.size_for(eps), n, spec.backend])
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    label = "".join(c if c.isalnum() or c in "-_." else "_" for c in source_label)[:40]
-    return out / "attacks" / run / f"{spec.attack}-{spec.backend}-{label}-eps{eps:.6g}-{digest}.safetensors"
+def craft_sets(
+    cfg: AttackConfig, attack: Attack, source: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+    eps: list[float] | None = None, progress: Callable[[int], None] | None = None,
+) -> list[torch.Tensor]:  # fmt: skip
+    """Adversarial examples crafted on `source` by `cfg.backend`, one tensor per ε (default: cfg.eps)."""
+    eps = list(cfg.eps) if eps is None else eps
+    if cfg.backend != "native":
+        return backends.craft(cfg.backend, attack, source, images, labels, eps, batch_size=cfg.batch_size)
+    return attacks.craft(attack, source, images, labels, eps, batch_size=cfg.batch_size, progress=progress)
+
+
+def evaluate_models(
+    models: dict[str, nn.Module],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    cfg: AttackConfig,
+    *,
+    black_sets: list[torch.Tensor] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[dict[str, dict[str, float]], list[Row]]:
+    """Clean accuracy and robust-accuracy rows of `models` on (images, labels).
+
+    White box (mode white/both): each model attacked with its own gradients. Black box: `black_sets`
+    (one adversarial tensor per ε of `cfg`, crafted on some source) classified by every model.
+    """
+    n = len(labels)
+    eps = list(cfg.eps)
+    attack = build_attack(cfg)
+    clean_counts = attacks.score(models, images, labels, [images], batch_size=cfg.batch_size, progress=progress)
+    clean = {m: {"top1": clean_counts.top1[m][0] / n, "top5": clean_counts.top5[m][0] / n, "n": n} for m in models}
+    rows: list[Row] = []
+    if cfg.mode in ("white", "both"):
+        for name, model in models.items():
+            if cfg.backend == "native":
+                c = attacks.evaluate_attack(model, {name: model}, images, labels, eps, attack=attack,
+                                            batch_size=cfg.batch_size, progress=progress)  # fmt: skip
+            else:
+                adv = craft_sets(cfg, attack, model, images, labels, progress=progress)
+                c = attacks.score({name: model}, images, labels, adv, batch_size=cfg.batch_size, progress=progress)
+            rows += [_row(name, "white", e, n, c.top1[name][i], c.top5[name][i]) for i, e in enumerate(eps)]
+    if black_sets is not None:
+        c = attacks.score(models, images, labels, black_sets, batch_size=cfg.batch_size, progress=progress)
+        rows += [_row(m, "black", e, n, c.top1[m][i], c.top5[m][i]) for m in models for i, e in enumerate(eps)]
+    return clean, rows
 
 
 def _load_set(path: Path, n: int) -> torch.Tensor | None:
@@ -185,90 +189,30 @@ def _load_set(path: Path, n: int) -> torch.Tensor | None:
     return x if len(x) == n else None
 
 
-def _score(
-    models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, sets: list[torch.Tensor], batch: int,
-    progress: Callable[[int], None] | None = None,
-) -> AttackCounts:  # fmt: skip
-    """Count hits of every model on ready-made inputs (one tensor per entry of `sets`)."""
-    anyone = next(iter(models.values()))
-    return evaluate_attack(
-        anyone, models, x, y, [0.0] * len(sets), batch_size=batch, precomputed=sets, progress=progress
-    )
-
-
-def evaluate_models(
-    models: dict[str, nn.Module],
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    spec: AttackSpec,
-    *,
-    black_sets: list[torch.Tensor] | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> tuple[dict[str, dict[str, float]], list[Row]]:
-    """Clean accuracy and robust-accuracy rows of `models` on (images, labels).
-
-    White box (mode white/both): each model attacked with its own gradients. Black box: `black_sets`
-    (one adversarial tensor per ε of `spec`, crafted on some source) classified by every model.
-    """
-    n = len(labels)
-    eps = list(spec.eps)
-    clean_counts = _score(models, images, labels, [images], spec.batch_size, progress)
-    clean = {m: {"top1": clean_counts.top1[m][0] / n, "top5": clean_counts.top5[m][0] / n, "n": n} for m in models}
-    rows: list[Row] = []
-    if spec.mode in ("white", "both"):
-        for name, model in models.items():
-            if spec.backend == "native":
-                c = evaluate_attack(
-                    model, {name: model}, images, labels, eps, attack=spec.attack, steps=spec.steps,
-                    step_size=spec.step_size, batch_size=spec.batch_size, progress=progress,
-                )  # fmt: skip
-            else:
-                adv = craft_sets(spec, model, images, labels, progress=progress)
-                c = _score({name: model}, images, labels, adv, spec.batch_size, progress)
-            rows += [_row(name, "white", e, n, c.top1[name][i], c.top5[name][i]) for i, e in enumerate(eps)]
-    if black_sets is not None:
-        c = _score(models, images, labels, black_sets, spec.batch_size, progress)
-        rows += [_row(m, "black", e, n, c.top1[m][i], c.top5[m][i]) for m in models for i, e in enumerate(eps)]
-    return clean, rows
-
-
-def craft_sets(
-    spec: AttackSpec, source: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: list[float] | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> list[torch.Tensor]:  # fmt: skip
-    """Adversarial examples crafted on `source` by `spec.backend`, one tensor per ε (default: spec.eps)."""
-    eps = list(spec.eps) if eps is None else eps
-    if spec.backend != "native":
-        return backends.craft(
-            spec.backend, source, images, labels, eps, attack=spec.attack, steps=spec.steps,
-            step_size=spec.step_size, batch_size=spec.batch_size,
-        )  # fmt: skip
-    counts = evaluate_attack(
-        source, {}, images, labels, eps, attack=spec.attack, steps=spec.steps, step_size=spec.step_size,
-        batch_size=spec.batch_size, keep_adversarial=True, progress=progress,
-    )  # fmt: skip
-    return counts.adversarial or []
-
-
 def _transfer_sets(
-    spec: AttackSpec, out: Path, run: str, src_model: nn.Module, src_meta: dict, source_label: str,
-    x: torch.Tensor, y: torch.Tensor, cfg: dict, progress: Callable[[int], None] | None = None,
+    cfg: AttackConfig, attack: Attack, layout: Layout, run: str, src_model: nn.Module, src_meta: dict,
+    source_label: str, x: torch.Tensor, y: torch.Tensor, run_cfg: dict,
+    progress: Callable[[int], None] | None = None,
 ) -> list[torch.Tensor]:  # fmt: skip
     """The black-box sets for every ε: loaded from attacks/RUN/ when crafted before, else crafted and saved."""
     n = len(y)
-    paths = [_set_path(out, run, spec, src_meta["sha256"], source_label, e, n) for e in spec.eps]
+    paths = []
+    for e in cfg.eps:
+        key = json.dumps([src_meta["sha256"], attack.name, e, attack.steps, attack.size_for(e), n, cfg.backend])
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        paths.append(layout.transfer_set(run, attack.name, cfg.backend, source_label, e, digest))
     sets = [_load_set(p, n) for p in paths]
     missing = [i for i, s in enumerate(sets) if s is None]
     if missing:
         remove_stale_temporaries(paths[0].parent)
-        crafted = craft_sets(spec, src_model, x, y, [spec.eps[i] for i in missing], progress=progress)
+        crafted = craft_sets(cfg, attack, src_model, x, y, [cfg.eps[i] for i in missing], progress=progress)
         for i, adv in zip(missing, crafted, strict=True):
             sets[i] = adv
             meta = {
-                "run": run, "source": source_label, "source_sha256": src_meta["sha256"], "attack": spec.attack,
-                "eps": spec.eps[i], "steps": spec.steps_for(), "step_size": spec.size_for(spec.eps[i]),
-                "backend": spec.backend, "split": "test", "n": n, "split_seed": cfg.get("split_seed", 0),
-                "seed": cfg.get("seed"),
+                "run": run, "source": source_label, "source_sha256": src_meta["sha256"], "attack": attack.name,
+                "eps": cfg.eps[i], "steps": attack.steps, "step_size": attack.size_for(cfg.eps[i]),
+                "backend": cfg.backend, "split": "test", "n": n, "split_seed": run_cfg.get("split_seed", 0),
+                "seed": run_cfg.get("seed"),
             }  # fmt: skip
             with atomic_path(paths[i]) as tmp:
                 save_file({"adversarial": adv.cpu().contiguous()}, str(tmp), metadata={"robust_eval": json.dumps(meta)})
@@ -276,48 +220,53 @@ def _transfer_sets(
 
 
 def evaluate_run(
-    spec: AttackSpec,
+    cfg: AttackConfig,
     *,
     out: str | Path = ".",
     run: str | None = None,
     source: str | Path | None = None,
     device: str = "auto",
     data_root: str | Path | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Meter | None = None,
 ) -> Evaluation:
-    """Evaluate `run` (default: the latest) under `out` with `spec`; results go to the database.
+    """Evaluate `run` (default: the latest) under `out` with `cfg`; results go to the database.
 
     Everything is checked (arguments, run, checkpoints, source compatibility, dataset) before the
-    first file is written.
+    first file is written. `progress` counts the images that pass through a model.
     """
-    spec = dataclasses.replace(spec.validate(), eps=tuple(dict.fromkeys(spec.eps)))  # unique, order kept
-    out = Path(out)
-    run, cfg = resolve_run(out, run)
-    db = ResultsDB(database_path(out))
+    cfg = cfg.validate()
+    attack = build_attack(cfg)
+    layout = Layout(out)
+    run, run_cfg = resolve_run(out, run)
+    db = ResultsDB(layout.database)
     try:
         dev = resolve_device(device)
         models, metas = load_members(out, run, TARGETS, dev)
-        src_path = Path(source) if source is not None else run_dir(out, run) / "surrogate.safetensors"
+        src_path = Path(source) if source is not None else layout.checkpoint(run, "surrogate")
         source_label = "surrogate" if source is None else str(source)
         src_model = src_meta = None
-        if spec.mode in ("black", "both"):
+        if cfg.mode in ("black", "both"):
             src_model, src_meta = checkpoints.load(src_path, device=dev)
             _check_compatible(src_meta, metas["erm"], f"--source {str(src_path)!r}" if source else "the surrogate")
-        data = load_dataset(cfg["dataset"], root=data_root, split_seed=cfg.get("split_seed", 0))
-        n = len(data.test_labels) if spec.n is None else min(spec.n, len(data.test_labels))
+        data = load_dataset(run_cfg["dataset"], root=data_root, split_seed=run_cfg.get("split_seed", 0))
+        n = len(data.test_labels) if cfg.n is None else min(cfg.n, len(data.test_labels))
         x, y = data.test_images[:n].to(dev), data.test_labels[:n].to(dev)
+        if progress is not None:  # clean pass, each model's white box, crafting and scoring the black box
+            white = len(models) * (cfg.mode != "black") * (1 if cfg.backend == "native" else 2)
+            progress.start(n * (1 + white + 2 * (src_model is not None)))
+        tick = None if progress is None else progress.update
 
         black = None
         if src_model is not None:
-            black = _transfer_sets(spec, out, run, src_model, src_meta, source_label, x, y, cfg, progress)
-        clean, rows = evaluate_models(models, x, y, spec, black_sets=black, progress=progress)
-        other = "ifgsm" if spec.attack == "fgsm" else "fgsm"
-        others = db.attack_rows(run, attack=other, backend=spec.backend, n=n, mode="white")
+            black = _transfer_sets(cfg, attack, layout, run, src_model, src_meta, source_label, x, y, run_cfg, tick)
+        clean, rows = evaluate_models(models, x, y, cfg, black_sets=black, progress=tick)
+        other = "ifgsm" if cfg.attack == "fgsm" else "fgsm"
+        others = db.attack_rows(run, attack=other, backend=cfg.backend, n=n, mode="white")
         other_rows = [
             _row(r["model"], "white", r["eps"], n, round(r["top1"] * n), round(r["top5"] * n)) for r in others
         ]
-        flags = sanity_flags(rows, clean, spec.attack, other_rows)
-        evaluation = Evaluation(run, spec, source_label, cfg["dataset"], clean, rows, flags)
+        flags = sanity_flags(rows, clean, cfg.attack, other_rows)
+        evaluation = Evaluation(run, cfg, attack, source_label, run_cfg["dataset"], clean, rows, flags)
         db.record_attack(evaluation)
         return evaluation
     finally:

@@ -1,4 +1,4 @@
-"""Small file-system helpers: atomic writes and safe names.
+"""Small file-system helpers: atomic writes, a writable output root.
 
 Everything the suite writes goes through `atomic_write`, so a crash or kill -9 never leaves a
 half-written file under its final name (the temporary sits beside the target, then `os.replace`).
@@ -9,24 +9,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
-
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-
-
-def check_name(name: str, what: str = "run name") -> str:
-    """Return `name` if it is safe as one path component, else raise UsageError."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise UsageError(
-            f"invalid {what} {name!r}: use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
-        )
-    return name
 
 
 @contextlib.contextmanager

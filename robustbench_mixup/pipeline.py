@@ -1,41 +1,185 @@
-"""`robust-eval run`: every stage of a preset, in order, then the report.
+"""`robust-eval run`: a preset's stages, in order, as a list.
 
-train (erm, mixup, surrogate) → FGSM → I-FGSM → probe → memorization sweep → report. A stage whose
-results are already in the database is skipped; an interrupted one resumes (training and the sweep
-from their last epoch checkpoints, attacks from their saved transfer sets). Each stage's wall time is
-added to the run's timings for the report.
+    train (erm, mixup, surrogate) → FGSM → I-FGSM → probe → memorization sweep → report
+
+A stage is a small object: its `name`, `done(ctx)` (are the results of THIS preset's settings already
+stored?) and `run(ctx)`. A stage whose results are stored is skipped; an interrupted one resumes
+(training and the sweep from their last epoch checkpoints, attacks from their saved transfer sets); a
+changed setting re-runs exactly the stages whose stored results no longer match it. Each stage's
+wall time is added to the run's timings for the report. To add a stage: write its class and put an
+instance in `STAGES`.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar, Protocol
 
-from tqdm import tqdm
-
+from .config import MEMBERS, PAIR, Job, Preset
 from .data import load_dataset
-from .evaluation import AttackSpec, evaluate_run
-from .fsutil import check_name, ensure_writable_dir
-from .presets import Preset
-from .probing import ProbeSpec, probe_run
-from .progress import EpochProgress
+from .devices import resolve_device
+from .evaluation import build_attack, evaluate_run
+from .fsutil import ensure_writable_dir
+from .layout import Layout, check_run_name
+from .probes import lambda_grid
+from .probing import probe_run
+from .progress import EpochProgress, Progress
 from .report import build
-from .results import ResultsDB, database_path
-from .sweep import SweepConfig, run_sweep
-from .train import MEMBERS, PAIR, TrainConfig, resolve_device, train_run
-
-STAGES = ("train", "fgsm", "ifgsm", "probe", "sweep", "report")
+from .results import ResultsDB
+from .sweep import run_sweep
+from .train import train_run
 
 
-def _bar(desc: str, unit: str) -> tqdm:
-    """A live count with its rate (the stage's own units), on a terminal only."""
-    return tqdm(desc=f"  {desc}", unit=f" {unit}", unit_scale=True, disable=not sys.stderr.isatty(), leave=False)
+@dataclass(frozen=True)
+class Context:
+    """What every stage of one `robust-eval run` shares."""
+
+    preset: Preset
+    layout: Layout
+    run: str
+    device: str = "auto"
+    data_root: str | Path | None = None
+    download: bool = False
+    argv: list[str] | None = None
+
+    def stored(self) -> ResultsDB | None:
+        """The results database, or None before anything was stored."""
+        return ResultsDB(self.layout.database) if self.layout.database.is_file() else None
+
+    def n_test(self) -> int | None:
+        """The run's number of test examples, from its run.json (None before training)."""
+        import json
+
+        path = self.layout.run_json(self.run)
+        return json.loads(path.read_text())["dataset"]["n_test"] if path.is_file() else None
 
 
-def _say(message: str) -> None:
+def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+class Stage(Protocol):
+    name: str
+
+    def done(self, ctx: Context) -> bool: ...
+
+    def run(self, ctx: Context) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Train:
+    name: ClassVar[str] = "train"
+
+    def done(self, ctx: Context) -> bool:
+        db = ctx.stored()
+        if db is None:
+            return False
+        with db:
+            record = db.get_run(ctx.run)
+        return record is not None and record["status"] == "done" and record["config"] == ctx.preset.train().to_dict()
+
+    def run(self, ctx: Context) -> None:
+        cfg = ctx.preset.train()
+        with EpochProgress(total=cfg.epochs * len(MEMBERS), desc=f"train {ctx.run}") as bar:
+            train_run(cfg, run=ctx.run, out=ctx.layout.root, device=ctx.device, resume=True, data_root=ctx.data_root,
+                      download=ctx.download, argv=ctx.argv, on_epoch=bar.update)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Attack:
+    """One attack of the preset, white and black box, on the preset's ε grid."""
+
+    attack: str
+
+    @property
+    def name(self) -> str:
+        return self.attack
+
+    def done(self, ctx: Context) -> bool:
+        cfg = ctx.preset.attack(self.attack).validate()
+        n_test, db = ctx.n_test(), ctx.stored()
+        if n_test is None or db is None:
+            return False
+        n = n_test if cfg.n is None else min(cfg.n, n_test)
+        atk = build_attack(cfg)
+        with db:
+            rows = db.attack_rows(ctx.run, attack=self.attack, backend=cfg.backend, n=n)
+        have = {(r["model"], r["mode"], r["eps"], r["steps"], r["step_size"]) for r in rows}
+        modes = ("white", "black")
+        return all((m, mode, e, atk.steps, atk.size_for(e)) in have for m in PAIR for mode in modes for e in cfg.eps)
+
+    def run(self, ctx: Context) -> None:
+        with Progress(self.attack, "images") as bar:
+            evaluate_run(ctx.preset.attack(self.attack), out=ctx.layout.root, run=ctx.run, device=ctx.device,
+                         data_root=ctx.data_root, progress=bar)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Probe:
+    name: ClassVar[str] = "probe"
+
+    def done(self, ctx: Context) -> bool:
+        cfg, db = ctx.preset.probe(), ctx.stored()
+        if db is None:
+            return False
+        with db:
+            rows = db.probe_rows(ctx.run)
+        grid = set(lambda_grid(cfg.lambdas).tolist())
+        for model in PAIR:
+            lams = {r["lam"] for r in rows if (r["model"], r["pairs"], r["split"], r["same_class"])
+                    == (model, cfg.pairs, cfg.split, cfg.same_class)}  # fmt: skip
+            if not grid <= lams:  # rows of a finer grid hold these λ too, with the same numbers
+                return False
+        return True
+
+    def run(self, ctx: Context) -> None:
+        with Progress("probe", "pairs") as bar:
+            probe_run(ctx.preset.probe(), out=ctx.layout.root, run=ctx.run, device=ctx.device,
+                      data_root=ctx.data_root, progress=bar)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """The memorization sweep named like the run."""
+
+    name: ClassVar[str] = "sweep"
+
+    def done(self, ctx: Context) -> bool:
+        cfg, db = ctx.preset.sweep(), ctx.stored()
+        if db is None:
+            return False
+        with db:
+            sweep = db.get_sweep(ctx.run)
+            finished = db.finished_jobs(ctx.run) if sweep is not None else set()
+        return sweep is not None and sweep["config"] == cfg.to_dict() and finished == {j.key for j in cfg.jobs()}
+
+    def run(self, ctx: Context) -> None:
+        cfg = ctx.preset.sweep()
+        with Progress("sweep", "jobs", total=len(cfg.jobs()), every=0) as bar:
+
+            def one(result: dict) -> None:
+                last = result["history"][-1]
+                bar.note(f"last: {Job(**result['job']).describe()}, test error {last['test_err']:.1%}")
+                bar.update(1)
+
+            run_sweep(cfg, name=ctx.run, out=ctx.layout.root, device=ctx.device, data_root=ctx.data_root, on_job=one)
+
+
+@dataclass(frozen=True)
+class Report:
+    name: ClassVar[str] = "report"
+
+    def done(self, ctx: Context) -> bool:
+        return False  # always rebuilt: it is cheap and shows everything stored so far
+
+    def run(self, ctx: Context) -> Path:
+        return build(out=ctx.layout.root, run=ctx.run)
+
+
+STAGES: tuple[Stage, ...] = (Train(), Attack("fgsm"), Attack("ifgsm"), Probe(), Sweep(), Report())
 
 
 def run_pipeline(
@@ -47,90 +191,30 @@ def run_pipeline(
     data_root: str | Path | None = None,
     download: bool = False,
     argv: list[str] | None = None,
+    stages: tuple[Stage, ...] = STAGES,
 ) -> Path:
-    """Run (or finish) every stage of preset `p` as run `run` (default: the preset's name)."""
-    out, run = Path(out), check_name(run or p.name)
-    cfg = TrainConfig(dataset=p.dataset, model=p.model, epochs=p.epochs, alpha=p.alpha).validate()
+    """Run (or finish) every stage of preset `p` as run `run` (default: the preset's name); returns the
+    report's path."""
+    ctx = Context(p, Layout(out), check_run_name(run or p.name), device, data_root, download, argv)
+    p.train().validate()
     resolve_device(device)
     load_dataset(p.dataset, root=data_root, download=download)  # a missing dataset: one line, nothing written
-    ensure_writable_dir(out)  # before the first stage says anything
-
-    def stage(i: int, name: str, done: Callable[[], bool], work: Callable[[], object]) -> None:
-        if done():
-            _say(f"[{i}/{len(STAGES)}] {name}: done before, skipped")
-            return
-        _say(f"[{i}/{len(STAGES)}] {name} ...")
+    ensure_writable_dir(ctx.layout.root)  # before the first stage says anything
+    report: Path | None = None
+    for i, stage in enumerate(stages, 1):
+        tag = f"[{i}/{len(stages)}] {stage.name}"
+        if stage.done(ctx):
+            say(f"{tag}: done before, skipped")
+            continue
+        say(f"{tag} ...")
         t0 = time.perf_counter()
-        work()
+        result = stage.run(ctx)
         seconds = time.perf_counter() - t0
-        if name != "train":  # training records its own time, resumes included
-            with ResultsDB(database_path(out)) as db:
-                db.add_timing(run, name, seconds)
-        _say(f"[{i}/{len(STAGES)}] {name}: {seconds:.0f} s")
-
-    def trained() -> bool:
-        if not database_path(out).is_file():
-            return False
-        with ResultsDB(database_path(out)) as db:
-            record = db.get_run(run)
-        return record is not None and record["status"] == "done" and record["config"] == cfg.to_dict()
-
-    def train() -> None:
-        with EpochProgress(total=cfg.epochs * len(MEMBERS), desc=f"train {run}") as bar:
-            train_run(cfg, run=run, out=out, device=device, resume=True, data_root=data_root, download=download,
-                      argv=argv, on_epoch=bar.update)  # fmt: skip
-
-    def attacked(attack: str, eps: tuple[float, ...]) -> Callable[[], bool]:
-        def check() -> bool:
-            with ResultsDB(database_path(out)) as db:
-                rows = db.attack_rows(run, attack=attack, backend="native")
-            have = {(r["model"], r["mode"], r["eps"]) for r in rows}
-            return all((m, mode, e) in have for m in PAIR for mode in ("white", "black") for e in eps)
-
-        return check
-
-    def attack(name: str, eps: tuple[float, ...]) -> Callable[[], object]:
-        spec = AttackSpec(attack=name, eps=eps, steps=p.ifgsm_steps, n=p.attack_n)
-
-        def work() -> None:
-            with _bar(name, "images") as bar:
-                evaluate_run(spec, out=out, run=run, device=device, data_root=data_root, progress=bar.update)
-
-        return work
-
-    probe_spec = ProbeSpec(pairs=p.probe_pairs, lambdas=p.probe_lambdas)
-
-    def probed() -> bool:
-        with ResultsDB(database_path(out)) as db:
-            return any(r["pairs"] == p.probe_pairs for r in db.probe_rows(run))
-
-    sweep_cfg = SweepConfig(dataset=p.dataset, model=p.model, noise=p.sweep_noise, alpha=p.sweep_alpha,
-                            epochs=p.sweep_epochs)  # fmt: skip
-
-    def swept() -> bool:
-        with ResultsDB(database_path(out)) as db:
-            return db.get_sweep(run) is not None and len(db.finished_jobs(run)) == len(sweep_cfg.jobs())
-
-    def sweep() -> None:
-        total = len(sweep_cfg.jobs())
-        count = [0]
-
-        def one(result: dict) -> None:
-            count[0] += 1
-            _say(f"  sweep job {count[0]}/{total} done: {result['job']}")
-
-        run_sweep(sweep_cfg, name=run, out=out, device=device, data_root=data_root, on_job=one)
-
-    stage(1, "train", trained, train)
-    stage(2, "fgsm", attacked("fgsm", p.fgsm_eps), attack("fgsm", p.fgsm_eps))
-    stage(3, "ifgsm", attacked("ifgsm", p.ifgsm_eps), attack("ifgsm", p.ifgsm_eps))
-
-    def probe() -> None:
-        with _bar("probe", "pairs") as bar:
-            probe_run(probe_spec, out=out, run=run, device=device, data_root=data_root, progress=bar.update)
-
-    stage(4, "probe", probed, probe)
-    stage(5, "sweep", swept, sweep)
-    path: list[Path] = []
-    stage(6, "report", lambda: False, lambda: path.append(build(out=out, run=run)))
-    return path[0]
+        if stage.name != "train":  # training records its own time, resumes included
+            with ResultsDB(ctx.layout.database) as db:
+                db.add_timing(ctx.run, stage.name, seconds)
+        say(f"{tag}: {seconds:.0f} s")
+        if isinstance(result, Path):
+            report = result
+    assert report is not None, "the last stage writes the report"
+    return report

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attacks import frozen, model_device
+from .devices import frozen, model_device
 
 # Points (images) per forward/backward. Bounded, so memory stays flat for any number of pairs; small
 # on the CPU, where activations that outgrow the cache cost more than calls (measured with smallcnn on

@@ -120,10 +120,6 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def database_path(out: str | os.PathLike[str]) -> Path:
-    return Path(out) / "reports" / "results.sqlite"
-
-
 class ResultsDB:
     """A connection to the results database; creates or migrates the schema on open."""
 
@@ -237,23 +233,26 @@ class ResultsDB:
         Rows replace earlier rows of the same key; the flags of the same (run, attack, backend, n)
         are recomputed, so they replace the earlier ones.
         """
-        spec, now = ev.spec, _now()
+        attack, backend, now = ev.attack, ev.spec.backend, _now()
         with self.transaction() as c:
             for r in ev.rows:
                 c.execute(
-                    """INSERT OR REPLACE INTO attack_results VALUES
-                       (?, ?, ?, ?, ?, ?, ?, ?, ?, 'test', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    """INSERT OR REPLACE INTO attack_results
+                       (run, model, attack, mode, source, eps, steps, step_size, backend, split, n,
+                        top1, top1_err, top1_lo, top1_hi, top5, top5_err, top5_lo, top5_hi, clean_top1, created)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'test', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                     (
-                        ev.run, r.model, spec.attack, r.mode, r.model if r.mode == "white" else ev.source, r.eps,
-                        spec.steps_for(), spec.size_for(r.eps), spec.backend, r.n,
+                        ev.run, r.model, attack.name, r.mode, r.model if r.mode == "white" else ev.source, r.eps,
+                        attack.steps, attack.size_for(r.eps), backend, r.n,
                         r.top1, 1 - r.top1, *r.top1_ci, r.top5, 1 - r.top5, *r.top5_ci, ev.clean[r.model]["top1"], now,
                     ),
                 )  # fmt: skip
-            key = (ev.run, spec.attack, spec.backend, ev.rows[0].n if ev.rows else 0)
+            key = (ev.run, attack.name, backend, ev.rows[0].n if ev.rows else 0)
             c.execute("DELETE FROM attack_flags WHERE run=? AND attack=? AND backend=? AND n=?", key)
             for f in ev.flags:
                 c.execute(
-                    "INSERT INTO attack_flags VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO attack_flags (run, attack, backend, n, check_name, model, mode, eps, detail, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (*key, f["check"], f["model"], f["mode"], f["eps"], f["detail"], now),
                 )
 
@@ -291,7 +290,7 @@ class ResultsDB:
         now = _now()
         with self.transaction() as c:
             c.execute(
-                "INSERT INTO sweeps VALUES (?, 'corrupt', ?, ?, ?) "
+                "INSERT INTO sweeps (name, kind, config, created, updated) VALUES (?, 'corrupt', ?, ?, ?) "
                 "ON CONFLICT(name) DO UPDATE SET updated=excluded.updated",
                 (name, json.dumps(config, sort_keys=True), now, now),
             )
@@ -356,7 +355,7 @@ class ResultsDB:
 
 
 def environment(device: str, argv: list[str] | None = None) -> dict[str, Any]:
-    """Provenance recorded with every run: versions, device, git commit (when available), command."""
+    """Provenance recorded with every run: versions, device, git commit and dirty flag (when available), command."""
     import torch
 
     env: dict[str, Any] = {
@@ -376,4 +375,11 @@ def environment(device: str, argv: list[str] | None = None) -> dict[str, Any]:
         env["git_commit"] = out.stdout.strip() if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         env["git_commit"] = None
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+        env["git_dirty"] = bool(out.stdout.strip()) if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        env["git_dirty"] = None
     return env

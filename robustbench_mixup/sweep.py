@@ -17,8 +17,6 @@ exactly the results of an uninterrupted sweep.
 from __future__ import annotations
 
 import dataclasses
-import itertools
-import math
 import os
 import socket
 import statistics
@@ -31,115 +29,34 @@ from typing import Any
 import torch
 
 from . import seeding
-from .data import DATASETS, Dataset, corrupt_labels, load_dataset
+from .config import Executor, Job, SweepConfig
+from .data import Dataset, corrupt_labels, load_dataset
+from .devices import predict, resolve_device
 from .errors import UsageError
-from .fsutil import check_name, ensure_writable_dir, remove_stale_temporaries
-from .models import MODELS
-from .results import ResultsDB, database_path
-from .train import (
-    TrainConfig,
-    evaluate,
-    load_trainable,
-    lr_at,
-    new_trainable,
-    resolve_device,
-    save_trainable,
-    train_epoch,
-)
+from .fsutil import ensure_writable_dir, remove_stale_temporaries
+from .layout import Layout
+from .results import ResultsDB
+from .tables import method_order, table2, with_methods
+from .train import check_data, fit, load_trainable, new_trainable, save_trainable
 
-
-@dataclass(frozen=True)
-class SweepConfig:
-    dataset: str
-    model: str
-    noise: tuple[float, ...]
-    alpha: tuple[float, ...]
-    epochs: int
-    dropout: tuple[float, ...] = (0.0,)
-    seeds: tuple[int, ...] = (0,)
-    batch_size: int = 128
-    lr: float = 0.1
-    weight_decay: float = 1e-4
-
-    def validate(self) -> SweepConfig:
-        if self.dataset not in DATASETS:
-            raise UsageError(f"unknown dataset {self.dataset!r}: choose one of {', '.join(DATASETS)}")
-        if self.model not in MODELS:
-            raise UsageError(f"unknown model {self.model!r}: choose one of {', '.join(MODELS)}")
-        for name, grid in (
-            ("noise", self.noise),
-            ("alpha", self.alpha),
-            ("dropout", self.dropout),
-            ("seeds", self.seeds),
-        ):
-            if not grid:
-                raise UsageError(f"--{name} needs at least one value: the grid is empty")
-        if any(not (math.isfinite(v) and 0 <= v <= 1) for v in self.noise):
-            raise UsageError(f"--noise values must lie in [0, 1], got {list(self.noise)}")
-        if any(not (math.isfinite(v) and v >= 0) for v in self.alpha):
-            raise UsageError(f"--alpha values must be ≥ 0, got {list(self.alpha)}")
-        if any(not (math.isfinite(v) and 0 <= v < 1) for v in self.dropout):
-            raise UsageError(f"--dropout values must lie in [0, 1), got {list(self.dropout)}")
-        self.job_config(Job(self.noise[0], self.alpha[0], self.dropout[0], self.seeds[0])).validate()
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    def jobs(self) -> list[Job]:
-        grid = itertools.product(self.noise, self.alpha, self.dropout, self.seeds)
-        return [Job(n, a, p, s) for n, a, p, s in grid]
-
-    def job_config(self, job: Job) -> TrainConfig:
-        return TrainConfig(
-            dataset=self.dataset, model=self.model, epochs=self.epochs, alpha=job.alpha, seed=job.seed,
-            batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay, dropout=job.dropout,
-        )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Job:
-    noise: float
-    alpha: float
-    dropout: float
-    seed: int
-
-    @property
-    def key(self) -> str:
-        return f"noise{self.noise:g}-alpha{self.alpha:g}-dropout{self.dropout:g}-seed{self.seed}"
-
-    @property
-    def method(self) -> str:
-        """The paper's row label: ERM, ERM + dropout, mixup or mixup + dropout."""
-        if self.alpha == 0:
-            return "ERM" if self.dropout == 0 else f"ERM + dropout (p={self.dropout:g})"
-        return (
-            f"mixup (α={self.alpha:g})"
-            if self.dropout == 0
-            else f"mixup + dropout (α={self.alpha:g}, p={self.dropout:g})"
-        )
+__all__ = ["Job", "SweepConfig", "run_job", "run_sweep", "table2"]
 
 
 # --- one job (runs in a worker process or a Ray task) ---------------------------------------------
 
 
-def _errors(
-    model: torch.nn.Module, x: torch.Tensor, true: torch.Tensor, noisy: torch.Tensor, mask: torch.Tensor
-) -> dict:
-    with torch.inference_mode():
-        was = model.training
-        model.eval()
-        pred = torch.cat([model(x[s : s + 1024]).argmax(1) for s in range(0, len(x), 1024)])
-        model.train(was)
-    kept, bad = ~mask, mask
+def memorization_errors(
+    pred: torch.Tensor, true: torch.Tensor, noisy: torch.Tensor, mask: torch.Tensor
+) -> dict[str, float | None]:
+    """Training errors of predictions `pred` on kept and on corrupted examples (None where there are none)."""
 
     def err(sel: torch.Tensor, labels: torch.Tensor) -> float | None:
         return float((pred[sel] != labels[sel]).float().mean()) if bool(sel.any()) else None
 
     return {
-        "train_real_err": err(kept, true),  # examples whose labels were kept
-        "train_corrupted_err": err(bad, noisy),  # corrupted examples vs their corrupted labels: memorization
-        "train_corrupted_true_err": err(bad, true),  # ... and vs their true labels
+        "train_real_err": err(~mask, true),  # examples whose labels were kept
+        "train_corrupted_err": err(mask, noisy),  # corrupted examples vs their corrupted labels: memorization
+        "train_corrupted_true_err": err(mask, true),  # ... and vs their true labels
     }
 
 
@@ -167,18 +84,18 @@ def run_job(
         (model, opt), done, history = new_trainable(tcfg, data, job.seed, dev), 0, []
     x_tr, y_noisy, y_true, m = (t.to(dev) for t in (data.train_images, noisy, data.train_labels, mask))
     x_te, y_te = data.test_images.to(dev), data.test_labels.to(dev)
-    for epoch in range(done, cfg.epochs):
-        for group in opt.param_groups:
-            group["lr"] = lr_at(epoch, tcfg)
-        stats = train_epoch(
-            model, opt, x_tr, y_noisy, alpha=job.alpha, num_classes=data.num_classes, batch_size=cfg.batch_size,
-            seed=job.seed, epoch=epoch, augment=data.augment,
-        )  # fmt: skip
-        history.append({
-            "epoch": epoch + 1, "train_loss": stats["train_loss"], "test_err": 1 - evaluate(model, x_te, y_te),
-            **_errors(model, x_tr, y_true, y_noisy, m),
-        })  # fmt: skip
-        save_trainable(path, model, opt, {"train": tcfg.to_dict(), "job": dataclasses.asdict(job), "epoch": epoch + 1,
+
+    def errors(model: torch.nn.Module) -> dict[str, float | None]:
+        test_err = (predict(model, x_te) != y_te).sum().item() / len(y_te)
+        return {"test_err": test_err, **memorization_errors(predict(model, x_tr), y_true, y_noisy, m)}
+
+    epochs = fit(model, opt, tcfg, x_tr, y_noisy, alpha=job.alpha, seed=job.seed, num_classes=data.num_classes,
+                 augment=data.augment, evaluate=errors, start_epoch=done)  # fmt: skip
+    for epoch, metrics in epochs:
+        history.append({"epoch": epoch, "train_loss": metrics["train_loss"], "test_err": metrics["test_err"],
+                        **{k: metrics[k] for k in ("train_real_err", "train_corrupted_err",
+                                                   "train_corrupted_true_err")}})  # fmt: skip
+        save_trainable(path, model, opt, {"train": tcfg.to_dict(), "job": dataclasses.asdict(job), "epoch": epoch,
                                           "history": history, "noise": job.noise})  # fmt: skip
     return {"job": dataclasses.asdict(job), "history": history, "n_corrupted": int(mask.sum())}
 
@@ -256,29 +173,27 @@ def run_sweep(
 ) -> SweepResult:
     """Run (or resume) sweep `name` under `out`; returns every job's summary, finished ones included."""
     cfg.validate()
-    check_name(name, "sweep name")
-    if executor not in ("local", "ray"):
-        raise UsageError(f"--executor must be local or ray, got {executor!r}")
+    layout = Layout(out)
+    ckdir = layout.sweep_dir(name)  # checks the name
+    Executor.check(executor, "--executor")
     if jobs < 1:
         raise UsageError(f"--jobs must be ≥ 1, got {jobs}")
     if executor == "ray" and address is not None:
         check_ray_address(address)
     resolve_device(device)
-    out = Path(out)
-    db_path = database_path(out)
-    if db_path.is_file():
-        with ResultsDB(db_path) as db:
+    if layout.database.is_file():
+        with ResultsDB(layout.database) as db:
             previous = db.get_sweep(name)
         if previous is not None and previous["config"] != cfg.to_dict():
             raise UsageError(
-                f"sweep {name!r} already exists under {str(out)!r} with other settings; choose another --name"
+                f"sweep {name!r} already exists under {str(layout.root)!r} with other settings; choose another --name"
             )
-    load_dataset(cfg.dataset, root=data_root)  # a missing dataset stops here, before anything is written
-    ensure_writable_dir(out)
-    ckdir = out / "checkpoints" / "sweeps" / name
+    data = load_dataset(cfg.dataset, root=data_root)  # a missing dataset stops here, before anything is written
+    check_data(cfg.job_config(cfg.jobs()[0]), len(data.train_labels))
+    ensure_writable_dir(layout.root)
     ckdir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(ckdir)
-    db = ResultsDB(db_path)
+    db = ResultsDB(layout.database)
     try:
         db.start_sweep(name, cfg.to_dict(), [(j.key, dataclasses.asdict(j)) for j in cfg.jobs()])
         finished = db.finished_jobs(name)
@@ -294,74 +209,42 @@ def run_sweep(
         summaries = db.sweep_jobs(name)
     finally:
         db.close()
-    for s in summaries:
-        s["method"] = Job(s["noise"], s["alpha"], s["dropout"], s["seed"]).method
-    figure = plot_sweep(name, summaries, out) if summaries else None
+    summaries = with_methods(summaries)
+    figure = plot_sweep(name, summaries, layout.sweep_figure(name)) if summaries else None
     return SweepResult(name, cfg, summaries, figure)
 
 
 # --- the table and the curves ----------------------------------------------------------------------
 
 
-def _order(s: dict[str, Any]) -> tuple:
-    """The paper's row order: by noise, then ERM, ERM + dropout, mixup, mixup + dropout, by α and p."""
-    return (s["noise"], s["alpha"] > 0, s["dropout"] > 0, s["alpha"], s["dropout"])
+def plot_sweep(name: str, summaries: list[dict[str, Any]], path: Path) -> Path:
+    """Per noise level: test error and training error on corrupted labels against epochs, per method; a PNG
+    at `path` (atomic)."""
+    from . import figures  # matplotlib only when a figure is drawn
 
-
-def table2(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows shaped like the paper's Table 2: per (noise, method), mean and std over seeds, in %."""
-    rows = []
-    for (noise, method), group in itertools.groupby(
-        sorted(summaries, key=_order), key=lambda s: (s["noise"], s["method"])
-    ):
-        group = list(group)
-        row: dict[str, Any] = {"noise": noise, "method": method, "seeds": len(group)}
-        for col in ("best_test_err", "last_test_err", "train_real_err", "train_corrupted_err"):
-            values = [100 * g[col] for g in group if g[col] is not None]
-            row[col] = (
-                (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0) if values else None
-            )
-        rows.append(row)
-    return rows
-
-
-def plot_sweep(name: str, summaries: list[dict[str, Any]], out: Path) -> Path:
-    """Per noise level: test error and training error on corrupted labels against epochs, per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    from .fsutil import atomic_path
-
-    sns.set_theme(style="whitegrid", context="paper")
     noises = sorted({s["noise"] for s in summaries})
-    fig, axes = plt.subplots(2, len(noises), figsize=(3.6 * len(noises), 5.4), squeeze=False, sharex=True)
-    methods = list(dict.fromkeys(s["method"] for s in sorted(summaries, key=_order)))
-    colors = dict(zip(methods, sns.color_palette("colorblind", len(methods)), strict=False))
-    for c, noise in enumerate(noises):
-        for method in methods:
-            runs = [s["history"] for s in summaries if s["noise"] == noise and s["method"] == method]
-            if not runs:
-                continue
-            epochs = [h["epoch"] for h in runs[0]]
-            for r, (col, label) in enumerate(
-                (("test_err", "test error %"), ("train_corrupted_err", "train error on corrupted labels %"))
-            ):
-                series = [[h[col] for h in run] for run in runs]
-                if any(v is None for s in series for v in s):
+    methods = list(dict.fromkeys(s["method"] for s in sorted(summaries, key=method_order)))
+    colors = dict(zip(methods, figures.palette(len(methods)), strict=False))
+    with figures.theme():
+        fig, axes = figures.new_figure(2, len(noises), figsize=(3.6 * len(noises), 5.4), squeeze=False, sharex=True)
+        for c, noise in enumerate(noises):
+            for method in methods:
+                runs = [s["history"] for s in summaries if s["noise"] == noise and s["method"] == method]
+                if not runs:
                     continue
-                mean = [100 * statistics.fmean(vals) for vals in zip(*series, strict=True)]
-                axes[r][c].plot(epochs, mean, label=method, color=colors[method])
-                axes[r][c].set_ylabel(label)
-        axes[0][c].set_title(f"{noise:.0%} corrupted labels")
-        axes[1][c].set_xlabel("epoch")
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"sweep {name}: mean over seeds", fontsize=9)
-    fig.tight_layout()
-    path = out / "reports" / "sweeps" / name / "curves.png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
+                epochs = [h["epoch"] for h in runs[0]]
+                for r, (col, label) in enumerate(
+                    (("test_err", "test error %"), ("train_corrupted_err", "train error on corrupted labels %"))
+                ):
+                    series = [[h[col] for h in run] for run in runs]
+                    if any(v is None for s in series for v in s):
+                        continue
+                    mean = [100 * statistics.fmean(vals) for vals in zip(*series, strict=True)]
+                    axes[r][c].plot(epochs, mean, label=method, color=colors[method])
+                    axes[r][c].set_ylabel(label)
+            axes[0][c].set_title(f"{noise:.0%} corrupted labels")
+            axes[1][c].set_xlabel("epoch")
+        axes[0][0].legend(fontsize=7)
+        fig.suptitle(f"sweep {name}: mean over seeds", fontsize=9)
+        fig.tight_layout()
+        return figures.save_png(fig, path, dpi=100)

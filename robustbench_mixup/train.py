@@ -20,12 +20,9 @@ by 10 at 50% and 75% of the epochs, batch 128, weight decay 1e-4, α = 1.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import dataclasses
-import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,61 +32,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import checkpoints, seeding
-from .data import DATASETS, Dataset, load_dataset, random_crop_flip
+from .config import MEMBERS, TrainConfig
+from .data import Dataset, load_dataset, random_crop_flip
+from .devices import accuracy, as_batch, autocast, place, resolve_device
 from .errors import UsageError
-from .fsutil import atomic_write_json, check_name, ensure_writable_dir, remove_stale_temporaries
+from .fsutil import atomic_write_json, ensure_writable_dir, remove_stale_temporaries
+from .layout import Layout, check_run_name
 from .mixing import mixup_batch
-from .models import MODELS, model_for_dataset
-from .results import ResultsDB, database_path, environment
+from .models import model_for_dataset
+from .results import ResultsDB, environment
 
-MEMBERS = ("erm", "mixup", "surrogate")
-PAIR = ("erm", "mixup")  # the two models every stage after training compares
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that determines a run's weights. Recorded with the run and in every checkpoint."""
-
-    dataset: str = "mnist-5k"
-    model: str = "smallcnn"
-    epochs: int = 15
-    alpha: float = 1.0  # Beta(α, α) for the `mixup` member; 0 makes it a second ERM model
-    seed: int = 0
-    batch_size: int = 128
-    lr: float = 0.1  # initial; divided by 10 at 50% and 75% of the epochs
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    dropout: float = 0.0  # p of the models' dropout layers (0: none)
-    width: int | None = None  # preact-resnet18's first-stage channels (None: 64)
-    split_seed: int = 0  # the bundled datasets' train/test split, independent of `seed`
-
-    def validate(self) -> TrainConfig:
-        checks = [
-            (self.dataset in DATASETS, f"unknown dataset {self.dataset!r}: choose one of {', '.join(DATASETS)}"),
-            (self.model in MODELS, f"unknown model {self.model!r}: choose one of {', '.join(MODELS)}"),
-            (self.epochs >= 1, f"--epochs must be ≥ 1, got {self.epochs}"),
-            (math.isfinite(self.alpha) and self.alpha >= 0, f"--alpha must be ≥ 0, got {self.alpha}"),
-            (self.batch_size >= 1, f"--batch-size must be ≥ 1, got {self.batch_size}"),
-            (math.isfinite(self.lr) and self.lr > 0, f"--lr must be > 0, got {self.lr}"),
-            (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
-            (
-                math.isfinite(self.weight_decay) and self.weight_decay >= 0,
-                f"--weight-decay must be ≥ 0, got {self.weight_decay}",
-            ),
-            (0 <= self.dropout < 1, f"--dropout must be in [0, 1), got {self.dropout}"),
-            (self.width is None or self.width >= 1, f"--width must be ≥ 1, got {self.width}"),
-            (self.width is None or self.model == "preact-resnet18", "--width applies to preact-resnet18 only"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise UsageError(message)
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def member_alpha_seed(self, member: str) -> tuple[float, int]:
-        return {"erm": (0.0, self.seed), "mixup": (self.alpha, self.seed), "surrogate": (0.0, self.seed + 1)}[member]
+__all__ = ["TrainConfig", "fit", "lr_at", "train_epoch", "train_run"]
 
 
 def lr_at(epoch: int, cfg: TrainConfig) -> float:
@@ -98,22 +51,10 @@ def lr_at(epoch: int, cfg: TrainConfig) -> float:
     return cfg.lr * 0.1 ** sum(epoch >= m for m in milestones)
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' (CUDA when present), 'cpu' or 'cuda'/'cuda:N'."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UsageError("--device cuda asked for, but torch sees no CUDA device: use --device cpu or auto")
-        return torch.device(name)
-    raise UsageError(f"unknown device {name!r}: use auto, cpu or cuda")
-
-
-def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA; a no-op elsewhere (CPU runs stay in float32 and bitwise reproducible)."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+def check_data(cfg: TrainConfig, n_train: int) -> None:
+    """Raise UsageError unless `cfg` can train on `n_train` examples (every step needs a full batch)."""
+    if cfg.batch_size > n_train:
+        raise UsageError(f"--batch-size {cfg.batch_size} exceeds the {n_train} training examples of {cfg.dataset}")
 
 
 def init_model(cfg: TrainConfig, dataset: Dataset, seed: int) -> nn.Module:
@@ -166,10 +107,8 @@ def train_epoch(
             target: torch.Tensor = y
             if alpha > 0:  # the one line where mixup differs from ERM
                 x, target, _, _ = mixup_batch(x, y, alpha, num_classes=num_classes, generator=mix_gen)
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
             with autocast(device):
-                logits = model(x)
+                logits = model(as_batch(x))
             loss = F.cross_entropy(logits.float(), target)  # class indices or soft targets alike
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -181,43 +120,50 @@ def train_epoch(
     return {"train_loss": loss_sum.item() / steps, "train_acc": hits.item() / (steps * batch_size)}
 
 
-@torch.inference_mode()
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 1024) -> float:
-    """Top-1 accuracy of `model` on (images, labels), in eval mode (the mode is restored)."""
-    was_training = model.training
-    model.eval()
-    correct = torch.zeros((), device=images.device, dtype=torch.int64)
-    for start in range(0, len(labels), batch_size):
-        x = images[start : start + batch_size]
-        if images.device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(images.device):
-            correct += (model(x).argmax(1) == labels[start : start + batch_size]).sum()
-    model.train(was_training)
-    return correct.item() / max(len(labels), 1)
+def fit(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    alpha: float,
+    seed: int,
+    num_classes: int,
+    augment: bool,
+    evaluate: Callable[[nn.Module], dict[str, float]],
+    start_epoch: int = 0,
+) -> Iterator[tuple[int, dict[str, float]]]:
+    """THE epoch driver of `train` and `sweep`: yields (epoch, metrics) after each epoch, 1-based.
+
+    Epochs `start_epoch` .. `cfg.epochs - 1` (0-based) are trained with the schedule `lr_at`; the
+    metrics are train_loss, train_acc, lr, whatever `evaluate(model)` measures, the epoch's seconds
+    (training and evaluation) and the training images per second. The caller saves between epochs:
+    the epoch number is the whole random state, so stopping after any yield and resuming with
+    `start_epoch` gives the weights of an uninterrupted run.
+    """
+    check_data(cfg, len(labels))
+    seen = (len(labels) // cfg.batch_size) * cfg.batch_size
+    for epoch in range(start_epoch, cfg.epochs):
+        lr = lr_at(epoch, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        t0 = time.perf_counter()
+        stats = train_epoch(
+            model, optimizer, images, labels, alpha=alpha, num_classes=num_classes, batch_size=cfg.batch_size,
+            seed=seed, epoch=epoch, augment=augment,
+        )  # fmt: skip
+        train_s = time.perf_counter() - t0
+        measured = evaluate(model)
+        yield epoch + 1, {**stats, "lr": lr, **measured, "seconds": time.perf_counter() - t0,
+                          "images_per_s": seen / train_s}  # fmt: skip
 
 
-# --- orchestration: a named run with checkpoints, resume and the results database -----------------
-
-
-@dataclass
-class Member:
-    name: str
-    alpha: float
-    seed: int
-    model: nn.Module
-    optimizer: torch.optim.SGD
-    epochs_done: int
+# --- a model's training state on disk -------------------------------------------------------------
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
     return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-
-
-def _place(model: nn.Module, device: torch.device) -> nn.Module:
-    """On CUDA, channels_last weights to match the channels_last batches."""
-    model = model.to(device)
-    return model.to(memory_format=torch.channels_last) if device.type == "cuda" else model
 
 
 def save_trainable(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, metadata: dict[str, Any]) -> None:
@@ -238,7 +184,7 @@ def load_trainable(
     model, meta, extra = checkpoints.load_with_extra(path, device=device)
     if meta.get("train") != cfg.to_dict():
         raise UsageError(f"checkpoint {str(path)!r} belongs to another configuration; it cannot resume this run")
-    model = _place(model, device).train()
+    model = place(model, device).train()
     opt = make_optimizer(model, cfg)
     for pname, p in model.named_parameters():
         if f"momentum/{pname}" in extra:
@@ -250,16 +196,21 @@ def new_trainable(
     cfg: TrainConfig, dataset: Dataset, seed: int, device: torch.device
 ) -> tuple[nn.Module, torch.optim.SGD]:
     """A freshly initialized model (weights from `seed`) on `device`, and its optimizer."""
-    model = _place(init_model(cfg, dataset, seed), device)
+    model = place(init_model(cfg, dataset, seed), device)
     return model, make_optimizer(model, cfg)
 
 
-def _restore_member(path: Path, name: str, cfg: TrainConfig, device: torch.device) -> Member:
-    model, opt, meta = load_trainable(path, cfg, device)
-    if meta.get("member") != name:
-        raise UsageError(f"checkpoint {str(path)!r} holds {meta.get('member')!r}, not {name!r}")
-    alpha, seed = cfg.member_alpha_seed(name)
-    return Member(name, alpha, seed, model, opt, int(meta["epoch"]))
+# --- orchestration: a named run with checkpoints, resume and the results database -----------------
+
+
+@dataclass
+class Member:
+    name: str
+    alpha: float
+    seed: int
+    model: nn.Module
+    optimizer: torch.optim.SGD
+    epochs_done: int
 
 
 @dataclass
@@ -268,10 +219,6 @@ class RunResult:
     out: Path
     final: dict[str, dict[str, float]]  # member -> last epoch's metrics
     seconds: float
-
-
-def run_dir(out: Path, run: str) -> Path:
-    return Path(out) / "checkpoints" / run
 
 
 def train_run(
@@ -294,26 +241,23 @@ def train_run(
     `on_epoch(member, epoch, metrics)` is called after each member's epoch (progress display).
     """
     cfg.validate()
-    check_name(run)
+    check_run_name(run)
     unknown = set(members) - set(MEMBERS)
     if unknown or not members:
         raise UsageError(f"members must be a non-empty subset of {MEMBERS}, got {members}")
     dev = resolve_device(device)
-    out = Path(out)
-    ckdir = run_dir(out, run)
-    db_path = database_path(out)
-    if not resume and (ckdir.exists() or _known_run(db_path, run)):
+    layout = Layout(out)
+    ckdir = layout.run_dir(run)
+    if not resume and (ckdir.exists() or _known_run(layout.database, run)):
         raise UsageError(
-            f"run {run!r} already exists under {str(out)!r}: pass --resume to continue it, or choose another --run"
+            f"run {run!r} already exists under {str(layout.root)!r}: pass --resume to continue it, "
+            "or choose another --run"
         )
     dataset = load_dataset(cfg.dataset, root=data_root, download=download, split_seed=cfg.split_seed)
-    if cfg.batch_size > len(dataset.train_labels):
-        raise UsageError(
-            f"--batch-size {cfg.batch_size} exceeds the {len(dataset.train_labels)} training examples of {cfg.dataset}"
-        )
+    check_data(cfg, len(dataset.train_labels))
 
-    ensure_writable_dir(out)
-    db = ResultsDB(db_path)
+    ensure_writable_dir(layout.root)
+    db = ResultsDB(layout.database)
     try:
         previous = db.get_run(run)
         if previous is not None and previous["config"] != cfg.to_dict():
@@ -327,25 +271,35 @@ def train_run(
             environment=environment(str(dev), argv),
         )
         remove_stale_temporaries(ckdir)  # a kill -9 mid-write leaves its temporary behind
-        atomic_write_json(ckdir / "run.json", {"run": run, "config": cfg.to_dict(), "dataset": dataset.describe()})
+        atomic_write_json(layout.run_json(run), {"run": run, "config": cfg.to_dict(), "dataset": dataset.describe()})
         started = time.perf_counter()
-        state = _prepare_members(cfg, dataset, ckdir, dev, members)
-        tensors = [
+        state = _prepare_members(cfg, dataset, layout, run, dev, members)
+        x_tr, y_tr, x_te, y_te = (
             t.to(dev) for t in (dataset.train_images, dataset.train_labels, dataset.test_images, dataset.test_labels)
-        ]
+        )
+
+        def test_accuracy(model: nn.Module) -> dict[str, float]:
+            return {"test_acc": accuracy(model, x_te, y_te)}
+
+        drivers = {
+            m.name: fit(m.model, m.optimizer, cfg, x_tr, y_tr, alpha=m.alpha, seed=m.seed,
+                        num_classes=dataset.num_classes, augment=dataset.augment, evaluate=test_accuracy,
+                        start_epoch=m.epochs_done)
+            for m in state
+        }  # fmt: skip
         final: dict[str, dict[str, float]] = {}
-        for epoch in range(cfg.epochs):
+        for epoch in range(cfg.epochs):  # the members take turns, epoch by epoch
             for m in state:
                 if m.epochs_done > epoch:
                     continue
-                metrics = _member_epoch(m, epoch, cfg, dataset, *tensors)
+                m.epochs_done, metrics = next(drivers[m.name])
                 # Metrics first, then the checkpoint: a kill in between re-runs this epoch on resume
                 # and replaces the row with the same numbers.
-                db.record_epoch(run, m.name, epoch + 1, metrics)
-                _save_member(m, ckdir, cfg, dataset, run, metrics)
+                db.record_epoch(run, m.name, m.epochs_done, metrics)
+                _save_member(m, layout, cfg, dataset, run, metrics)
                 final[m.name] = metrics
                 if on_epoch is not None:
-                    on_epoch(m.name, epoch + 1, metrics)
+                    on_epoch(m.name, m.epochs_done, metrics)
         seconds = time.perf_counter() - started
         db.finish_run(run, timings={"train": seconds})  # added to earlier calls' (a killed call records none)
         for m in state:
@@ -353,7 +307,7 @@ def train_run(
                 final[m.name] = _last_metrics(db, run, m.name)
     finally:
         db.close()
-    return RunResult(run, out, final, seconds)
+    return RunResult(run, layout.root, final, seconds)
 
 
 def _known_run(db_path: Path, run: str) -> bool:
@@ -363,54 +317,35 @@ def _known_run(db_path: Path, run: str) -> bool:
         return db.get_run(run) is not None
 
 
-def _member_epoch(
-    m: Member, epoch: int, cfg: TrainConfig, dataset: Dataset,
-    x_tr: torch.Tensor, y_tr: torch.Tensor, x_te: torch.Tensor, y_te: torch.Tensor,
-) -> dict[str, float]:  # fmt: skip
-    """Train member `m` for epoch `epoch` (0-based) and evaluate it; returns the epoch's metrics."""
-    lr = lr_at(epoch, cfg)
-    for group in m.optimizer.param_groups:
-        group["lr"] = lr
-    t0 = time.perf_counter()
-    stats = train_epoch(
-        m.model, m.optimizer, x_tr, y_tr, alpha=m.alpha, num_classes=dataset.num_classes,
-        batch_size=cfg.batch_size, seed=m.seed, epoch=epoch, augment=dataset.augment,
-    )  # fmt: skip
-    train_s = time.perf_counter() - t0
-    m.epochs_done = epoch + 1
-    seen = (len(y_tr) // cfg.batch_size) * cfg.batch_size
-    return {
-        **stats, "lr": lr, "test_acc": evaluate(m.model, x_te, y_te),
-        "seconds": time.perf_counter() - t0, "images_per_s": seen / train_s,
-    }  # fmt: skip
-
-
 def _last_metrics(db: ResultsDB, run: str, member: str) -> dict[str, float]:
     rows = [r for r in db.epochs(run) if r["model"] == member]
     return dict(rows[-1]) if rows else {}
 
 
 def _prepare_members(
-    cfg: TrainConfig, dataset: Dataset, ckdir: Path, device: torch.device, names: tuple[str, ...]
+    cfg: TrainConfig, dataset: Dataset, layout: Layout, run: str, device: torch.device, names: tuple[str, ...]
 ) -> list[Member]:
     members: list[Member] = []
     fresh: dict[int, nn.Module] = {}
     for name in names:
-        path = ckdir / f"{name}.safetensors"
-        if path.exists():
-            members.append(_restore_member(path, name, cfg, device))
-            continue
+        path = layout.checkpoint(run, name)
         alpha, seed = cfg.member_alpha_seed(name)
+        if path.exists():
+            model, opt, meta = load_trainable(path, cfg, device)
+            if meta.get("member") != name:
+                raise UsageError(f"checkpoint {str(path)!r} holds {meta.get('member')!r}, not {name!r}")
+            members.append(Member(name, alpha, seed, model, opt, int(meta["epoch"])))
+            continue
         if seed not in fresh:
             fresh[seed] = init_model(cfg, dataset, seed)
-        model = _place(copy.deepcopy(fresh[seed]), device)  # erm and mixup: the very same initial weights
+        model = place(copy.deepcopy(fresh[seed]), device)  # erm and mixup: the very same initial weights
         members.append(Member(name, alpha, seed, model, make_optimizer(model, cfg), 0))
     return members
 
 
-def _save_member(m: Member, ckdir: Path, cfg: TrainConfig, dataset: Dataset, run: str, metrics: dict) -> None:
+def _save_member(m: Member, layout: Layout, cfg: TrainConfig, dataset: Dataset, run: str, metrics: dict) -> None:
     save_trainable(
-        ckdir / f"{m.name}.safetensors",
+        layout.checkpoint(run, m.name),
         m.model,
         m.optimizer,
         {

@@ -1,21 +1,11 @@
 from __future__ import annotations
 
-import gzip
-import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-
-from robustbench_mixup.cli import main
-
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """Write `array` (uint8) as an IDX file, the format (M)NIST ships in; gzipped if `path` ends in .gz."""
-    header = b"\x00\x00\x08" + bytes([array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    with (gzip.open if path.suffix == ".gz" else open)(path, "wb") as fh:
-        fh.write(header + array.astype(np.uint8).tobytes())
+from helpers import write_idx
 
 
 @pytest.fixture
@@ -29,25 +19,6 @@ def fashion_root(tmp_path: Path) -> Path:
     write_idx(root / "t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (10, 28, 28)))
     write_idx(root / "t10k-labels-idx1-ubyte.gz", np.arange(10))
     return root
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """Run the real command line in-process; returns (exit status, stdout, stderr)."""
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:  # argparse exits for --help and usage errors
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code: int, err: str, *needles: str) -> None:
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustbench_mixup.attacks import fgsm, ifgsm, robust_accuracy
-from robustbench_mixup.evaluation import AttackSpec, evaluate_models, sanity_flags
+from robustbench_mixup.config import AttackConfig as AttackSpec
+from robustbench_mixup.evaluation import build_attack, evaluate_models, sanity_flags
 from robustbench_mixup.models import build_model
 from robustbench_mixup.stats import wilson_interval
 
@@ -208,7 +209,7 @@ def _threshold_data(n=400):
 def _flags(models, x, y, spec, black_source=None, other=None):
     from robustbench_mixup.evaluation import craft_sets
 
-    black = None if black_source is None else craft_sets(spec, black_source, x, y)
+    black = None if black_source is None else craft_sets(spec, build_attack(spec), black_source, x, y)
     clean, rows = evaluate_models(models, x, y, spec, black_sets=black)
     return {f["check"] for f in sanity_flags(rows, clean, spec.attack, other)}, rows
 

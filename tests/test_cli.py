@@ -3,9 +3,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import assert_one_line_error, run_cli
 
 from robustbench_mixup import data
-from tests.conftest import assert_one_line_error, run_cli
 
 TINY = ["--dataset", "digits", "--model", "mlp", "--epochs", "1", "--device", "cpu"]
 
@@ -148,6 +148,9 @@ def test_cuda_asked_for_without_a_gpu(capsys, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_no_command_prints_help_and_exits_2(capsys):
-    code, out, _ = run_cli(capsys)
-    assert code == 2 and "train" in out
+@pytest.mark.parametrize(
+    "argv, commands", [([], "train, fgsm, ifgsm, probe, sweep, report, run"), (["sweep"], "corrupt")]
+)
+def test_a_missing_command_is_one_line_naming_the_choices(capsys, argv, commands):
+    code, _, err = run_cli(capsys, *argv)
+    assert_one_line_error(code, err, "a command is required", commands)

@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 import torch
+from helpers import write_idx
 
-from robustbench_mixup import data, names
+from robustbench_mixup import config, data
 from robustbench_mixup.data import load_dataset, random_crop_flip, read_idx, stratified_split
 from robustbench_mixup.errors import UsageError
-from tests.conftest import write_idx
 
 
 def _check(ds, n_train, n_test, shape):
@@ -18,7 +18,7 @@ def _check(ds, n_train, n_test, shape):
 
 
 def test_registry_matches_the_cli_names():
-    assert data.DATASETS == names.DATASETS
+    assert data.DATASETS == config.DATASETS
 
 
 def test_digits():

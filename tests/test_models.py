@@ -1,13 +1,13 @@
 import pytest
 import torch
 
-from robustbench_mixup import models, names
+from robustbench_mixup import config, models
 from robustbench_mixup.errors import UsageError
 from robustbench_mixup.models import build_model
 
 
 def test_registry_matches_the_cli_names():
-    assert tuple(models.MODELS) == names.MODELS
+    assert tuple(models.MODELS) == config.MODELS
 
 
 @pytest.mark.parametrize("name", list(models.MODELS))

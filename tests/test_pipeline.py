@@ -1,9 +1,13 @@
-import pytest
+import dataclasses
+import re
 
-from robustbench_mixup import pipeline
-from robustbench_mixup.presets import PRESETS, Preset
-from robustbench_mixup.results import ResultsDB, database_path
-from tests.conftest import assert_one_line_error, run_cli
+import pytest
+from helpers import assert_one_line_error, run_cli
+
+from robustbench_mixup import config, pipeline
+from robustbench_mixup.config import PRESETS, Preset
+from robustbench_mixup.layout import Layout
+from robustbench_mixup.results import ResultsDB
 
 TINY = Preset(
     name="tiny", dataset="digits", model="mlp", epochs=2, alpha=1.0, fgsm_eps=(0.0, 0.05, 0.1), ifgsm_eps=(0.05,),
@@ -11,18 +15,31 @@ TINY = Preset(
 )  # fmt: skip
 
 
-def test_run_does_every_stage_then_skips_them_all(tmp_path, capsys):
-    path = pipeline.run_pipeline(TINY, out=tmp_path, device="cpu")
-    assert path == tmp_path / "reports" / "tiny" / "index.html" and path.is_file()
+def test_run_does_every_stage_then_skips_them_all(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(config.PRESETS, "tiny", TINY)
+    code, stdout, err = run_cli(capsys, "run", "--preset", "tiny", "--out", str(tmp_path), "--device", "cpu")
+    assert code == 0, err
+    path = tmp_path / "reports" / "tiny" / "index.html"
+    assert path.is_file() and f"report: {path.resolve().as_uri()}" in stdout
+    for claim in ("white-box FGSM error", "black-box I-FGSM error", "miss rate", "corrupted labels", "clean accuracy"):
+        assert re.search(rf"(reproduced|not reproduced|inconclusive) .*{claim}", stdout), claim
     html = path.read_text()
     assert "Not run yet" not in html and "not measured" not in html
-    with ResultsDB(database_path(tmp_path)) as db:
+    with ResultsDB(Layout(tmp_path).database) as db:
         timings = db.get_run("tiny")["timings"]
     assert set(timings) == {"train", "fgsm", "ifgsm", "probe", "sweep", "report"}
     capsys.readouterr()
     pipeline.run_pipeline(TINY, out=tmp_path, device="cpu")
     err = capsys.readouterr().err
     assert err.count("done before, skipped") == 5  # all but the report, which is always rebuilt
+
+    # A changed setting re-runs exactly the stages whose stored results it no longer matches.
+    for change, stage in (({"fgsm_eps": (0.0, 0.07)}, "fgsm"), ({"ifgsm_steps": 2}, "ifgsm"),
+                          ({"probe_lambdas": 4}, "probe"), ({"probe_pairs": 50}, "probe")):  # fmt: skip
+        pipeline.run_pipeline(dataclasses.replace(TINY, **change), out=tmp_path, device="cpu")
+        err = capsys.readouterr().err
+        ran = re.findall(r"\] (\w+) \.\.\.", err)
+        assert ran == [stage, "report"], (change, err)
 
 
 def test_an_interrupted_stage_resumes_and_finished_ones_are_skipped(tmp_path, capsys, monkeypatch):

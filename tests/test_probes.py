@@ -4,6 +4,7 @@ import sqlite3
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import assert_one_line_error, run_cli
 from torch import nn
 
 from robustbench_mixup import probes
@@ -15,7 +16,6 @@ from robustbench_mixup.probes import (
     sample_pairs,
 )
 from robustbench_mixup.train import TrainConfig, train_run
-from tests.conftest import assert_one_line_error, run_cli
 
 LAM = torch.linspace(0, 1, 11, dtype=torch.float64)
 

@@ -2,13 +2,14 @@ import re
 from pathlib import Path
 
 import pytest
+from helpers import assert_one_line_error, run_cli
 
-from robustbench_mixup.evaluation import AttackSpec, evaluate_run
-from robustbench_mixup.probing import ProbeSpec, probe_run
+from robustbench_mixup.config import AttackConfig, ProbeConfig
+from robustbench_mixup.evaluation import evaluate_run
+from robustbench_mixup.probing import probe_run
 from robustbench_mixup.report import build
 from robustbench_mixup.sweep import SweepConfig, run_sweep
 from robustbench_mixup.train import TrainConfig, train_run
-from tests.conftest import assert_one_line_error, run_cli
 
 HOSTILE = "<script>alert('x')</script>"
 CFG = TrainConfig(dataset="digits", model="mlp", epochs=2, batch_size=64)
@@ -20,8 +21,8 @@ def full(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     train_run(CFG, run="r", out=out, device="cpu", argv=["robust-eval", "train", "--data-root", HOSTILE])
     for attack in ("fgsm", "ifgsm"):
-        evaluate_run(AttackSpec(attack=attack, eps=(0.0, 0.05, 0.1), steps=3), out=out, run="r", device="cpu")
-    probe_run(ProbeSpec(pairs=200, lambdas=5, resamples=200), out=out, run="r", device="cpu")
+        evaluate_run(AttackConfig(attack=attack, eps=(0.0, 0.05, 0.1), steps=3), out=out, run="r", device="cpu")
+    probe_run(ProbeConfig(pairs=200, lambdas=5, resamples=200), out=out, run="r", device="cpu")
     sweep = SweepConfig(dataset="digits", model="mlp", noise=(0.5,), alpha=(0.0, 4.0), epochs=2, batch_size=64)
     run_sweep(sweep, name="r", out=out, device="cpu")
     return out, build(out=out, run="r").read_text()
@@ -132,7 +133,7 @@ def test_comparison_report_side_by_side_with_seed_means(tmp_path, capsys):
     for seed in (0, 1):
         cfg = TrainConfig(dataset="digits", model="mlp", epochs=2, batch_size=64, seed=seed)
         train_run(cfg, run=f"s{seed}", out=tmp_path, device="cpu")
-    evaluate_run(AttackSpec(attack="fgsm", eps=(0.0, 0.1)), out=tmp_path, run="s0", device="cpu")
+    evaluate_run(AttackConfig(attack="fgsm", eps=(0.0, 0.1)), out=tmp_path, run="s0", device="cpu")
     code, stdout, err = run_cli(capsys, "report", "--compare", "s0", "s1", "--out", str(tmp_path))
     assert code == 0, err
     path = stdout.strip()

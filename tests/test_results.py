@@ -3,8 +3,11 @@ import sqlite3
 import pandas as pd
 import pytest
 
+from robustbench_mixup.attacks import FGSM
+from robustbench_mixup.config import AttackConfig
 from robustbench_mixup.errors import UsageError
-from robustbench_mixup.results import SCHEMA_VERSION, ResultsDB
+from robustbench_mixup.evaluation import Evaluation, Row
+from robustbench_mixup.results import SCHEMA_VERSION, ResultsDB, environment
 
 
 def _start(db, name="r1"):
@@ -62,3 +65,34 @@ def test_latest_run(tmp_path):
         assert db.latest_run() == "b"
         with pytest.raises(sqlite3.IntegrityError):  # epochs belong to a known run
             db.record_epoch("nope", "erm", 1, {})
+
+
+def test_inserts_name_their_columns_so_an_added_column_does_not_break_them(tmp_path):
+    with ResultsDB(tmp_path / "r.sqlite") as db:
+        for table in ("attack_results", "attack_flags", "sweeps"):
+            db.conn.execute(f"ALTER TABLE {table} ADD COLUMN extra TEXT")
+        _start(db)
+        # A real evaluation.Evaluation: its config, attack object, rows and flags.
+        spec = AttackConfig("fgsm", (0.1,))
+        row = Row(model="erm", mode="white", eps=0.1, n=10, top1=0.7, top5=0.9, top1_ci=(0.6, 0.8), top5_ci=(0.8, 0.95))
+        flag = {"check": "monotone_in_eps", "model": "erm", "mode": "white", "eps": 0.1, "detail": "x"}
+        ev = Evaluation("r1", spec, FGSM(), "surrogate", "digits", {"erm": {"top1": 0.8}}, [row], [flag])
+        db.record_attack(ev)
+        (result,) = db.attack_rows("r1")
+        assert result["source"] == "erm" and result["top1_err"] == pytest.approx(0.3) and result["extra"] is None
+        assert (result["top1_lo"], result["top5_hi"], result["clean_top1"]) == (0.6, 0.95, 0.8)
+        (stored,) = db.attack_flags("r1")
+        assert (stored["check_name"], stored["n"], stored["detail"], stored["extra"]) == (
+            "monotone_in_eps",
+            10,
+            "x",
+            None,
+        )
+        db.start_sweep("s", {"grid": []}, [])
+        assert db.get_sweep("s")["kind"] == "corrupt" and db.get_sweep("s")["extra"] is None
+
+
+def test_environment_records_whether_the_tree_is_dirty():
+    env = environment("cpu")
+    assert "git_dirty" in env
+    assert env["git_dirty"] is None or isinstance(env["git_dirty"], bool)

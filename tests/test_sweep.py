@@ -7,11 +7,11 @@ import time
 
 import pytest
 import torch
+from helpers import assert_one_line_error, run_cli
 
 from robustbench_mixup import checkpoints
 from robustbench_mixup.data import load_dataset
 from robustbench_mixup.sweep import Job, SweepConfig, job_labels, run_sweep, table2
-from tests.conftest import assert_one_line_error, run_cli
 
 TINY = ["--dataset", "digits", "--model", "mlp", "--epochs", "3", "--device", "cpu", "--batch-size", "64"]
 
@@ -152,8 +152,8 @@ def test_a_tiny_sweep_through_a_local_ray_instance(tmp_path):
     "argv, needles",
     [
         (["--noise", "1.5", "--alpha", "0"], ["--noise values must lie in [0, 1]"]),
-        (["--noise", "0.5", "--alpha", "-1"], ["--alpha values must be ≥ 0"]),
-        (["--noise", "0.5", "--alpha", "0", "--dropout", "1"], ["--dropout values must lie in [0, 1)"]),
+        (["--noise", "0.5", "--alpha", "-1"], ["--alpha must be ≥ 0"]),
+        (["--noise", "0.5", "--alpha", "0", "--dropout", "1"], ["--dropout must be in [0, 1)"]),
         (["--noise", "--alpha", "0"], ["--noise", "expected at least one argument"]),
         (
             ["--noise", "0.5", "--alpha", "0", "--executor", "ray", "--address", "127.0.0.1:9"],

@@ -11,8 +11,9 @@ import torch
 
 from robustbench_mixup import checkpoints
 from robustbench_mixup.data import load_dataset
+from robustbench_mixup.devices import accuracy as evaluate
 from robustbench_mixup.models import build_model
-from robustbench_mixup.train import TrainConfig, evaluate, lr_at, train_epoch, train_run
+from robustbench_mixup.train import TrainConfig, lr_at, train_epoch, train_run
 
 DIGITS = TrainConfig(dataset="digits", model="mlp", epochs=4, batch_size=64, lr=0.05)
 

@@ -1,0 +1,404 @@
+"""Every setting of every stage, as small dataclasses, and the closed sets as string enums.
+
+This module imports no torch, so the command line builds its parser (defaults, `choices`, help) from
+it and `robust-eval --help` answers at once. Each config validates itself (`validate()` raises
+`UsageError` naming the option and the accepted range) before anything is written; the stages take a
+validated config and nothing else.
+
+| config          | what it decides                                   | used by                          |
+|-----------------|---------------------------------------------------|----------------------------------|
+| `TrainConfig`   | everything that determines a run's weights        | `train.train_run`, every sweep job |
+| `AttackConfig`  | one attack evaluation of a run (attack, ε, mode)  | `evaluation.evaluate_run`        |
+| `ProbeConfig`   | the Figure-2 probe between pairs                  | `probing.probe_run`              |
+| `SweepConfig`   | the memorization grid noise × α × dropout × seed  | `sweep.run_sweep`                |
+| `Preset`        | all of the above for `robust-eval run`            | `stages`                         |
+
+`ATTACKS` is the registry of attacks: the one place a new attack is named, with its label, its
+options and their defaults. `attacks.py` holds the matching attack object (a test checks the two agree).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import itertools
+import math
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from .errors import UsageError
+
+# --- closed sets ------------------------------------------------------------------------------------
+
+
+class Choice(str, Enum):
+    """A closed set of strings; `values()` is what argparse offers, `check()` what the API accepts."""
+
+    @classmethod
+    def values(cls) -> tuple[str, ...]:
+        return tuple(m.value for m in cls)
+
+    @classmethod
+    def check(cls, value: object, option: str) -> str:
+        if value not in cls.values():
+            raise UsageError(f"unknown {option.lstrip('-')} {value!r}: choose one of {', '.join(cls.values())}")
+        return str(value)
+
+
+class DatasetName(Choice):  # `data.LOADERS` is the registry; a test checks they match
+    DIGITS = "digits"
+    MNIST_5K = "mnist-5k"
+    FASHION_MNIST = "fashion-mnist"
+    MNIST = "mnist"
+    CIFAR10 = "cifar10"
+    CIFAR100 = "cifar100"
+
+
+class ModelName(Choice):  # `models.MODELS` is the registry; a test checks they match
+    MLP = "mlp"
+    SMALLCNN = "smallcnn"
+    PREACT_RESNET18 = "preact-resnet18"
+
+
+class Device(Choice):
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+class Mode(Choice):
+    WHITE = "white"
+    BLACK = "black"
+    BOTH = "both"
+
+
+class Backend(Choice):
+    NATIVE = "native"
+    TORCHATTACKS = "torchattacks"
+    FOOLBOX = "foolbox"
+
+
+class Executor(Choice):
+    LOCAL = "local"
+    RAY = "ray"
+
+
+class Split(Choice):
+    TRAIN = "train"
+    TEST = "test"
+
+
+class SameClass(Choice):
+    EXCLUDE = "exclude"
+    INCLUDE = "include"
+
+
+DATASETS = DatasetName.values()
+MODELS = ModelName.values()
+DEVICES = Device.values()
+
+MEMBERS = ("erm", "mixup", "surrogate")  # the models a training run makes
+PAIR = ("erm", "mixup")  # the two models every stage after training compares
+
+# SQLite stores signed 64-bit integers, and the surrogate trains with seed + 1.
+MAX_SEED = 2**63 - 2
+
+
+def _require(checks: list[tuple[bool, str]]) -> None:
+    for ok, message in checks:
+        if not ok:
+            raise UsageError(message)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# --- training ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a run's weights. Recorded with the run and in every checkpoint."""
+
+    dataset: str = "mnist-5k"
+    model: str = "smallcnn"
+    epochs: int = 15
+    alpha: float = 1.0  # Beta(α, α) for the `mixup` member; 0 makes it a second ERM model
+    seed: int = 0
+    batch_size: int = 128
+    lr: float = 0.1  # initial; divided by 10 at 50% and 75% of the epochs
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    dropout: float = 0.0  # p of the models' dropout layers (0: none)
+    width: int | None = None  # preact-resnet18's first-stage channels (None: 64)
+    split_seed: int = 0  # the bundled datasets' train/test split, independent of `seed`
+
+    def validate(self) -> TrainConfig:
+        DatasetName.check(self.dataset, "dataset")
+        ModelName.check(self.model, "model")
+        _require([
+            (_is_int(self.epochs) and self.epochs >= 1, f"--epochs must be ≥ 1, got {self.epochs}"),
+            (math.isfinite(self.alpha) and self.alpha >= 0, f"--alpha must be ≥ 0, got {self.alpha}"),
+            (_is_int(self.seed) and 0 <= self.seed <= MAX_SEED, f"--seed must be in [0, {MAX_SEED}], got {self.seed}"),
+            (_is_int(self.batch_size) and self.batch_size >= 1, f"--batch-size must be ≥ 1, got {self.batch_size}"),
+            (math.isfinite(self.lr) and self.lr > 0, f"--lr must be > 0, got {self.lr}"),
+            (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
+            (
+                math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+                f"--weight-decay must be ≥ 0, got {self.weight_decay}",
+            ),
+            (0 <= self.dropout < 1, f"--dropout must be in [0, 1), got {self.dropout}"),
+            (self.width is None or self.width >= 1, f"--width must be ≥ 1, got {self.width}"),
+            (self.width is None or self.model == "preact-resnet18", "--width applies to preact-resnet18 only"),
+        ])  # fmt: skip
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def member_alpha_seed(self, member: str) -> tuple[float, int]:
+        return {"erm": (0.0, self.seed), "mixup": (self.alpha, self.seed), "surrogate": (0.0, self.seed + 1)}[member]
+
+
+def default_run_name(cfg: TrainConfig) -> str:
+    return f"{cfg.dataset}-{cfg.model}-a{cfg.alpha:g}-s{cfg.seed}"
+
+
+# --- attacks ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttackInfo:
+    """One attack as the command line, the database and the report know it (no torch needed)."""
+
+    name: str  # the subcommand, the `attack` column, the key of `attacks.ATTACK_TYPES`
+    label: str  # as tables and the report print it
+    summary: str  # one line for --help
+    iterative: bool  # takes --steps and --step-size
+    default_steps: int = 1
+    default_step_size: str = "ε"  # the default step size, in words (the rule itself lives in the attack)
+    example_eps: tuple[str, ...] = ("0", "0.01", "0.03", "0.1")  # the ε grid a suggested command uses
+
+
+ATTACKS: dict[str, AttackInfo] = {
+    "fgsm": AttackInfo(
+        "fgsm", "FGSM", "fast gradient sign method: one step of ε (Goodfellow et al. 2015)", iterative=False
+    ),
+    "ifgsm": AttackInfo(
+        "ifgsm", "I-FGSM", "iterative FGSM: equal steps of ε/steps, no random start (Kurakin et al. 2017)",
+        iterative=True, default_steps=10, default_step_size="ε / steps", example_eps=("0.03", "0.1"),
+    ),
+}  # fmt: skip
+
+
+def backend_available(backend: str) -> bool:
+    return backend == "native" or importlib.util.find_spec(backend) is not None
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """One evaluation: `attack` at every ε of `eps`, white and/or black box, on the first `n` test images."""
+
+    attack: str  # a key of ATTACKS
+    eps: tuple[float, ...]
+    steps: int | None = None  # iterative attacks; None: the attack's default
+    step_size: float | None = None  # iterative attacks; None: the attack's rule
+    mode: str = "both"
+    backend: str = "native"
+    n: int | None = None  # first n test examples; None = all
+    batch_size: int = 256
+
+    @property
+    def info(self) -> AttackInfo:
+        return ATTACKS[self.attack]
+
+    def validate(self) -> AttackConfig:
+        if self.attack not in ATTACKS:
+            raise UsageError(f"unknown attack {self.attack!r}: choose one of {', '.join(ATTACKS)}")
+        if not self.eps:
+            raise UsageError("--eps needs at least one value")
+        for e in self.eps:
+            if not (math.isfinite(e) and 0 <= e <= 1):
+                raise UsageError(f"--eps values must lie in [0, 1] (pixel units; 8/255 is written 8/255), got {e:g}")
+        if self.steps is not None and not (_is_int(self.steps) and self.steps >= 1):
+            raise UsageError(f"--steps must be ≥ 1, got {self.steps}")
+        if self.step_size is not None and not (math.isfinite(self.step_size) and self.step_size > 0):
+            raise UsageError(f"--step-size must be > 0, got {self.step_size:g}")
+        Mode.check(self.mode, "mode")
+        if self.n is not None and self.n < 1:
+            raise UsageError(f"--n must be ≥ 1, got {self.n}")
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size must be ≥ 1, got {self.batch_size}")
+        Backend.check(self.backend, "backend")
+        if not backend_available(self.backend):
+            raise UsageError(
+                f"backend {self.backend!r} is not installed: it comes with the optional extra, "
+                "pip install 'robust-eval[backends]'"
+            )
+        return dataclasses.replace(self, eps=tuple(dict.fromkeys(float(e) for e in self.eps)))  # unique, in order
+
+
+# --- the probe --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    pairs: int = 2000
+    lambdas: int = 21  # λ = linspace(0, 1, lambdas)
+    same_class: str = "exclude"  # 'exclude': only pairs of different classes; 'include': any pair
+    split: str = "train"
+    resamples: int = 1000  # bootstrap resamples for the gradient-norm interval
+
+    def validate(self) -> ProbeConfig:
+        if self.pairs < 1:
+            raise UsageError(f"--pairs must be ≥ 1, got {self.pairs}")
+        if self.lambdas < 2:
+            raise UsageError(f"--lambdas must be ≥ 2 (λ = 0 and 1 at least), got {self.lambdas}")
+        SameClass.check(self.same_class, "--same-class")
+        Split.check(self.split, "--split")
+        return self
+
+
+# --- the memorization sweep ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    """One point of a sweep's grid."""
+
+    noise: float
+    alpha: float
+    dropout: float
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"noise{self.noise:g}-alpha{self.alpha:g}-dropout{self.dropout:g}-seed{self.seed}"
+
+    @property
+    def method(self) -> str:
+        """The paper's row label: ERM, ERM + dropout, mixup or mixup + dropout."""
+        if self.alpha == 0:
+            return "ERM" if self.dropout == 0 else f"ERM + dropout (p={self.dropout:g})"
+        return (
+            f"mixup (α={self.alpha:g})"
+            if self.dropout == 0
+            else f"mixup + dropout (α={self.alpha:g}, p={self.dropout:g})"
+        )
+
+    def describe(self) -> str:
+        """For people: 'noise 50%, α 8, seed 0' (dropout named when used)."""
+        dropout = f", dropout {self.dropout:g}" if self.dropout else ""
+        return f"noise {self.noise:.0%}, α {self.alpha:g}{dropout}, seed {self.seed}"
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    dataset: str
+    model: str
+    noise: tuple[float, ...]
+    alpha: tuple[float, ...]
+    epochs: int
+    dropout: tuple[float, ...] = (0.0,)
+    seeds: tuple[int, ...] = (0,)
+    batch_size: int = 128
+    lr: float = 0.1
+    weight_decay: float = 1e-4
+    width: int | None = None  # preact-resnet18's first-stage channels (None: 64)
+
+    def validate(self) -> SweepConfig:
+        for name, grid in (("noise", self.noise), ("alpha", self.alpha), ("dropout", self.dropout),
+                           ("seeds", self.seeds)):  # fmt: skip
+            if not grid:
+                raise UsageError(f"--{name} needs at least one value: the grid is empty")
+        if any(not (math.isfinite(v) and 0 <= v <= 1) for v in self.noise):
+            raise UsageError(f"--noise values must lie in [0, 1], got {list(self.noise)}")
+        for job in self.jobs():  # every other setting is a training setting, checked where training checks it
+            self.job_config(job).validate()
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        if d["width"] is None:  # as recorded before sweeps had a width: those sweeps still resume
+            del d["width"]
+        return d
+
+    def jobs(self) -> list[Job]:
+        grid = itertools.product(self.noise, self.alpha, self.dropout, self.seeds)
+        return [Job(n, a, p, s) for n, a, p, s in grid]
+
+    def job_config(self, job: Job) -> TrainConfig:
+        return TrainConfig(
+            dataset=self.dataset, model=self.model, epochs=self.epochs, alpha=job.alpha, seed=job.seed,
+            batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay, dropout=job.dropout,
+            width=self.width,
+        )  # fmt: skip
+
+
+# --- presets of `robust-eval run` ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Every stage's settings of `robust-eval run`, for one dataset and network."""
+
+    name: str
+    dataset: str
+    model: str
+    epochs: int
+    alpha: float
+    fgsm_eps: tuple[float, ...]
+    ifgsm_eps: tuple[float, ...]
+    ifgsm_steps: int
+    probe_pairs: int
+    probe_lambdas: int
+    sweep_noise: tuple[float, ...]
+    sweep_alpha: tuple[float, ...]
+    sweep_epochs: int
+    attack_n: int | None = None  # first N test examples for the attacks (None: all)
+    summary: str = ""  # for --help
+
+    def train(self) -> TrainConfig:
+        return TrainConfig(dataset=self.dataset, model=self.model, epochs=self.epochs, alpha=self.alpha)
+
+    def attack(self, name: str) -> AttackConfig:
+        if name == "fgsm":
+            return AttackConfig("fgsm", self.fgsm_eps, n=self.attack_n)
+        return AttackConfig(name, self.ifgsm_eps, steps=self.ifgsm_steps, n=self.attack_n)
+
+    def probe(self) -> ProbeConfig:
+        return ProbeConfig(pairs=self.probe_pairs, lambdas=self.probe_lambdas)
+
+    def sweep(self) -> SweepConfig:
+        return SweepConfig(dataset=self.dataset, model=self.model, noise=self.sweep_noise, alpha=self.sweep_alpha,
+                           epochs=self.sweep_epochs)  # fmt: skip
+
+
+PRESETS = {
+    "quick": Preset(
+        name="quick", dataset="mnist-5k", model="smallcnn", epochs=15, alpha=1.0,
+        fgsm_eps=(0.0, 0.01, 0.02, 0.05, 0.1, 0.2), ifgsm_eps=(0.02, 0.05, 0.1), ifgsm_steps=10,
+        probe_pairs=2000, probe_lambdas=21, sweep_noise=(0.5,), sweep_alpha=(0.0, 8.0), sweep_epochs=40,
+        summary="mnist-5k, smallcnn; about 7 min on 2 CPU cores",
+    ),
+    "fashion": Preset(
+        name="fashion", dataset="fashion-mnist", model="smallcnn", epochs=30, alpha=1.0,
+        fgsm_eps=(0.0, 0.01, 0.02, 0.05, 0.1, 0.2), ifgsm_eps=(0.02, 0.05, 0.1), ifgsm_steps=10,
+        probe_pairs=5000, probe_lambdas=21, sweep_noise=(0.2, 0.5, 0.8), sweep_alpha=(0.0, 1.0, 8.0, 32.0),
+        sweep_epochs=60, summary="fashion-mnist, smallcnn; for a stronger CPU or a GPU",
+    ),
+    "paper": Preset(
+        name="paper", dataset="cifar10", model="preact-resnet18", epochs=200, alpha=1.0,
+        fgsm_eps=(0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255), ifgsm_eps=(4 / 255, 8 / 255), ifgsm_steps=10,
+        probe_pairs=2000, probe_lambdas=21, sweep_noise=(0.2, 0.5, 0.8), sweep_alpha=(0.0, 1.0, 2.0, 8.0, 32.0),
+        sweep_epochs=200, summary="cifar10, preact-resnet18, 200 epochs; for a GPU",
+    ),
+}  # fmt: skip
+
+
+def preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise UsageError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]
