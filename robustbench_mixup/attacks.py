@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import ATTACKS
 from .devices import frozen, model_device
 
 Bounds = tuple[float, float]
@@ -87,13 +88,14 @@ Crafted = tuple[int, torch.Tensor, "torch.Tensor | None"]  # (ε index, adversar
 
 
 class Attack:
-    """An L∞ gradient-sign attack with fixed settings; ε and the model are given at call time."""
+    """An L∞ gradient-sign attack with fixed settings; ε and the model are given at call time.
+
+    A subclass is a frozen dataclass of its settings with `name`, `steps` and `size_for(eps)`; it
+    overrides `craft_batch` only when it can share work across ε (as FGSM shares its gradient).
+    """
 
     name: ClassVar[str]  # the key in config.ATTACKS and ATTACK_TYPES
-
-    @property
-    def steps(self) -> int:
-        raise NotImplementedError
+    steps: int
 
     def size_for(self, eps: float) -> float:
         """The step size used at `eps` (what the database records)."""
@@ -119,10 +121,7 @@ class FGSM(Attack):
     """`clip(x + ε·sign(∇ₓ CE(f(x), y)), bounds)` (Goodfellow et al. 2015)."""
 
     name: ClassVar[str] = "fgsm"
-
-    @property
-    def steps(self) -> int:
-        return 1
+    steps: ClassVar[int] = 1
 
     def size_for(self, eps: float) -> float:
         return eps
@@ -142,35 +141,31 @@ class IFGSM(Attack):
     start (Kurakin et al. 2017)."""
 
     name: ClassVar[str] = "ifgsm"
-    steps_: int = 10
+    steps: int = 10
     step_size: float | None = None
 
-    def __init__(self, steps: int = 10, step_size: float | None = None) -> None:
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be an int ≥ 1, got {steps!r}")
-        if step_size is not None and not (math.isfinite(step_size) and step_size > 0):
-            raise ValueError(f"step_size must be > 0, got {step_size!r}")
-        object.__setattr__(self, "steps_", steps)
-        object.__setattr__(self, "step_size", step_size)
-
-    @property
-    def steps(self) -> int:
-        return self.steps_
+    def __post_init__(self) -> None:
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"steps must be an int ≥ 1, got {self.steps!r}")
 
     def size_for(self, eps: float) -> float:
-        return eps / self.steps if self.step_size is None else self.step_size
+        size = eps / self.steps if self.step_size is None else self.step_size
+        if not math.isfinite(size) or (size <= 0 and eps > 0):
+            raise ValueError(f"step_size must be > 0, got {self.step_size!r}")
+        return size
 
 
 ATTACK_TYPES: dict[str, type[Attack]] = {"fgsm": FGSM, "ifgsm": IFGSM}
 
 
 def make_attack(name: str, *, steps: int | None = None, step_size: float | None = None) -> Attack:
-    """The attack `name` (a key of ATTACK_TYPES); `steps`/`step_size` apply to iterative attacks."""
+    """The attack `name` (a key of ATTACK_TYPES); `steps`/`step_size` apply to iterative attacks
+    (`config.ATTACKS[name].iterative`), `steps=None` meaning the attack's default."""
     if name not in ATTACK_TYPES:
         raise ValueError(f"attack must be one of {tuple(ATTACK_TYPES)}, got {name!r}")
-    if name == "fgsm":
-        return FGSM()
-    return ATTACK_TYPES[name](**({} if steps is None else {"steps": steps}), step_size=step_size)
+    if not ATTACKS[name].iterative:
+        return ATTACK_TYPES[name]()
+    return ATTACK_TYPES[name](**({} if steps is None else {"steps": steps}), step_size=step_size)  # type: ignore[call-arg]
 
 
 # --- the public functions of API.md ---------------------------------------------------------------

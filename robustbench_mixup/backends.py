@@ -63,6 +63,7 @@ def craft(
     eps: Sequence[float],
     *,
     batch_size: int,
+    progress: Callable[[int], None] | None = None,
 ) -> list[torch.Tensor]:
     """Adversarial examples crafted on `source` by `backend`, one (N, C, H, W) tensor per ε."""
     supported, run = LIBRARIES[backend]
@@ -76,4 +77,6 @@ def craft(
             y = labels[start : start + batch_size].to(device)
             for i, a in enumerate(run(attack, source, x, y, list(eps))):
                 out[i].append(a.detach().cpu())
+            if progress is not None:
+                progress(len(y))
     return [torch.cat(chunks) for chunks in out]

@@ -25,11 +25,12 @@ from functools import partial
 from typing import Any, Literal, get_args
 
 from . import paper
+from .config import ATTACKS
 
 Direction = Literal["lower", "higher", "no_worse_higher"]
-Stage = Literal["train", "fgsm", "ifgsm", "probe", "sweep"]  # the stages of `pipeline.STAGES`
 DIRECTIONS: tuple[str, ...] = get_args(Direction)
-STAGES: tuple[str, ...] = get_args(Stage)
+# The stages whose suggested command (`commands.stage_commands`) can fill a claim: every attack is one.
+FILLED_BY: tuple[str, ...] = ("train", *ATTACKS, "probe", "sweep")
 
 RULE = (
     "A claim that mixup lowers (raises) a quantity is reproduced when mixup's 95% interval lies entirely below "
@@ -89,14 +90,14 @@ class ClaimSpec:
     paper: str  # the paper's figure, as text
     direction: Direction
     unit: str  # "%" (a proportion, shown ×100) or "" (shown as measured)
-    stage: Stage  # the stage whose command fills the claim when it is not measured
+    stage: str  # the stage (one of FILLED_BY) whose command fills the claim when it is not measured
     select: Callable[[RunResults], Selection]
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {self.direction!r}")
-        if self.stage not in STAGES:
-            raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
+        if self.stage not in FILLED_BY:
+            raise ValueError(f"stage must be one of {FILLED_BY}, got {self.stage!r}")
 
 
 @dataclass

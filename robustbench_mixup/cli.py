@@ -11,24 +11,29 @@ Exit status: 0 success; 2 bad arguments or unusable input (one line on stderr, n
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 from .config import (
     ATTACKS,
     DATASETS,
+    DEFAULT_DEVICE,
+    DEFAULT_EXECUTOR,
+    DEFAULT_OUT,
+    DEFAULT_PRESET,
+    DEFAULT_WIDTH,
+    DEFAULT_WORKERS,
     DEVICES,
     MEMBERS,
     MODELS,
     PRESETS,
+    PROG,
     AttackConfig,
     Backend,
     Executor,
+    Job,
     Mode,
     ProbeConfig,
     SameClass,
@@ -41,13 +46,10 @@ from .config import (
 if TYPE_CHECKING:  # typing only: importing evaluation would pull in torch
     from .evaluation import Evaluation
 
-PROG = "robust-eval"
+# The configs' defaults, where each is written once.
 TRAIN, PROBE = TrainConfig(), ProbeConfig()
-
-
-def default(cls: type, name: str) -> Any:
-    """The default of dataclass field `name` of `cls`: the one place it is written."""
-    return next(f.default for f in dataclasses.fields(cls) if f.name == name)
+ATTACK = AttackConfig("fgsm", ())
+SWEEP = SweepConfig(TRAIN.dataset, TRAIN.model, noise=(), alpha=(), epochs=TRAIN.epochs)
 
 
 def rounded(value: Any, digits: int = 6) -> Any:
@@ -62,7 +64,9 @@ def rounded(value: Any, digits: int = 6) -> Any:
 
 
 def _json(obj: Any) -> str:
-    return json.dumps(rounded(obj), ensure_ascii=False)
+    import json
+
+    return json.dumps(rounded(obj))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -83,16 +87,22 @@ def _command(sub: argparse._SubParsersAction, name: str, help: str, description:
 
 def _add_dataset_model(p: argparse.ArgumentParser) -> None:
     d, m = TRAIN.dataset, TRAIN.model
-    p.add_argument("--dataset", default=d, metavar="D", help=f"one of: {', '.join(DATASETS)} (default: {d})")
-    p.add_argument("--model", default=m, metavar="M", help=f"one of: {', '.join(MODELS)} (default: {m})")
+    p.add_argument("--dataset", default=d, choices=DATASETS, metavar="D",
+                   help=f"one of: {', '.join(DATASETS)} (default: {d})")  # fmt: skip
+    p.add_argument("--model", default=m, choices=MODELS, metavar="M",
+                   help=f"one of: {', '.join(MODELS)} (default: {m})")  # fmt: skip
+
+
+def _add_out(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
+                   help=f"output root for checkpoints/, attacks/, reports/ (default: {DEFAULT_OUT})")  # fmt: skip
 
 
 def _add_where(p: argparse.ArgumentParser) -> None:
     """Where outputs go, what computes, where data lives: the same three options on every command."""
-    p.add_argument(
-        "--out", default=".", metavar="DIR", help="output root for checkpoints/, attacks/, reports/ (default: .)"
-    )
-    p.add_argument("--device", default="auto", choices=DEVICES, help="auto = cuda when available (default: auto)")
+    _add_out(p)
+    p.add_argument("--device", default=DEFAULT_DEVICE, choices=DEVICES,
+                   help=f"auto = cuda when available (default: {DEFAULT_DEVICE})")  # fmt: skip
     p.add_argument(
         "--data-root",
         metavar="DIR",
@@ -108,7 +118,8 @@ def _add_training(p: argparse.ArgumentParser) -> None:
                    help=f"initial SGD learning rate, momentum {TRAIN.momentum:g} (default: {TRAIN.lr:g})")  # fmt: skip
     p.add_argument("--weight-decay", type=float, default=TRAIN.weight_decay, metavar="WD",
                    help=f"(default: {TRAIN.weight_decay:g})")  # fmt: skip
-    p.add_argument("--width", type=int, metavar="W", help="preact-resnet18 first-stage channels (default: 64)")
+    p.add_argument("--width", type=int, metavar="W",
+                   help=f"preact-resnet18 first-stage channels (default: {DEFAULT_WIDTH})")  # fmt: skip
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -187,14 +198,13 @@ def _add_attack(sub: argparse._SubParsersAction, attack: str) -> None:
                        help=f"iterations (default: {info.default_steps})")  # fmt: skip
         p.add_argument("--step-size", type=float, metavar="S", help=f"step size (default: {info.default_step_size})")
     p.add_argument("--run", metavar="NAME", help="the run to evaluate (default: the latest)")
-    mode = default(AttackConfig, "mode")
-    p.add_argument("--mode", default=mode, choices=Mode.values(), help=f"(default: {mode})")
+    p.add_argument("--mode", default=ATTACK.mode, choices=Mode.values(), help=f"(default: {ATTACK.mode})")
     p.add_argument("--source", metavar="CKPT", help="black-box source checkpoint (default: the run's surrogate)")
     p.add_argument("--n", type=int, metavar="N", help="first N test examples (default: all)")
-    batch = default(AttackConfig, "batch_size")
-    p.add_argument("--batch-size", type=int, default=batch, metavar="B", help=f"(default: {batch})")
-    p.add_argument("--backend", default=default(AttackConfig, "backend"), choices=Backend.values(),
-                   help="who crafts: this package, or a library to cross-check (default: native)")  # fmt: skip
+    p.add_argument("--batch-size", type=int, default=ATTACK.batch_size, metavar="B",
+                   help=f"(default: {ATTACK.batch_size})")  # fmt: skip
+    p.add_argument("--backend", default=ATTACK.backend, choices=Backend.values(),
+                   help=f"this package, or a library to cross-check (default: {ATTACK.backend})")  # fmt: skip
     p.add_argument("--json", action="store_true", help="one JSON object per model on stdout instead of the table")
     _add_where(p)
     p.set_defaults(handler=_cmd_attack, attack=attack)
@@ -246,7 +256,7 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     _add_dataset_model(p)
     p.add_argument("--noise", type=float, nargs="+", required=True, metavar="F", help="fractions of corrupted labels")
     p.add_argument("--alpha", type=float, nargs="+", required=True, metavar="A", help="mixup α values; 0 = ERM")
-    dropout, seeds = default(SweepConfig, "dropout"), default(SweepConfig, "seeds")
+    dropout, seeds = SWEEP.dropout, SWEEP.seeds
     p.add_argument("--dropout", type=float, nargs="+", default=list(dropout), metavar="P",
                    help=f"dropout p values (default: {' '.join(f'{d:g}' for d in dropout)})")  # fmt: skip
     p.add_argument("--epochs", type=int, required=True, metavar="E")
@@ -254,8 +264,10 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
                    help=f"(default: {' '.join(map(str, seeds))})")  # fmt: skip
     p.add_argument("--name", required=True, help="sweep name; the same command again resumes it")
     _add_training(p)
-    p.add_argument("--executor", default="local", choices=Executor.values(), help="(default: local)")
-    p.add_argument("--jobs", type=int, default=1, metavar="N", help="local worker processes (default: 1)")
+    p.add_argument("--executor", default=DEFAULT_EXECUTOR, choices=Executor.values(),
+                   help=f"(default: {DEFAULT_EXECUTOR})")  # fmt: skip
+    p.add_argument("--jobs", type=int, default=DEFAULT_WORKERS, metavar="N",
+                   help=f"local worker processes (default: {DEFAULT_WORKERS})")  # fmt: skip
     p.add_argument("--address", metavar="HOST:PORT", help="Ray cluster address, with --executor ray")
     _add_where(p)
     p.set_defaults(handler=_cmd_sweep_corrupt)
@@ -274,7 +286,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("--run", metavar="NAME", help="the run to report (default: the latest)")
     p.add_argument("--compare", nargs="+", metavar="RUN", help="one report comparing two or more runs")
-    p.add_argument("--out", default=".", metavar="DIR", help="output root (default: .)")
+    _add_out(p)
     p.set_defaults(handler=_cmd_report)
 
 
@@ -290,7 +302,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         ["robust-eval run", "robust-eval run --preset paper --device cuda --download --out runs/"],
         resume="finished stages are kept and an interrupted one resumes: run the same command again",
     )  # fmt: skip
-    p.add_argument("--preset", default="quick", choices=tuple(PRESETS), help="(default: quick)")
+    p.add_argument("--preset", default=DEFAULT_PRESET, choices=tuple(PRESETS), help=f"(default: {DEFAULT_PRESET})")
     p.add_argument("--run", metavar="NAME", help="run name (default: the preset's name)")
     p.add_argument("--download", action="store_true", help="allow fetching a missing dataset from the network")
     _add_where(p)
@@ -325,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from .layout import Layout
     from .progress import EpochProgress
     from .train import train_run
 
@@ -336,12 +349,12 @@ def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     with EpochProgress(total=cfg.epochs * len(MEMBERS), desc=f"train {run}") as progress:
         result = train_run(cfg, run=run, out=args.out, device=args.device, resume=args.resume,
                            data_root=args.data_root, download=args.download, argv=[PROG, *argv],
-                           on_epoch=progress.update)  # fmt: skip
+                           on_epoch=progress.update, on_start=progress.start)  # fmt: skip
     print(f"run {run}: {cfg.dataset}, {cfg.model}, {cfg.epochs} epochs, α={cfg.alpha:g}, seed {cfg.seed}")
     print(f"{'model':<10} {'test acc':>9} {'train loss':>11} {'images/s':>9}")
     for member, m in result.final.items():
         print(f"{member:<10} {m['test_acc']:>9.2%} {m['train_loss']:>11.4f} {m['images_per_s']:>9,.0f}")
-    print(f"checkpoints: {result.out / 'checkpoints' / run}")
+    print(f"checkpoints: {Layout(result.out).run_dir(run)}")
     return 0
 
 
@@ -359,14 +372,13 @@ def _cmd_attack(args: argparse.Namespace, argv: Sequence[str]) -> int:
                           data_root=args.data_root, progress=bar)  # fmt: skip
     if args.json:
         for model, clean in ev.clean.items():
+            source = {"source": ev.source} if cfg.mode != "white" else {}  # the white box has no other source
             record = {
-                "run": ev.run, "attack": cfg.attack, "backend": cfg.backend, "model": model,
+                "run": ev.run, "attack": cfg.attack, "backend": cfg.backend, **source, "model": model,
                 "clean_top1": clean["top1"], "clean_top5": clean["top5"],
                 "results": [r.as_dict() for r in ev.rows if r.model == model],
                 "flags": [f for f in ev.flags if f["model"] == model],
             }  # fmt: skip
-            if cfg.mode != "white":
-                record["source"] = ev.source
             print(_json(record))
         return 0
     print(_attack_table(ev))
@@ -433,7 +445,6 @@ def _cmd_probe(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def _cmd_sweep_corrupt(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from .config import Job
     from .progress import Progress
     from .sweep import run_sweep
     from .tables import table2
@@ -443,18 +454,18 @@ def _cmd_sweep_corrupt(args: argparse.Namespace, argv: Sequence[str]) -> int:
         dropout=tuple(args.dropout), epochs=args.epochs, seeds=tuple(args.seeds), batch_size=args.batch_size,
         lr=args.lr, weight_decay=args.weight_decay, width=args.width,
     ).validate()  # fmt: skip
-    with Progress(f"sweep {args.name}", "jobs", total=len(cfg.jobs()), every=0) as bar:
+    total = len(cfg.jobs())
+    with Progress(f"sweep {args.name}", "epochs") as bar:
 
         def report(result: dict) -> None:
             last = result["history"][-1]
             corrupted = "—" if last["train_corrupted_err"] is None else f"{last['train_corrupted_err']:.2%}"
-            bar.note(f"done {Job(**result['job']).describe()}: test err {last['test_err']:.2%}, "
-                     f"corrupted-label train err {corrupted}")  # fmt: skip
-            bar.update(1)
+            bar.log(f"done {Job(**result['job']).describe()}: test err {last['test_err']:.2%}, "
+                    f"corrupted-label train err {corrupted} ({total} jobs in the grid)")  # fmt: skip
 
         result = run_sweep(cfg, name=args.name, out=args.out, executor=args.executor, jobs=args.jobs,
                            address=args.address, device=args.device, data_root=args.data_root,
-                           on_job=report)  # fmt: skip
+                           on_job=report, progress=bar)  # fmt: skip
     what = f"{cfg.dataset}, {cfg.model}, {cfg.epochs} epochs, seeds {list(cfg.seeds)}"
     print(f"sweep {args.name}: {what} (error %, mean ± std)")
     print(
@@ -488,14 +499,13 @@ def _cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .config import preset
-    from .pipeline import run_pipeline
+    from .pipeline import run_name, run_pipeline
     from .report import collect, run_claims
 
-    path = run_pipeline(
-        preset(args.preset), out=args.out, run=args.run, device=args.device, data_root=args.data_root,
-        download=args.download, argv=[PROG, *argv],
-    )  # fmt: skip
-    run = args.run or args.preset
+    p = preset(args.preset)
+    path = run_pipeline(p, out=args.out, run=args.run, device=args.device, data_root=args.data_root,
+                        download=args.download, argv=[PROG, *argv])  # fmt: skip
+    run = run_name(p, args.run)
     print(f"run {run}: the paper's claims (erm → mixup; rule and intervals in the report)")
     for c in run_claims(collect(args.out, run)):
         if c.erm is None or c.mixup is None:
@@ -504,7 +514,7 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         scale, fmt = (100, "{:.2f}") if c.unit == "%" else (1, "{:.3g}")
         change = f"{fmt.format(scale * c.erm.value)} → {fmt.format(scale * c.mixup.value)}{c.unit}"
         print(f"  {c.verdict:<15} {c.claim}: {change} ({c.where})")
-    print(f"report: {Path(path).resolve().as_uri()}")
+    print(f"report: {path.resolve().as_uri()}")
     return 0
 
 

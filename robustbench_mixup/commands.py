@@ -12,11 +12,10 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from .config import ATTACKS, TrainConfig
+from .config import ATTACKS, PROG, AttackConfig, Preset, ProbeConfig, SweepConfig, TrainConfig
 
-PROG = "robust-eval"
-SWEEP_NOISE = ("0.5",)  # the paper's middle noise level, where the memorization claim is read
-SWEEP_ALPHA = ("0", "8")  # ERM and the paper's mixup α for noisy labels
+SWEEP_NOISE = (0.5,)  # the paper's middle noise level, where the memorization claim is read
+SWEEP_ALPHA = (0.0, 8.0)  # ERM and the paper's mixup α for noisy labels
 
 
 def _join(*words: object) -> str:
@@ -27,13 +26,17 @@ def _out(out: str | Path) -> list[str]:
     return [] if Path(out) == Path(".") else ["--out", str(out)]
 
 
+def _numbers(values: tuple[float, ...]) -> list[str]:
+    return [repr(float(v)) if float(v) != int(v) else str(int(v)) for v in values]  # exact: parses back equal
+
+
 def train_command(out: str | Path, run: str, config: dict[str, Any], *, resume: bool = False) -> str:
     """`robust-eval train` with every setting of `config` spelled out (and --resume when asked)."""
     cfg = TrainConfig(**config)
     words: list[object] = [
         PROG, "train", "--dataset", cfg.dataset, "--model", cfg.model, "--epochs", cfg.epochs,
-        "--alpha", f"{cfg.alpha:g}", "--seed", cfg.seed, "--batch-size", cfg.batch_size, "--lr", f"{cfg.lr:g}",
-        "--weight-decay", f"{cfg.weight_decay:g}", "--dropout", f"{cfg.dropout:g}",
+        "--alpha", *_numbers((cfg.alpha,)), "--seed", cfg.seed, "--batch-size", cfg.batch_size, "--lr", repr(cfg.lr),
+        "--weight-decay", repr(cfg.weight_decay), "--dropout", *_numbers((cfg.dropout,)),
     ]  # fmt: skip
     if cfg.width is not None:
         words += ["--width", cfg.width]
@@ -41,33 +44,63 @@ def train_command(out: str | Path, run: str, config: dict[str, Any], *, resume: 
     return _join(*words)
 
 
-def attack_command(out: str | Path, run: str, attack: str) -> str:
-    info = ATTACKS[attack]
-    return _join(PROG, attack, "--eps", *info.example_eps, "--run", run, *_out(out))
+def attack_command(out: str | Path, run: str, attack: AttackConfig) -> str:
+    """The evaluation `attack` (its ε grid, steps, n) of `run`."""
+    words: list[object] = [PROG, attack.attack, "--eps", *_numbers(attack.eps)]
+    if attack.steps is not None:
+        words += ["--steps", attack.steps]
+    if attack.step_size is not None:
+        words += ["--step-size", repr(attack.step_size)]
+    if attack.n is not None:
+        words += ["--n", attack.n]
+    return _join(*words, "--run", run, *_out(out))
 
 
-def probe_command(out: str | Path, run: str) -> str:
-    return _join(PROG, "probe", "--run", run, *_out(out))
+def probe_command(out: str | Path, run: str, probe: ProbeConfig | None = None) -> str:
+    words: list[object] = [PROG, "probe"]
+    if probe is not None and probe != ProbeConfig():
+        words += ["--pairs", probe.pairs, "--lambdas", probe.lambdas, "--split", probe.split,
+                  "--same-class", probe.same_class]  # fmt: skip
+    return _join(*words, "--run", run, *_out(out))
 
 
-def sweep_command(out: str | Path, run: str, config: dict[str, Any]) -> str:
-    """The memorization sweep named like the run, on the run's data, network and schedule."""
-    cfg = TrainConfig(**config)
+def sweep_command(out: str | Path, run: str, sweep: SweepConfig) -> str:
+    """The memorization sweep named like the run."""
     words: list[object] = [
-        PROG, "sweep", "corrupt", "--dataset", cfg.dataset, "--model", cfg.model, "--noise", *SWEEP_NOISE,
-        "--alpha", *SWEEP_ALPHA, "--epochs", cfg.epochs, "--batch-size", cfg.batch_size, "--lr", f"{cfg.lr:g}",
-        "--weight-decay", f"{cfg.weight_decay:g}",
+        PROG, "sweep", "corrupt", "--dataset", sweep.dataset, "--model", sweep.model, "--noise", *_numbers(sweep.noise),
+        "--alpha", *_numbers(sweep.alpha), "--epochs", sweep.epochs, "--batch-size", sweep.batch_size,
+        "--lr", repr(sweep.lr), "--weight-decay", repr(sweep.weight_decay),
     ]  # fmt: skip
-    if cfg.width is not None:
-        words += ["--width", cfg.width]
+    if sweep.dropout != (0.0,):
+        words += ["--dropout", *_numbers(sweep.dropout)]
+    if sweep.seeds != (0,):
+        words += ["--seeds", *sweep.seeds]
+    if sweep.width is not None:
+        words += ["--width", sweep.width]
     return _join(*words, "--name", run, *_out(out))
 
 
-def stage_commands(out: str | Path, run: str, config: dict[str, Any]) -> dict[str, str]:
-    """Stage name -> the command that fills it for `run` (config: the run's stored TrainConfig dict)."""
+def run_sweep_config(config: dict[str, Any]) -> SweepConfig:
+    """The sweep suggested for a run made by `robust-eval train`: its data, network and schedule, at the
+    paper's middle noise level, ERM against mixup with the paper's α for noisy labels."""
+    cfg = TrainConfig(**config)
+    return SweepConfig(
+        dataset=cfg.dataset, model=cfg.model, noise=SWEEP_NOISE, alpha=SWEEP_ALPHA, epochs=cfg.epochs,
+        batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, width=cfg.width,
+    )  # fmt: skip
+
+
+def stage_commands(out: str | Path, run: str, config: dict[str, Any], preset: Preset | None = None) -> dict[str, str]:
+    """Stage name -> the command that fills it for `run` (`config`: the run's stored TrainConfig dict).
+
+    For a run made by `robust-eval run`, pass its `preset`: the commands then carry the preset's settings,
+    so that `robust-eval run` afterwards finds those stages done."""
+    attacks = {name: AttackConfig(name, tuple(float(e) for e in info.example_eps)) for name, info in ATTACKS.items()}
+    if preset is not None:
+        attacks |= {a.attack: a for a in preset.attacks}
     return {
         "train": train_command(out, run, config, resume=True),
-        **{name: attack_command(out, run, name) for name in ATTACKS},
-        "probe": probe_command(out, run),
-        "sweep": sweep_command(out, run, config),
+        **{name: attack_command(out, run, a) for name, a in attacks.items()},
+        "probe": probe_command(out, run, None if preset is None else preset.probe()),
+        "sweep": sweep_command(out, run, run_sweep_config(config) if preset is None else preset.sweep()),
     }

@@ -20,7 +20,6 @@ options and their defaults. `attacks.py` holds the matching attack object (a tes
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import itertools
 import math
 from dataclasses import dataclass
@@ -84,6 +83,10 @@ class Executor(Choice):
     RAY = "ray"
 
 
+DEFAULT_EXECUTOR = Executor.LOCAL.value
+DEFAULT_WORKERS = 1  # local worker processes of a sweep
+
+
 class Split(Choice):
     TRAIN = "train"
     TEST = "test"
@@ -97,6 +100,11 @@ class SameClass(Choice):
 DATASETS = DatasetName.values()
 MODELS = ModelName.values()
 DEVICES = Device.values()
+
+PROG = "robust-eval"  # the command line's name
+DEFAULT_OUT = "."  # the output root, `--out`
+DEFAULT_DEVICE = "auto"
+DEFAULT_WIDTH = 64  # preact-resnet18's first-stage channels when `width` is None
 
 MEMBERS = ("erm", "mixup", "surrogate")  # the models a training run makes
 PAIR = ("erm", "mixup")  # the two models every stage after training compares
@@ -132,7 +140,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     dropout: float = 0.0  # p of the models' dropout layers (0: none)
-    width: int | None = None  # preact-resnet18's first-stage channels (None: 64)
+    width: int | None = None  # preact-resnet18's first-stage channels (None: DEFAULT_WIDTH)
     split_seed: int = 0  # the bundled datasets' train/test split, independent of `seed`
 
     def validate(self) -> TrainConfig:
@@ -188,12 +196,14 @@ ATTACKS: dict[str, AttackInfo] = {
     ),
     "ifgsm": AttackInfo(
         "ifgsm", "I-FGSM", "iterative FGSM: equal steps of ε/steps, no random start (Kurakin et al. 2017)",
-        iterative=True, default_steps=10, default_step_size="ε / steps", example_eps=("0.03", "0.1"),
+        iterative=True, default_steps=10, default_step_size="ε/steps", example_eps=("0.03", "0.1"),
     ),
 }  # fmt: skip
 
 
 def backend_available(backend: str) -> bool:
+    import importlib.util  # here, not at the top: `robust-eval --help` stays fast
+
     return backend == "native" or importlib.util.find_spec(backend) is not None
 
 
@@ -303,10 +313,10 @@ class SweepConfig:
     epochs: int
     dropout: tuple[float, ...] = (0.0,)
     seeds: tuple[int, ...] = (0,)
-    batch_size: int = 128
-    lr: float = 0.1
-    weight_decay: float = 1e-4
-    width: int | None = None  # preact-resnet18's first-stage channels (None: 64)
+    batch_size: int = TrainConfig.batch_size  # the training settings' defaults are TrainConfig's
+    lr: float = TrainConfig.lr
+    weight_decay: float = TrainConfig.weight_decay
+    width: int | None = None
 
     def validate(self) -> SweepConfig:
         for name, grid in (("noise", self.noise), ("alpha", self.alpha), ("dropout", self.dropout),
@@ -349,24 +359,19 @@ class Preset:
     model: str
     epochs: int
     alpha: float
-    fgsm_eps: tuple[float, ...]
-    ifgsm_eps: tuple[float, ...]
-    ifgsm_steps: int
+    attacks: tuple[AttackConfig, ...]  # one stage each, in this order, white and black box
     probe_pairs: int
     probe_lambdas: int
     sweep_noise: tuple[float, ...]
     sweep_alpha: tuple[float, ...]
     sweep_epochs: int
-    attack_n: int | None = None  # first N test examples for the attacks (None: all)
     summary: str = ""  # for --help
 
     def train(self) -> TrainConfig:
         return TrainConfig(dataset=self.dataset, model=self.model, epochs=self.epochs, alpha=self.alpha)
 
     def attack(self, name: str) -> AttackConfig:
-        if name == "fgsm":
-            return AttackConfig("fgsm", self.fgsm_eps, n=self.attack_n)
-        return AttackConfig(name, self.ifgsm_eps, steps=self.ifgsm_steps, n=self.attack_n)
+        return next(a for a in self.attacks if a.attack == name)
 
     def probe(self) -> ProbeConfig:
         return ProbeConfig(pairs=self.probe_pairs, lambdas=self.probe_lambdas)
@@ -376,29 +381,45 @@ class Preset:
                            epochs=self.sweep_epochs)  # fmt: skip
 
 
+_SMALL_EPS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2)
 PRESETS = {
     "quick": Preset(
         name="quick", dataset="mnist-5k", model="smallcnn", epochs=15, alpha=1.0,
-        fgsm_eps=(0.0, 0.01, 0.02, 0.05, 0.1, 0.2), ifgsm_eps=(0.02, 0.05, 0.1), ifgsm_steps=10,
+        attacks=(AttackConfig("fgsm", _SMALL_EPS), AttackConfig("ifgsm", (0.02, 0.05, 0.1), steps=10)),
         probe_pairs=2000, probe_lambdas=21, sweep_noise=(0.5,), sweep_alpha=(0.0, 8.0), sweep_epochs=40,
         summary="mnist-5k, smallcnn; about 7 min on 2 CPU cores",
     ),
     "fashion": Preset(
         name="fashion", dataset="fashion-mnist", model="smallcnn", epochs=30, alpha=1.0,
-        fgsm_eps=(0.0, 0.01, 0.02, 0.05, 0.1, 0.2), ifgsm_eps=(0.02, 0.05, 0.1), ifgsm_steps=10,
+        attacks=(AttackConfig("fgsm", _SMALL_EPS), AttackConfig("ifgsm", (0.02, 0.05, 0.1), steps=10)),
         probe_pairs=5000, probe_lambdas=21, sweep_noise=(0.2, 0.5, 0.8), sweep_alpha=(0.0, 1.0, 8.0, 32.0),
         sweep_epochs=60, summary="fashion-mnist, smallcnn; for a stronger CPU or a GPU",
     ),
     "paper": Preset(
         name="paper", dataset="cifar10", model="preact-resnet18", epochs=200, alpha=1.0,
-        fgsm_eps=(0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255), ifgsm_eps=(4 / 255, 8 / 255), ifgsm_steps=10,
+        attacks=(AttackConfig("fgsm", (0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)),
+                 AttackConfig("ifgsm", (4 / 255, 8 / 255), steps=10)),
         probe_pairs=2000, probe_lambdas=21, sweep_noise=(0.2, 0.5, 0.8), sweep_alpha=(0.0, 1.0, 2.0, 8.0, 32.0),
         sweep_epochs=200, summary="cifar10, preact-resnet18, 200 epochs; for a GPU",
     ),
 }  # fmt: skip
+DEFAULT_PRESET = "quick"
 
 
 def preset(name: str) -> Preset:
     if name not in PRESETS:
         raise UsageError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
     return PRESETS[name]
+
+
+def preset_of(argv: list[str] | None) -> Preset | None:
+    """The preset a run was made with, read from its recorded command line (None if not `robust-eval run`)."""
+    if not argv or len(argv) < 2 or argv[1] != "run":
+        return None
+    name = DEFAULT_PRESET
+    for i, word in enumerate(argv):
+        if word == "--preset" and i + 1 < len(argv):
+            name = argv[i + 1]
+        elif word.startswith("--preset="):
+            name = word.split("=", 1)[1]
+    return PRESETS.get(name)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from torch import nn
 
 from . import attacks, backends, checkpoints
 from .attacks import Attack, make_attack
-from .config import PAIR, AttackConfig
+from .config import ATTACKS, PAIR, AttackConfig
 from .data import load_dataset
 from .devices import resolve_device
 from .errors import UsageError
@@ -79,12 +79,20 @@ class Evaluation:
 # --- pure checks ------------------------------------------------------------------------------------
 
 
+def compared_attacks(attack: str) -> list[str]:
+    """The attacks whose white-box rows `attack`'s are checked against: an iterative attack must be no
+    weaker than FGSM at the same ε, so FGSM is compared with every iterative attack and they with FGSM."""
+    if ATTACKS[attack].iterative:
+        return ["fgsm"]
+    return [name for name, info in ATTACKS.items() if info.iterative]
+
+
 def sanity_flags(
-    rows: list[Row], clean: dict[str, dict[str, float]], attack: str, other_attack_rows: list[Row] | None = None
+    rows: list[Row], clean: dict[str, dict[str, float]], attack: str, others: Mapping[str, list[Row]] | None = None
 ) -> list[dict[str, Any]]:
     """The gradient-masking checks over one evaluation's rows; each violation becomes a flag.
 
-    `other_attack_rows` are the white-box rows of FGSM when `attack` is I-FGSM, or the reverse.
+    `others` maps each attack of `compared_attacks(attack)` to its stored white-box rows.
     """
     flags: list[dict[str, Any]] = []
 
@@ -109,13 +117,16 @@ def sanity_flags(
         w = white.get((r.model, r.eps))
         if r.mode == "black" and w is not None and r.top1 < w.top1:
             flag("black_ge_white", r, f"black-box accuracy {r.top1:.4f} is below white-box {w.top1:.4f}")
-    for o in other_attack_rows or []:
-        w = white.get((o.model, o.eps))
-        if w is None or o.mode != "white":
-            continue
-        ifgsm_acc, fgsm_acc = (w.top1, o.top1) if attack == "ifgsm" else (o.top1, w.top1)
-        if ifgsm_acc > fgsm_acc:
-            flag("ifgsm_le_fgsm", w, f"white-box I-FGSM accuracy {ifgsm_acc:.4f} exceeds FGSM's {fgsm_acc:.4f}")
+    for other, other_rows in (others or {}).items():
+        iterative = other if attack == "fgsm" else attack
+        for o in other_rows:
+            w = white.get((o.model, o.eps))
+            if w is None or o.mode != "white":
+                continue
+            it_acc, fgsm_acc = (o.top1, w.top1) if attack == "fgsm" else (w.top1, o.top1)
+            if it_acc > fgsm_acc:
+                detail = f"white-box {ATTACKS[iterative].label} accuracy {it_acc:.4f} exceeds FGSM's {fgsm_acc:.4f}"
+                flag(f"{iterative}_le_fgsm", w, detail)
     return flags
 
 
@@ -142,7 +153,8 @@ def craft_sets(
     """Adversarial examples crafted on `source` by `cfg.backend`, one tensor per ε (default: cfg.eps)."""
     eps = list(cfg.eps) if eps is None else eps
     if cfg.backend != "native":
-        return backends.craft(cfg.backend, attack, source, images, labels, eps, batch_size=cfg.batch_size)
+        return backends.craft(cfg.backend, attack, source, images, labels, eps, batch_size=cfg.batch_size,
+                              progress=progress)  # fmt: skip
     return attacks.craft(attack, source, images, labels, eps, batch_size=cfg.batch_size, progress=progress)
 
 
@@ -189,34 +201,52 @@ def _load_set(path: Path, n: int) -> torch.Tensor | None:
     return x if len(x) == n else None
 
 
-def _transfer_sets(
-    cfg: AttackConfig, attack: Attack, layout: Layout, run: str, src_model: nn.Module, src_meta: dict,
+@dataclass
+class TransferSets:
+    """The black-box sets of one evaluation: saved under attacks/RUN/, one per ε; `sets[i]` is None
+    until loaded or crafted."""
+
+    paths: list[Path]
+    sets: list[torch.Tensor | None]
+
+    @property
+    def missing(self) -> list[int]:
+        return [i for i, s in enumerate(self.sets) if s is None]
+
+
+def _saved_transfer_sets(
+    cfg: AttackConfig, attack: Attack, layout: Layout, run: str, src_sha: str, source_label: str, n: int
+) -> TransferSets:
+    """The sets crafted before for this (source, attack, ε, steps, step size, n, backend), where they exist."""
+    paths = []
+    for e in cfg.eps:
+        key = json.dumps([src_sha, attack.name, e, attack.steps, attack.size_for(e), n, cfg.backend])
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        paths.append(layout.transfer_set(run, attack.name, cfg.backend, source_label, e, digest))
+    return TransferSets(paths, [_load_set(p, n) for p in paths])
+
+
+def _craft_missing(
+    found: TransferSets, cfg: AttackConfig, attack: Attack, run: str, src_model: nn.Module, src_meta: dict,
     source_label: str, x: torch.Tensor, y: torch.Tensor, run_cfg: dict,
     progress: Callable[[int], None] | None = None,
 ) -> list[torch.Tensor]:  # fmt: skip
-    """The black-box sets for every ε: loaded from attacks/RUN/ when crafted before, else crafted and saved."""
-    n = len(y)
-    paths = []
-    for e in cfg.eps:
-        key = json.dumps([src_meta["sha256"], attack.name, e, attack.steps, attack.size_for(e), n, cfg.backend])
-        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-        paths.append(layout.transfer_set(run, attack.name, cfg.backend, source_label, e, digest))
-    sets = [_load_set(p, n) for p in paths]
-    missing = [i for i, s in enumerate(sets) if s is None]
+    """Craft and save the sets not found; returns every set, on the images' device."""
+    missing = found.missing
     if missing:
-        remove_stale_temporaries(paths[0].parent)
+        remove_stale_temporaries(found.paths[0].parent)
         crafted = craft_sets(cfg, attack, src_model, x, y, [cfg.eps[i] for i in missing], progress=progress)
         for i, adv in zip(missing, crafted, strict=True):
-            sets[i] = adv
+            found.sets[i] = adv
             meta = {
                 "run": run, "source": source_label, "source_sha256": src_meta["sha256"], "attack": attack.name,
                 "eps": cfg.eps[i], "steps": attack.steps, "step_size": attack.size_for(cfg.eps[i]),
-                "backend": cfg.backend, "split": "test", "n": n, "split_seed": run_cfg.get("split_seed", 0),
+                "backend": cfg.backend, "split": "test", "n": len(y), "split_seed": run_cfg.get("split_seed", 0),
                 "seed": run_cfg.get("seed"),
             }  # fmt: skip
-            with atomic_path(paths[i]) as tmp:
+            with atomic_path(found.paths[i]) as tmp:
                 save_file({"adversarial": adv.cpu().contiguous()}, str(tmp), metadata={"robust_eval": json.dumps(meta)})
-    return [s.to(x.device) for s in sets if s is not None]
+    return [s.to(x.device) for s in found.sets if s is not None]
 
 
 def evaluate_run(
@@ -251,21 +281,25 @@ def evaluate_run(
         data = load_dataset(run_cfg["dataset"], root=data_root, split_seed=run_cfg.get("split_seed", 0))
         n = len(data.test_labels) if cfg.n is None else min(cfg.n, len(data.test_labels))
         x, y = data.test_images[:n].to(dev), data.test_labels[:n].to(dev)
-        if progress is not None:  # clean pass, each model's white box, crafting and scoring the black box
+        found = None
+        if src_model is not None:
+            found = _saved_transfer_sets(cfg, attack, layout, run, src_meta["sha256"], source_label, n)
+        if progress is not None:  # images through a model: the clean pass, each white box, the black box
             white = len(models) * (cfg.mode != "black") * (1 if cfg.backend == "native" else 2)
-            progress.start(n * (1 + white + 2 * (src_model is not None)))
+            transfer = 0 if found is None else 1 + bool(found.missing)  # scoring, and crafting what is missing
+            progress.start(n * (1 + white + transfer))
         tick = None if progress is None else progress.update
 
         black = None
         if src_model is not None:
-            black = _transfer_sets(cfg, attack, layout, run, src_model, src_meta, source_label, x, y, run_cfg, tick)
+            black = _craft_missing(found, cfg, attack, run, src_model, src_meta, source_label, x, y, run_cfg, tick)
         clean, rows = evaluate_models(models, x, y, cfg, black_sets=black, progress=tick)
-        other = "ifgsm" if cfg.attack == "fgsm" else "fgsm"
-        others = db.attack_rows(run, attack=other, backend=cfg.backend, n=n, mode="white")
-        other_rows = [
-            _row(r["model"], "white", r["eps"], n, round(r["top1"] * n), round(r["top5"] * n)) for r in others
-        ]
-        flags = sanity_flags(rows, clean, cfg.attack, other_rows)
+        others = {
+            other: [_row(r["model"], "white", r["eps"], n, round(r["top1"] * n), round(r["top5"] * n))
+                    for r in db.attack_rows(run, attack=other, backend=cfg.backend, n=n, mode="white")]
+            for other in compared_attacks(cfg.attack)
+        }  # fmt: skip
+        flags = sanity_flags(rows, clean, cfg.attack, others)
         evaluation = Evaluation(run, cfg, attack, source_label, run_cfg["dataset"], clean, rows, flags)
         db.record_attack(evaluation)
         return evaluation

@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UsageError
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 DATABASE = "results.sqlite"
-RESERVED_RUN_NAMES = frozenset({"sweeps", DATABASE, f"{DATABASE}-wal", f"{DATABASE}-shm", "README.md"})
+# Folders and files beside the runs' folders; SQLite adds -wal/-shm (WAL mode) or -journal beside the database.
+RESERVED_RUN_NAMES = frozenset(
+    {"sweeps", DATABASE, f"{DATABASE}-wal", f"{DATABASE}-shm", f"{DATABASE}-journal", "readme.md"}
+)
 
 
 def check_name(name: object, what: str = "run name") -> str:
@@ -42,7 +44,8 @@ def check_run_name(name: object) -> str:
     """A run name: safe as a path component, and not one of the names the layout itself uses."""
     check_name(name, "run name")
     assert isinstance(name, str)
-    if name in RESERVED_RUN_NAMES or name.startswith("compare-"):
+    folded = name.casefold()  # case-insensitive file systems (macOS, Windows) would collide too
+    if folded in RESERVED_RUN_NAMES or folded.startswith("compare-"):
         raise UsageError(
             f"run name {name!r} is reserved (the output folders use it): choose another --run; "
             f"reserved are {', '.join(sorted(RESERVED_RUN_NAMES))} and compare-*"
@@ -54,14 +57,11 @@ def _file_label(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:40]
 
 
-@dataclass(frozen=True)
 class Layout:
     """The paths under one output root. Building a path checks the name that goes into it."""
 
-    root: Path
-
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        object.__setattr__(self, "root", Path(root))
+        self.root = Path(root)
 
     # --- the results database ---------------------------------------------------------------------
     @property
@@ -101,6 +101,9 @@ class Layout:
     # --- sweeps -----------------------------------------------------------------------------------
     def sweep_dir(self, sweep: str) -> Path:
         return self.root / "checkpoints" / "sweeps" / check_name(sweep, "sweep name")
+
+    def sweep_checkpoint(self, sweep: str, job_key: str) -> Path:
+        return self.sweep_dir(sweep) / f"{check_name(job_key, 'job key')}.safetensors"
 
     def sweep_figure(self, sweep: str) -> Path:
         return self.reports / "sweeps" / check_name(sweep, "sweep name") / "curves.png"

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .config import DEFAULT_WIDTH
 from .errors import UsageError
 
 
@@ -182,7 +183,7 @@ class PreActResNet18(nn.Module):
         mean: Sequence[float],
         std: Sequence[float],
         dropout: float = 0.0,
-        width: int = 64,
+        width: int = DEFAULT_WIDTH,
     ) -> None:
         super().__init__()
         c = in_shape[0]
@@ -225,7 +226,7 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
     """Build registry model `name` with constructor `kwargs` and record them as `model.spec`.
 
     Common kwargs: `in_shape` (C, H, W), `num_classes`, `mean`, `std` (per channel), `dropout`;
-    `preact-resnet18` also takes `width` (default 64).
+    `preact-resnet18` also takes `width` (default `config.DEFAULT_WIDTH`).
     """
     if name not in MODELS:
         raise UsageError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")

@@ -5,18 +5,21 @@
 A stage is a small object: its `name`, `done(ctx)` (are the results of THIS preset's settings already
 stored?) and `run(ctx)`. A stage whose results are stored is skipped; an interrupted one resumes
 (training and the sweep from their last epoch checkpoints, attacks from their saved transfer sets); a
-changed setting re-runs exactly the stages whose stored results no longer match it. Each stage's
-wall time is added to the run's timings for the report. To add a stage: write its class and put an
-instance in `STAGES`.
+changed attack or probe setting re-runs exactly the stages whose stored results no longer match it.
+Training and the sweep are never redone under another setting with the same name (that would replace
+stored results): they refuse with one line. Each stage's wall time is added to the run's timings for the
+report. To add a stage: write its class and put an instance in `stages_for`; a new attack of a preset
+becomes a stage by itself.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import ClassVar, Protocol
 
 from .config import MEMBERS, PAIR, Job, Preset
 from .data import load_dataset
@@ -51,8 +54,6 @@ class Context:
 
     def n_test(self) -> int | None:
         """The run's number of test examples, from its run.json (None before training)."""
-        import json
-
         path = self.layout.run_json(self.run)
         return json.loads(path.read_text())["dataset"]["n_test"] if path.is_file() else None
 
@@ -63,15 +64,17 @@ def say(message: str) -> None:
 
 class Stage(Protocol):
     name: str
+    records_own_time: bool  # training adds its own time (resumes included); the pipeline times the rest
 
     def done(self, ctx: Context) -> bool: ...
 
-    def run(self, ctx: Context) -> Any: ...
+    def run(self, ctx: Context) -> None: ...
 
 
 @dataclass(frozen=True)
 class Train:
     name: ClassVar[str] = "train"
+    records_own_time: ClassVar[bool] = True
 
     def done(self, ctx: Context) -> bool:
         db = ctx.stored()
@@ -85,7 +88,7 @@ class Train:
         cfg = ctx.preset.train()
         with EpochProgress(total=cfg.epochs * len(MEMBERS), desc=f"train {ctx.run}") as bar:
             train_run(cfg, run=ctx.run, out=ctx.layout.root, device=ctx.device, resume=True, data_root=ctx.data_root,
-                      download=ctx.download, argv=ctx.argv, on_epoch=bar.update)  # fmt: skip
+                      download=ctx.download, argv=ctx.argv, on_epoch=bar.update, on_start=bar.start)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,7 @@ class Attack:
     """One attack of the preset, white and black box, on the preset's ε grid."""
 
     attack: str
+    records_own_time: ClassVar[bool] = False
 
     @property
     def name(self) -> str:
@@ -120,6 +124,7 @@ class Attack:
 @dataclass(frozen=True)
 class Probe:
     name: ClassVar[str] = "probe"
+    records_own_time: ClassVar[bool] = False
 
     def done(self, ctx: Context) -> bool:
         cfg, db = ctx.preset.probe(), ctx.stored()
@@ -146,6 +151,7 @@ class Sweep:
     """The memorization sweep named like the run."""
 
     name: ClassVar[str] = "sweep"
+    records_own_time: ClassVar[bool] = False
 
     def done(self, ctx: Context) -> bool:
         cfg, db = ctx.preset.sweep(), ctx.stored()
@@ -158,28 +164,38 @@ class Sweep:
 
     def run(self, ctx: Context) -> None:
         cfg = ctx.preset.sweep()
-        with Progress("sweep", "jobs", total=len(cfg.jobs()), every=0) as bar:
+        with Progress("sweep", "epochs") as bar:
 
             def one(result: dict) -> None:
                 last = result["history"][-1]
-                bar.note(f"last: {Job(**result['job']).describe()}, test error {last['test_err']:.1%}")
-                bar.update(1)
+                bar.log(f"  sweep job done: {Job(**result['job']).describe()}, test error {last['test_err']:.1%}")
 
-            run_sweep(cfg, name=ctx.run, out=ctx.layout.root, device=ctx.device, data_root=ctx.data_root, on_job=one)
+            run_sweep(cfg, name=ctx.run, out=ctx.layout.root, device=ctx.device, data_root=ctx.data_root, on_job=one,
+                      progress=bar)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Report:
+    """The HTML report, at `Layout.report(run)`."""
+
     name: ClassVar[str] = "report"
+    records_own_time: ClassVar[bool] = False
 
     def done(self, ctx: Context) -> bool:
         return False  # always rebuilt: it is cheap and shows everything stored so far
 
-    def run(self, ctx: Context) -> Path:
-        return build(out=ctx.layout.root, run=ctx.run)
+    def run(self, ctx: Context) -> None:
+        build(out=ctx.layout.root, run=ctx.run)
 
 
-STAGES: tuple[Stage, ...] = (Train(), Attack("fgsm"), Attack("ifgsm"), Probe(), Sweep(), Report())
+def stages_for(p: Preset) -> tuple[Stage, ...]:
+    """The stages of preset `p`: training, one per attack of the preset, the probe, the sweep, the report."""
+    return (Train(), *(Attack(a.attack) for a in p.attacks), Probe(), Sweep(), Report())
+
+
+def run_name(p: Preset, run: str | None) -> str:
+    """The run's name: `run`, else the preset's name."""
+    return check_run_name(run or p.name)
 
 
 def run_pipeline(
@@ -191,16 +207,15 @@ def run_pipeline(
     data_root: str | Path | None = None,
     download: bool = False,
     argv: list[str] | None = None,
-    stages: tuple[Stage, ...] = STAGES,
 ) -> Path:
     """Run (or finish) every stage of preset `p` as run `run` (default: the preset's name); returns the
     report's path."""
-    ctx = Context(p, Layout(out), check_run_name(run or p.name), device, data_root, download, argv)
+    ctx = Context(p, Layout(out), run_name(p, run), device, data_root, download, argv)
+    stages = stages_for(p)
     p.train().validate()
     resolve_device(device)
     load_dataset(p.dataset, root=data_root, download=download)  # a missing dataset: one line, nothing written
     ensure_writable_dir(ctx.layout.root)  # before the first stage says anything
-    report: Path | None = None
     for i, stage in enumerate(stages, 1):
         tag = f"[{i}/{len(stages)}] {stage.name}"
         if stage.done(ctx):
@@ -208,13 +223,10 @@ def run_pipeline(
             continue
         say(f"{tag} ...")
         t0 = time.perf_counter()
-        result = stage.run(ctx)
+        stage.run(ctx)
         seconds = time.perf_counter() - t0
-        if stage.name != "train":  # training records its own time, resumes included
+        if not stage.records_own_time:
             with ResultsDB(ctx.layout.database) as db:
                 db.add_timing(ctx.run, stage.name, seconds)
         say(f"{tag}: {seconds:.0f} s")
-        if isinstance(result, Path):
-            report = result
-    assert report is not None, "the last stage writes the report"
-    return report
+    return ctx.layout.report(ctx.run)

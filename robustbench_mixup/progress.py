@@ -30,8 +30,9 @@ class Progress:
     """A `Meter` that shows itself; use as a context manager. `note(text)` sets a short status."""
 
     def __init__(
-        self, desc: str, unit: str, *, total: int | None = None, every: float = 15.0, stream: TextIO | None = None
-    ) -> None:
+        self, desc: str, unit: str, *, total: int | None = None, every: float = 15.0, stream: TextIO | None = None,
+        leave: bool = False,
+    ) -> None:  # fmt: skip
         self.desc, self.unit, self.every = desc, unit, every
         self.stream = stream if stream is not None else sys.stderr
         self.interactive = self.stream.isatty()
@@ -42,12 +43,19 @@ class Progress:
         self.bar: tqdm | None = None
         if self.interactive:
             self.bar = tqdm(total=total, desc=f"  {desc}", unit=f" {unit}", unit_scale=True, dynamic_ncols=True,
-                            leave=False, file=self.stream)  # fmt: skip
+                            leave=leave, file=self.stream)  # fmt: skip
 
     def start(self, total: int) -> None:
         self.total = total
         if self.bar is not None:
             self.bar.reset(total=total)
+
+    def log(self, line: str) -> None:
+        """A line that stays (above the bar on a terminal)."""
+        if self.bar is not None:
+            self.bar.write(line, file=self.stream)
+        else:
+            print(line, file=self.stream, flush=True)
 
     def note(self, status: str) -> None:
         self.status = status
@@ -99,7 +107,7 @@ class EpochProgress(Progress):
     """
 
     def __init__(self, total: int, desc: str, *, stream: TextIO | None = None) -> None:
-        super().__init__(desc, "epochs", total=total, stream=stream)
+        super().__init__(desc, "epochs", total=total, stream=stream, leave=True)
         self.latest: dict[str, str] = {}
 
     def update(self, member: str, epoch: int, metrics: dict[str, Any]) -> None:  # type: ignore[override]

@@ -8,6 +8,7 @@ one self-contained file that opens offline. The Jinja2 template autoescapes ever
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,8 @@ from typing import Any
 from . import paper
 from .claims import RULE, Claim, RunResults, assess
 from .commands import stage_commands
-from .config import PAIR
+from .config import ATTACKS, PAIR, ProbeConfig, preset_of
+from .errors import UsageError
 from .fsutil import atomic_write_text
 from .layout import Layout
 from .results import ResultsDB
@@ -56,7 +58,7 @@ def robustness_figure(rows: list[dict[str, Any]]) -> str:
 
     panels = [
         (a, m)
-        for a in ("fgsm", "ifgsm")
+        for a in ATTACKS  # the registry's order and labels
         for m in ("white", "black")
         if any(r["attack"] == a and r["mode"] == m for r in rows)
     ]
@@ -74,7 +76,7 @@ def robustness_figure(rows: list[dict[str, Any]]) -> str:
                 eps = [r["eps"] for r in sel]
                 ax.plot(eps, [100 * r["top1"] for r in sel], marker="o", label=model)
                 ax.fill_between(eps, [100 * r["top1_lo"] for r in sel], [100 * r["top1_hi"] for r in sel], alpha=0.25)
-            ax.set_title(f"{'I-FGSM' if attack == 'ifgsm' else 'FGSM'}, {mode} box")
+            ax.set_title(f"{ATTACKS[attack].label}, {mode} box")
             ax.set_xlabel("ε")
             ax.set_ylabel("top-1 accuracy %")
             ax.set_ylim(0, 100)
@@ -103,7 +105,7 @@ def collect(out: str | Path, run: str) -> dict[str, Any]:
     return {
         "record": record, "epochs": epochs, "attack_rows": attack_rows, "flags": flags, "probe_rows": probe_rows,
         "sweep": sweep, "sweep_jobs": with_methods(sweep_jobs), "dataset": described, "final": final,
-        "commands": stage_commands(layout.root, run, record["config"]),
+        "commands": stage_commands(layout.root, run, record["config"], preset_of(record["environment"].get("argv"))),
     }  # fmt: skip
 
 
@@ -143,11 +145,12 @@ def build(out: str | Path = ".", run: str | None = None) -> Path:
     figures = {
         "training": training_figure(data["epochs"]) if data["epochs"] else None,
         "robustness": robustness_figure(data["attack_rows"]) if data["attack_rows"] else None,
-        "probe": _file_png(layout.probe_figure(run, "train", "exclude")),
+        "probe": _file_png(layout.probe_figure(run, ProbeConfig.split, ProbeConfig.same_class)),  # the default probe
         "sweep": _file_png(layout.sweep_figure(run)),
     }  # fmt: skip
     html = _env().get_template("report.html.j2").render(
         run=run, cfg=cfg, data=data, claims=run_claims(data), rule=RULE, figures=figures, commands=data["commands"],
+        attacks=list(ATTACKS),
         sweep_rows=_sweep_table(data), paper=paper, environment=data["record"]["environment"],
     )  # fmt: skip
     path = layout.report(run)
@@ -213,8 +216,6 @@ def seed_groups(datas: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 def build_comparison(out: str | Path, runs: list[str]) -> Path:
     """Write one report comparing `runs` side by side; returns its path."""
-    from .errors import UsageError
-
     layout = Layout(out)
     if len(runs) < 2 or len(set(runs)) != len(runs):
         raise UsageError(f"--compare needs at least two different runs, got {runs}")
@@ -229,8 +230,6 @@ def build_comparison(out: str | Path, runs: list[str]) -> Path:
     )  # fmt: skip
     tag = "-vs-".join(names)
     if len(tag) > 80:
-        import hashlib
-
         tag = f"{names[0]}-and-{len(names) - 1}-more-{hashlib.sha256(tag.encode()).hexdigest()[:8]}"
     path = layout.comparison(tag)
     atomic_write_text(path, html)

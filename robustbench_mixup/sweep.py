@@ -31,10 +31,11 @@ import torch
 from . import seeding
 from .config import Executor, Job, SweepConfig
 from .data import Dataset, corrupt_labels, load_dataset
-from .devices import predict, resolve_device
+from .devices import accuracy, predict, resolve_device
 from .errors import UsageError
 from .fsutil import ensure_writable_dir, remove_stale_temporaries
 from .layout import Layout
+from .progress import Meter
 from .results import ResultsDB
 from .tables import method_order, table2, with_methods
 from .train import check_data, fit, load_trainable, new_trainable, save_trainable
@@ -67,16 +68,26 @@ def job_labels(data: Dataset, job: Job) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def run_job(
-    cfg: SweepConfig, job: Job, ckdir: str, device: str, data_root: str | None, threads: int | None = None
+    cfg: SweepConfig,
+    job: Job,
+    out: str,
+    sweep: str,
+    device: str,
+    data_root: str | None,
+    threads: int | None = None,
+    on_epoch: Callable[[Job, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Train one grid point to the end (resuming from its checkpoint); returns its per-epoch history."""
+    """Train one grid point to the end (resuming from its checkpoint); returns its per-epoch history.
+
+    Runs in a worker process or a Ray task, so it takes plain arguments; `on_epoch(job, epoch)` only
+    where it runs in the calling process (progress)."""
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
     tcfg = cfg.job_config(job)
     data = load_dataset(cfg.dataset, root=data_root)
     noisy, mask = job_labels(data, job)
-    path = Path(ckdir) / f"{job.key}.safetensors"
+    path = Layout(out).sweep_checkpoint(sweep, job.key)
     if path.exists():
         model, opt, meta = load_trainable(path, tcfg, dev)
         done, history = int(meta["epoch"]), list(meta["history"])
@@ -86,7 +97,7 @@ def run_job(
     x_te, y_te = data.test_images.to(dev), data.test_labels.to(dev)
 
     def errors(model: torch.nn.Module) -> dict[str, float | None]:
-        test_err = (predict(model, x_te) != y_te).sum().item() / len(y_te)
+        test_err = 1 - accuracy(model, x_te, y_te)
         return {"test_err": test_err, **memorization_errors(predict(model, x_tr), y_true, y_noisy, m)}
 
     epochs = fit(model, opt, tcfg, x_tr, y_noisy, alpha=job.alpha, seed=job.seed, num_classes=data.num_classes,
@@ -97,6 +108,8 @@ def run_job(
                                                    "train_corrupted_true_err")}})  # fmt: skip
         save_trainable(path, model, opt, {"train": tcfg.to_dict(), "job": dataclasses.asdict(job), "epoch": epoch,
                                           "history": history, "noise": job.noise})  # fmt: skip
+        if on_epoch is not None:
+            on_epoch(job, epoch)
     return {"job": dataclasses.asdict(job), "history": history, "n_corrupted": int(mask.sum())}
 
 
@@ -118,11 +131,11 @@ def check_ray_address(address: str, timeout: float = 3.0) -> None:
         ) from None
 
 
-def _local(jobs: list[Job], submit: tuple, workers: int) -> Iterator[dict]:
+def _local(jobs: list[Job], submit: tuple, workers: int, on_epoch: Callable[[Job, int], None] | None) -> Iterator[dict]:
     cfg, rest = submit[0], submit[1:]
     if workers <= 1 or len(jobs) <= 1:
         for job in jobs:
-            yield run_job(cfg, job, *rest)
+            yield run_job(cfg, job, *rest, on_epoch=on_epoch)
         return
     import multiprocessing
 
@@ -170,8 +183,12 @@ def run_sweep(
     device: str = "auto",
     data_root: str | Path | None = None,
     on_job: Callable[[dict[str, Any]], None] | None = None,
+    progress: Meter | None = None,
 ) -> SweepResult:
-    """Run (or resume) sweep `name` under `out`; returns every job's summary, finished ones included."""
+    """Run (or resume) sweep `name` under `out`; returns every job's summary, finished ones included.
+
+    `on_job(result)` is called as each job finishes; `progress` counts epochs (each epoch as it ends
+    where jobs run in this process, a job's epochs when it comes back from a worker)."""
     cfg.validate()
     layout = Layout(out)
     ckdir = layout.sweep_dir(name)  # checks the name
@@ -186,7 +203,8 @@ def run_sweep(
             previous = db.get_sweep(name)
         if previous is not None and previous["config"] != cfg.to_dict():
             raise UsageError(
-                f"sweep {name!r} already exists under {str(layout.root)!r} with other settings; choose another --name"
+                f"sweep {name!r} already exists under {str(layout.root)!r} with other settings; "
+                "give the new settings another name"
             )
     data = load_dataset(cfg.dataset, root=data_root)  # a missing dataset stops here, before anything is written
     check_data(cfg.job_config(cfg.jobs()[0]), len(data.train_labels))
@@ -199,11 +217,22 @@ def run_sweep(
         finished = db.finished_jobs(name)
         todo = [j for j in cfg.jobs() if j.key not in finished]
         db.mark_started(name, [j.key for j in todo])
-        submit = (cfg, str(ckdir), device, None if data_root is None else str(data_root))
-        results = _local(todo, submit, jobs) if executor == "local" else _ray(todo, submit, address)
+        counted: dict[str, int] = {}
+
+        def epoch_done(job: Job, epoch: int) -> None:
+            counted[job.key] = counted.get(job.key, 0) + 1
+            if progress is not None:
+                progress.update(1)
+
+        if progress is not None:
+            progress.start(len(todo) * cfg.epochs)  # a resumed job finishes early: its done epochs are not redone
+        submit = (cfg, str(layout.root), name, device, None if data_root is None else str(data_root))
+        results = _local(todo, submit, jobs, epoch_done) if executor == "local" else _ray(todo, submit, address)
         for result in results:
             job = Job(**result["job"])
             db.record_sweep_job(name, job.key, result["history"])
+            if progress is not None and not counted.get(job.key):  # from a worker: its epochs at once
+                progress.update(cfg.epochs)
             if on_job is not None:
                 on_job(result)
         summaries = db.sweep_jobs(name)

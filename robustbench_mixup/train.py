@@ -233,12 +233,14 @@ def train_run(
     argv: list[str] | None = None,
     members: tuple[str, ...] = MEMBERS,
     on_epoch: Callable[[str, int, dict[str, float]], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> RunResult:
     """Train a paired run `run` under `out` (checkpoints/RUN/, reports/results.sqlite).
 
     Everything is validated, and the dataset loaded, before anything is written. An existing run is
     continued only with `resume=True` and the same configuration; a finished one is left as it is.
-    `on_epoch(member, epoch, metrics)` is called after each member's epoch (progress display).
+    `on_start(epochs)` is told how many member-epochs are left to train, `on_epoch(member, epoch,
+    metrics)` is called after each (progress display).
     """
     cfg.validate()
     check_run_name(run)
@@ -288,6 +290,8 @@ def train_run(
             for m in state
         }  # fmt: skip
         final: dict[str, dict[str, float]] = {}
+        if on_start is not None:
+            on_start(sum(cfg.epochs - m.epochs_done for m in state))
         for epoch in range(cfg.epochs):  # the members take turns, epoch by epoch
             for m in state:
                 if m.epochs_done > epoch:

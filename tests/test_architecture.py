@@ -77,7 +77,9 @@ def test_sweep_config_checks_every_job_with_the_training_checks():
 # --- one layout ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["sweeps", "results.sqlite", "compare-a-vs-b", "../../escape", ".hidden", ""])
+@pytest.mark.parametrize(
+    "name", ["sweeps", "Sweeps", "results.sqlite", "results.sqlite-journal", "compare-a-vs-b", "../../escape", ".x", ""]
+)
 def test_reserved_and_unsafe_names_never_become_paths(tmp_path, name):
     layout = Layout(tmp_path)
     for build in (layout.run_dir, layout.report, layout.attacks_dir, layout.run_json):
@@ -142,7 +144,8 @@ def test_attack_objects_take_their_settings_once_and_eps_at_call_time():
     with pytest.raises(ValueError, match="steps"):
         IFGSM(steps=0)
     with pytest.raises(ValueError, match="step_size"):
-        IFGSM(steps=3, step_size=-1.0)
+        IFGSM(steps=3, step_size=-1.0).size_for(0.1)
+    assert IFGSM(steps=3, step_size=0.0).size_for(0.0) == 0.0  # ε = 0 needs no step
 
 
 @pytest.mark.parametrize("attack", [FGSM(), IFGSM(steps=3)])

@@ -1,10 +1,11 @@
+import importlib.util
 import json
 import sqlite3
 
 import pytest
 from helpers import assert_one_line_error, run_cli
 
-from robustbench_mixup import config, evaluation
+from robustbench_mixup import evaluation
 from robustbench_mixup.train import TrainConfig, train_run
 
 
@@ -97,8 +98,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(capsys, out, argv, need
 
 
 def test_backend_without_its_extra_names_the_extra(capsys, out, monkeypatch):
-    real = config.importlib.util.find_spec
-    monkeypatch.setattr(config.importlib.util, "find_spec", lambda n: None if n == "torchattacks" else real(n))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "torchattacks" else real(n, *a))
     code, _, err = run_cli(capsys, "fgsm", "--eps", "0.1", "--backend", "torchattacks", "--out", str(out))
     assert_one_line_error(code, err, "backend 'torchattacks' is not installed", "robust-eval[backends]")
 

@@ -232,7 +232,8 @@ def test_a_randomized_model_fails_ifgsm_below_fgsm():
     x, y = _data(1000)
     eps = (0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3)
     _, fgsm_rows = _flags({"erm": Noisy()}, x, y, AttackSpec(attack="fgsm", eps=eps, mode="white"))
-    flags, _ = _flags({"erm": Noisy()}, x, y, AttackSpec(attack="ifgsm", eps=eps, mode="white"), other=fgsm_rows)
+    spec = AttackSpec(attack="ifgsm", eps=eps, mode="white")
+    flags, _ = _flags({"erm": Noisy()}, x, y, spec, other={"fgsm": fgsm_rows})
     assert "ifgsm_le_fgsm" in flags
 
 

@@ -50,7 +50,7 @@ def test_every_claim_row_has_a_distinct_key_and_a_valid_direction_stage_and_unit
     keys = [s.key for s in CLAIMS]
     assert len(keys) == len(set(keys)) == 7
     for spec in CLAIMS:
-        assert spec.direction in claims.DIRECTIONS and spec.stage in claims.STAGES
+        assert spec.direction in claims.DIRECTIONS and spec.stage in claims.FILLED_BY
         assert spec.unit in ("%", "") and spec.claim and spec.paper and callable(spec.select)
     assert [s.unit for s in CLAIMS].count("") == 1  # only the gradient norm is not a proportion
     with pytest.raises(ValueError, match="stage"):

@@ -40,8 +40,8 @@ def test_console_script_trains_and_prints_the_table(tmp_path):
 @pytest.mark.parametrize(
     "extra, needles",
     [
-        (["--dataset", "svhn"], ["unknown dataset 'svhn'", "mnist-5k"]),
-        (["--model", "vit"], ["unknown model 'vit'", "smallcnn"]),
+        (["--dataset", "svhn"], ["--dataset", "invalid choice: 'svhn'", "mnist-5k"]),
+        (["--model", "vit"], ["--model", "invalid choice: 'vit'", "smallcnn"]),
         (["--epochs", "0"], ["--epochs must be ≥ 1"]),
         (["--epochs", "two"], ["--epochs", "invalid int value"]),
         (["--alpha", "-1"], ["--alpha must be ≥ 0"]),

@@ -5,13 +5,15 @@ import pytest
 from helpers import assert_one_line_error, run_cli
 
 from robustbench_mixup import config, pipeline
-from robustbench_mixup.config import PRESETS, Preset
+from robustbench_mixup.config import PRESETS, AttackConfig, Preset
 from robustbench_mixup.layout import Layout
 from robustbench_mixup.results import ResultsDB
 
+FGSM = AttackConfig("fgsm", (0.0, 0.05, 0.1))
+IFGSM = AttackConfig("ifgsm", (0.05,), steps=3)
 TINY = Preset(
-    name="tiny", dataset="digits", model="mlp", epochs=2, alpha=1.0, fgsm_eps=(0.0, 0.05, 0.1), ifgsm_eps=(0.05,),
-    ifgsm_steps=3, probe_pairs=100, probe_lambdas=5, sweep_noise=(0.5,), sweep_alpha=(0.0, 4.0), sweep_epochs=2,
+    name="tiny", dataset="digits", model="mlp", epochs=2, alpha=1.0, attacks=(FGSM, IFGSM), probe_pairs=100,
+    probe_lambdas=5, sweep_noise=(0.5,), sweep_alpha=(0.0, 4.0), sweep_epochs=2,
 )  # fmt: skip
 
 
@@ -34,8 +36,14 @@ def test_run_does_every_stage_then_skips_them_all(tmp_path, capsys, monkeypatch)
     assert err.count("done before, skipped") == 5  # all but the report, which is always rebuilt
 
     # A changed setting re-runs exactly the stages whose stored results it no longer matches.
-    for change, stage in (({"fgsm_eps": (0.0, 0.07)}, "fgsm"), ({"ifgsm_steps": 2}, "ifgsm"),
-                          ({"probe_lambdas": 4}, "probe"), ({"probe_pairs": 50}, "probe")):  # fmt: skip
+    changes = (
+        ({"attacks": (dataclasses.replace(FGSM, eps=(0.0, 0.07)), IFGSM)}, "fgsm"),
+        ({"attacks": (FGSM, dataclasses.replace(IFGSM, steps=2))}, "ifgsm"),
+        ({"attacks": (FGSM, dataclasses.replace(IFGSM, n=100))}, "ifgsm"),
+        ({"probe_lambdas": 4}, "probe"),
+        ({"probe_pairs": 50}, "probe"),
+    )
+    for change, stage in changes:
         pipeline.run_pipeline(dataclasses.replace(TINY, **change), out=tmp_path, device="cpu")
         err = capsys.readouterr().err
         ran = re.findall(r"\] (\w+) \.\.\.", err)
@@ -65,8 +73,9 @@ def test_presets_are_valid_and_the_quick_one_is_the_default(capsys):
 
     for p in PRESETS.values():
         TrainConfig(dataset=p.dataset, model=p.model, epochs=p.epochs, alpha=p.alpha).validate()
-        assert p.fgsm_eps[0] == 0.0 and max(p.fgsm_eps) <= 1
-    assert 4 / 255 in PRESETS["paper"].fgsm_eps and 8 / 255 in PRESETS["paper"].fgsm_eps
+        fgsm = p.attack("fgsm").validate()
+        assert fgsm.eps[0] == 0.0 and max(fgsm.eps) <= 1 and p.attack("ifgsm").validate().steps == 10
+    assert {4 / 255, 8 / 255} <= set(PRESETS["paper"].attack("fgsm").eps)
     code, out, _ = run_cli(capsys, "run", "--help")
     assert code == 0 and "(default: quick)" in out and "robust-eval run --preset paper" in out
 
