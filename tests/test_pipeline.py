@@ -7,6 +7,7 @@ from helpers import assert_one_line_error, run_cli
 from robustbench_mixup import config, pipeline
 from robustbench_mixup.config import PRESETS, AttackConfig, Preset
 from robustbench_mixup.layout import Layout
+from robustbench_mixup.report import collect
 from robustbench_mixup.results import ResultsDB
 
 FGSM = AttackConfig("fgsm", (0.0, 0.05, 0.1))
@@ -27,6 +28,9 @@ def test_run_does_every_stage_then_skips_them_all(tmp_path, capsys, monkeypatch)
         assert re.search(rf"(reproduced|not reproduced|inconclusive) .*{claim}", stdout), claim
     html = path.read_text()
     assert "Not run yet" not in html and "not measured" not in html
+    commands = collect(tmp_path, "tiny")["commands"]  # a preset run's suggestions carry the preset's settings
+    assert "ifgsm --eps 0.05 --steps 3 --run tiny" in commands["ifgsm"]
+    assert "--noise 0.5 --alpha 0 4 --epochs 2" in commands["sweep"]
     with ResultsDB(Layout(tmp_path).database) as db:
         timings = db.get_run("tiny")["timings"]
     assert set(timings) == {"train", "fgsm", "ifgsm", "probe", "sweep", "report"}
