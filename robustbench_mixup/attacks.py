@@ -50,10 +50,20 @@ def _check(images: torch.Tensor, labels: torch.Tensor, eps: float, bounds: Bound
         raise TypeError("images must be a floating-point torch.Tensor")
     if not isinstance(labels, torch.Tensor) or labels.dtype != torch.int64 or labels.shape != images.shape[:1]:
         raise TypeError("labels must be an int64 tensor of shape (N,) matching images")
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
+        raise TypeError(f"eps must be a number (pixel units), got {type(eps).__name__} {eps!r}")
+    if not math.isfinite(eps) or eps < 0:
         raise ValueError(f"eps must be a finite number ≥ 0 (pixel units), got {eps!r}")
     if len(bounds) != 2 or not bounds[0] < bounds[1]:
         raise ValueError(f"bounds must be (low, high) with low < high, got {bounds!r}")
+
+
+def _check_dtype(model: nn.Module, images: torch.Tensor) -> None:
+    param = next(model.parameters(), None)
+    if param is not None and param.is_floating_point() and images.dtype != param.dtype:
+        raise TypeError(
+            f"images are {images.dtype} but the model's parameters are {param.dtype}: pass images.to({param.dtype})"
+        )
 
 
 def gradient_sign_attack(
@@ -69,6 +79,7 @@ def gradient_sign_attack(
     """The one loop: `steps` signed-gradient steps of `step_size`, each projected onto the ε-ball
     around `images` intersected with `bounds`. Returns a new tensor; the inputs are not modified."""
     _check(images, labels, eps, bounds)
+    _check_dtype(model, images)
     x0 = images.detach()
     if eps == 0:
         return x0.clone()
@@ -145,8 +156,13 @@ class IFGSM(Attack):
     step_size: float | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise ValueError(f"steps must be an int ≥ 1, got {self.steps!r}")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int):
+            raise TypeError(f"steps must be an int, got {type(self.steps).__name__} {self.steps!r}")
+        if self.steps < 1:
+            raise ValueError(f"steps must be ≥ 1, got {self.steps}")
+        size = self.step_size
+        if size is not None and (isinstance(size, bool) or not isinstance(size, (int, float))):
+            raise TypeError(f"step_size must be a number or None, got {type(self.step_size).__name__}")
 
     def size_for(self, eps: float) -> float:
         size = eps / self.steps if self.step_size is None else self.step_size
@@ -380,6 +396,11 @@ def robust_accuracy(
     `source=None` is the white box (crafted on `model`); otherwise the examples are crafted on
     `source` and classified by `model` (black box, transfer).
     """
+    if isinstance(eps, (str, bytes, int, float)) or not isinstance(eps, Sequence | torch.Tensor):
+        raise TypeError(f"eps must be a sequence of ε values in pixel units (e.g. [0.03]), got {type(eps).__name__}")
+    if isinstance(eps, torch.Tensor):
+        eps = eps.tolist()
+    _check_dtype(model, images)
     counts = evaluate_attack(
         model if source is None else source, {"target": model}, images, labels, eps,
         attack=attack, steps=steps, step_size=step_size, batch_size=batch_size,

@@ -345,7 +345,7 @@ def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         dataset=args.dataset, model=args.model, epochs=args.epochs, alpha=args.alpha, seed=args.seed,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, dropout=args.dropout, width=args.width,
     ).validate()  # fmt: skip
-    run = args.run or default_run_name(cfg)
+    run = default_run_name(cfg) if args.run is None else args.run  # '' is refused as a name, not defaulted
     with EpochProgress(total=cfg.epochs * len(MEMBERS), desc=f"train {run}") as progress:
         result = train_run(cfg, run=run, out=args.out, device=args.device, resume=args.resume,
                            data_root=args.data_root, download=args.download, argv=[PROG, *argv],
@@ -538,3 +538,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; {args.resume_hint}", file=sys.stderr)
         return 130
+    except OSError as exc:
+        import errno
+
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" while writing {exc.filename!r}" if exc.filename else ""
+        print(f"{PROG}: error: the disk is full{where}; every file is written atomically, so what finished is "
+              f"kept and nothing is half-written: free some space, then {args.resume_hint.split(': ', 1)[-1]}",
+              file=sys.stderr)  # fmt: skip
+        return 2

@@ -325,6 +325,12 @@ class SweepConfig:
                 raise UsageError(f"--{name} needs at least one value: the grid is empty")
         if any(not (math.isfinite(v) and 0 <= v <= 1) for v in self.noise):
             raise UsageError(f"--noise values must lie in [0, 1], got {list(self.noise)}")
+        for name, grid in (("noise", self.noise), ("alpha", self.alpha), ("dropout", self.dropout),
+                           ("seeds", self.seeds)):  # fmt: skip
+            twice = sorted({v for v in grid if grid.count(v) > 1})
+            if twice:
+                values = ", ".join(f"{v:g}" for v in twice)
+                raise UsageError(f"--{name} lists {values} more than once: give each value once")
         for job in self.jobs():  # every other setting is a training setting, checked where training checks it
             self.job_config(job).validate()
         return self

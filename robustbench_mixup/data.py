@@ -17,12 +17,16 @@ themselves, so attacks and interpolation stay in pixel space). Nothing here touc
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
+import pickle
 import struct
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -160,23 +164,98 @@ def _load_mnist5k(root: Path, download: bool, seed: int) -> Dataset:
     return _from_arrays("mnist-5k", x.reshape(-1, 1, 28, 28), y, 255.0, 0.2, seed, tuple(map(str, range(10))))
 
 
-# --- IDX files (Fashion-MNIST) ----------------------------------------------------------------------
+# --- IDX files (Fashion-MNIST, and MNIST's raw files) -----------------------------------------------
+
+IDX_MAX_BYTES = 1 << 30  # the largest data section read_idx accepts (full Fashion-MNIST: 47 MB)
+_IDX_TYPES = {0x08: "unsigned byte", 0x09: "signed byte", 0x0B: "short", 0x0C: "int", 0x0D: "float", 0x0E: "double"}
+_IDX_ACCEPTED = "an IDX file of unsigned bytes (magic number 00 00 08 0N, N = 1..3) whose data match its header"
+_REFETCH = "delete the file and fetch the dataset again"
+FASHION_REMEDY = "reinstall dataset-fashion-mnist or delete the file and pass --download"
+MNIST_REMEDY = "delete the file and pass --download, or pass --data-root DIR where a good copy is"
 
 
-def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an IDX file (optionally gzipped) of unsigned bytes into an array of its stated shape."""
+def _read_upto(fh: BinaryIO, n: int) -> bytearray:
+    """At most `n` bytes of `fh`, in 1 MiB pieces, so a lying size never allocates more than the file holds."""
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = fh.read(min(1 << 20, n - len(buf)))
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+def read_idx(path: str | os.PathLike[str], *, remedy: str = _REFETCH) -> np.ndarray:
+    """Read an IDX file (gzipped when its name ends in .gz) of unsigned bytes into an array of its stated shape.
+
+    The one place IDX files are validated: the header (magic number, type code, dimensions) is checked
+    against the size of the file, and against `IDX_MAX_BYTES`, before its data are read; a file that is
+    not gzip, is truncated, or whose header lies raises `UsageError` naming the file and `remedy`."""
     p = Path(path)
-    opener = gzip.open if p.suffix == ".gz" else open
-    with opener(p, "rb") as fh:
-        raw = fh.read()
-    if len(raw) < 4 or raw[0:2] != b"\x00\x00" or raw[2] != 0x08:
-        raise UsageError(f"{p} is not an IDX file of unsigned bytes (bad magic number)")
-    ndim = raw[3]
-    dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(dims)):
-        raise UsageError(f"{p} is truncated: header says {dims}, found {data.size} bytes of data")
-    return data.reshape(dims)
+    gz = p.suffix == ".gz"
+
+    def bad(what: str) -> UsageError:
+        return UsageError(f"{p} {what}: expected {_IDX_ACCEPTED}{', gzipped' if gz else ''}; {remedy}")
+
+    try:
+        with (gzip.open if gz else open)(p, "rb") as fh:
+            head = bytes(_read_upto(fh, 4))
+            if len(head) < 4:
+                raise bad(f"is too short for an IDX header ({len(head)} bytes)")
+            if head[:2] != b"\x00\x00":
+                raise bad(f"is not an IDX file (magic number {head.hex(' ')})")
+            if head[2] != 0x08:
+                kind = _IDX_TYPES.get(head[2], f"unknown type code 0x{head[2]:02x}")
+                raise bad(f"holds {kind} values (magic number {head.hex(' ')})")
+            ndim = head[3]
+            if not 1 <= ndim <= 3:
+                raise bad(f"claims {ndim} dimensions (magic number {head.hex(' ')})")
+            raw_dims = bytes(_read_upto(fh, 4 * ndim))
+            if len(raw_dims) < 4 * ndim:
+                raise bad(f"is truncated inside its header ({4 + len(raw_dims)} of {4 + 4 * ndim} bytes)")
+            dims = struct.unpack(f">{ndim}I", raw_dims)
+            size = 1
+            for d in dims:
+                size *= d
+            if size > IDX_MAX_BYTES:
+                raise bad(f"claims shape {dims}, {size} bytes of data (more than the {IDX_MAX_BYTES} accepted)")
+            if not gz:
+                found = os.fstat(fh.fileno()).st_size - 4 - 4 * ndim
+                if found != size:
+                    raise bad(f"does not match its header: shape {dims} needs {size} bytes of data, found {found}")
+            buf = _read_upto(fh, size + 1)  # one byte more: a longer file is as wrong as a shorter one
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise bad(f"cannot be read ({'not gzip or corrupt: ' if gz else ''}{reason})") from None
+    if len(buf) != size:
+        what = "truncated" if len(buf) < size else "longer than its header says"
+        found = f"{len(buf)}" if len(buf) <= size else "more"
+        raise bad(f"is {what}: header says shape {dims}, {size} bytes of data, found {found}")
+    return np.frombuffer(buf, dtype=np.uint8).reshape(dims)
+
+
+def read_idx_split(
+    images: Path, labels: Path, *, remedy: str, image_size: tuple[int, int] = (28, 28), num_classes: int = 10
+) -> tuple[np.ndarray, np.ndarray]:
+    """One split's images (N, H, W) and labels (N,) from two IDX files, checked against each other:
+    the same N ≥ 1, images of `image_size`, labels in 0..num_classes-1."""
+    x = read_idx(images, remedy=remedy)
+    h, w = image_size
+    if x.ndim != 3 or x.shape[1:] != image_size or x.shape[0] == 0:
+        raise UsageError(f"{images} holds an array of shape {x.shape}: expected N ≥ 1 images of {h}x{w}; {remedy}")
+    y = read_idx(labels, remedy=remedy)
+    if y.ndim != 1:
+        raise UsageError(f"{labels} holds an array of shape {y.shape}: expected one label per image; {remedy}")
+    if len(y) != len(x):
+        raise UsageError(
+            f"{labels} holds {len(y)} labels but {images} holds {len(x)} images: expected as many; {remedy}"
+        )
+    if int(y.max()) >= num_classes:
+        i = int(np.argmax(y >= num_classes))
+        raise UsageError(
+            f"{labels} holds label {int(y[i])} at index {i}: expected labels 0..{num_classes - 1}; {remedy}"
+        )
+    return x, y
 
 
 _IDX_FILES = {
@@ -201,8 +280,9 @@ def _load_fashion(root: Path, download: bool, seed: int) -> Dataset:
     if found is None and download:
         import torchvision
 
-        torchvision.datasets.FashionMNIST(str(root), train=True, download=True)
-        torchvision.datasets.FashionMNIST(str(root), train=False, download=True)
+        with _torchvision_errors("fashion-mnist", root, "FashionMNIST/raw"):
+            torchvision.datasets.FashionMNIST(str(root), train=True, download=True)
+            torchvision.datasets.FashionMNIST(str(root), train=False, download=True)
         found = _find_idx_dir(candidates)
     if found is None:
         tried = ", ".join(str(c) for c in candidates)
@@ -211,36 +291,87 @@ def _load_fashion(root: Path, download: bool, seed: int) -> Dataset:
             "install it with 'apt-get install dataset-fashion-mnist', or pass --download"
         )
     d, suffix = found
-    arr = {k: read_idx(d / (f + suffix)) for k, f in _IDX_FILES.items()}
-    x_tr = torch.from_numpy(arr["train_images"].astype(np.float32) / 255.0).unsqueeze(1)
-    x_te = torch.from_numpy(arr["test_images"].astype(np.float32) / 255.0).unsqueeze(1)
-    y_tr = torch.from_numpy(arr["train_labels"].astype(np.int64))
-    y_te = torch.from_numpy(arr["test_labels"].astype(np.int64))
+    f = {k: d / (name + suffix) for k, name in _IDX_FILES.items()}
+    img_tr, lab_tr = read_idx_split(f["train_images"], f["train_labels"], remedy=FASHION_REMEDY)
+    img_te, lab_te = read_idx_split(f["test_images"], f["test_labels"], remedy=FASHION_REMEDY)
+    x_tr = torch.from_numpy(img_tr.astype(np.float32) / 255.0).unsqueeze(1)
+    x_te = torch.from_numpy(img_te.astype(np.float32) / 255.0).unsqueeze(1)
+    y_tr = torch.from_numpy(lab_tr.astype(np.int64))
+    y_te = torch.from_numpy(lab_te.astype(np.int64))
     return _make("fashion-mnist", x_tr, y_tr, x_te, y_te, FASHION_CLASSES, augment=False)
 
 
 # --- torchvision layouts ----------------------------------------------------------------------------
 
 
-def _torchvision(name: str, cls_name: str, layout: str, augment: bool) -> Callable[[Path, bool, int], Dataset]:
+# What torchvision raises on files it cannot read (its MNIST parser asserts; legacy .pt files unpickle).
+_TORCHVISION_READ_ERRORS = (
+    RuntimeError, ValueError, TypeError, EOFError, OSError, AssertionError, KeyError, IndexError,
+    pickle.UnpicklingError, zlib.error,
+)  # fmt: skip
+
+
+@contextlib.contextmanager
+def _torchvision_errors(name: str, root: Path, layout: str) -> Iterator[None]:
+    """Turn what torchvision raises on missing or corrupt files under `root / layout` into one UsageError line."""
+    try:
+        yield
+    except _TORCHVISION_READ_ERRORS as exc:
+        if isinstance(exc, pickle.UnpicklingError):  # torch.load(weights_only=True) of a legacy .pt file
+            reason = "a stored .pt file is not one torch loads safely"
+        else:
+            reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        if isinstance(exc, RuntimeError) and "not found" in reason.lower():
+            checksums = " (or its files fail torchvision's checksums)" if "corrupt" in reason.lower() else ""
+            raise UsageError(
+                f"dataset {name!r} not found under {root / layout} (torchvision's layout){checksums}: "
+                "pass --download to fetch it, or --data-root DIR where it already is"
+            ) from None
+        raise UsageError(
+            f"dataset {name!r} under data root {root} (torchvision's layout {layout}) cannot be read "
+            f"({type(exc).__name__}: {reason}): delete its files and pass --download, "
+            "or pass --data-root DIR where a good copy is"
+        ) from None
+
+
+def _check_mnist_raw(root: Path) -> None:
+    """Validate MNIST's raw IDX files with `read_idx_split` when torchvision is about to read them (all four
+    there and no legacy processed/*.pt files, which torchvision would read instead)."""
+    raw, processed = root / "MNIST" / "raw", root / "MNIST" / "processed"
+    if (processed / "training.pt").is_file() and (processed / "test.pt").is_file():
+        return
+    pairs = [(raw / f"{p}-images-idx3-ubyte", raw / f"{p}-labels-idx1-ubyte") for p in ("train", "t10k")]
+    if all(f.exists() for pair in pairs for f in pair):
+        for images, labels in pairs:
+            read_idx_split(images, labels, remedy=MNIST_REMEDY)
+
+
+def _torchvision(
+    name: str, cls_name: str, layout: str, augment: bool, check: Callable[[Path], None] | None = None
+) -> Callable[[Path, bool, int], Dataset]:
     def load(root: Path, download: bool, seed: int) -> Dataset:
         import torchvision
 
+        if check is not None:
+            check(root)
         cls = getattr(torchvision.datasets, cls_name)
-        try:
+        with _torchvision_errors(name, root, layout):
             train = cls(str(root), train=True, download=download)
             test = cls(str(root), train=False, download=download)
-        except RuntimeError:
-            raise UsageError(
-                f"dataset {name!r} not found under {root / layout} (torchvision's layout): "
-                "pass --download to fetch it, or --data-root DIR where it already is"
-            ) from None
-        out = []
-        for split in (train, test):
-            x = torch.as_tensor(np.asarray(split.data), dtype=torch.uint8)
-            x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)  # HW or HWC -> CHW
-            out += [x.float().div_(255.0).contiguous(), torch.as_tensor(np.asarray(split.targets), dtype=torch.int64)]
-        return _make(name, *out, tuple(train.classes), augment=augment)
+            out = []
+            for split in (train, test):
+                x = torch.as_tensor(np.asarray(split.data), dtype=torch.uint8)
+                x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)  # HW or HWC -> CHW
+                y = torch.as_tensor(np.asarray(split.targets), dtype=torch.int64)
+                k = len(train.classes)
+                if x.ndim != 4 or y.ndim != 1 or len(x) != len(y) or not len(y) or y.min() < 0 or y.max() >= k:
+                    raise ValueError(
+                        f"expected N ≥ 1 images and as many labels in 0..{k - 1}, "
+                        f"got images {tuple(x.shape)} and labels {tuple(y.shape)}"
+                    )
+                out += [x.float().div_(255.0).contiguous(), y]
+            classes = tuple(train.classes)
+        return _make(name, *out, classes, augment=augment)
 
     return load
 
@@ -274,7 +405,7 @@ LOADERS: dict[str, Callable[[Path, bool, int], Dataset]] = {
     "digits": _load_digits,
     "mnist-5k": _load_mnist5k,
     "fashion-mnist": _load_fashion,
-    "mnist": _torchvision("mnist", "MNIST", "MNIST/raw", augment=False),
+    "mnist": _torchvision("mnist", "MNIST", "MNIST/raw", augment=False, check=_check_mnist_raw),
     "cifar10": _torchvision("cifar10", "CIFAR10", "cifar-10-batches-py", augment=True),
     "cifar100": _torchvision("cifar100", "CIFAR100", "cifar-100-python", augment=True),
 }

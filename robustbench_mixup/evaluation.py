@@ -22,8 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 
 from . import attacks, backends, checkpoints
@@ -32,7 +30,7 @@ from .config import ATTACKS, PAIR, AttackConfig
 from .data import load_dataset
 from .devices import resolve_device
 from .errors import UsageError
-from .fsutil import atomic_path, remove_stale_temporaries
+from .fsutil import exclusive, remove_stale_temporaries
 from .layout import Layout
 from .progress import Meter
 from .results import ResultsDB
@@ -134,6 +132,36 @@ def _row(model: str, mode: str, eps: float, n: int, top1: int, top5: int) -> Row
     return Row(model, mode, eps, n, top1 / n, top5 / n, wilson_interval(top1, n), wilson_interval(top5, n))
 
 
+def group_flags(
+    stored: list[Mapping[str, Any]], attack: str, others: Mapping[str, list[Row]] | None = None
+) -> list[dict[str, Any]]:
+    """`sanity_flags` over every stored row of one (run, attack, backend, n): `stored` are its
+    `attack_results` rows, from however many evaluations (each row carries its model's `clean_top1`).
+
+    Rows crafted with other settings are checked apart, so they never form one ε curve: one group per
+    (steps, step size: ε/steps or a fixed one), and in it the white-box rows with each transfer source's
+    black-box rows. A flag found in several groups is kept once.
+    """
+    clean = {r["model"]: {"top1": r["clean_top1"]} for r in stored}
+
+    def setting(r: Mapping[str, Any]) -> tuple[int, float | None]:
+        return r["steps"], None if r["step_size"] == r["eps"] / r["steps"] else r["step_size"]
+
+    def row(r: Mapping[str, Any]) -> Row:
+        return Row(r["model"], r["mode"], r["eps"], r["n"], r["top1"], r["top5"], (r["top1_lo"], r["top1_hi"]),
+                   (r["top5_lo"], r["top5_hi"]))  # fmt: skip
+
+    flags: list[dict[str, Any]] = []
+    for key in dict.fromkeys(setting(r) for r in stored):
+        same = [r for r in stored if setting(r) == key]
+        white = [row(r) for r in same if r["mode"] == "white"]
+        sources = dict.fromkeys(r["source"] for r in same if r["mode"] != "white")
+        for source in sources or [None]:
+            black = [row(r) for r in same if r["mode"] != "white" and r["source"] == source]
+            flags += [f for f in sanity_flags(white + black, clean, attack, others) if f not in flags]
+    return flags
+
+
 # --- orchestration --------------------------------------------------------------------------------
 
 
@@ -193,12 +221,24 @@ def evaluate_models(
     return clean, rows
 
 
-def _load_set(path: Path, n: int) -> torch.Tensor | None:
+def _load_set(path: Path, expected: dict[str, Any], shape: tuple[int, ...]) -> torch.Tensor | None:
+    """A saved transfer set, None when there is none; refused with one line when it is not the set
+    `expected` (its metadata: source digest, attack, ε, steps, step size, backend, n) of `shape`."""
     if not path.is_file():
         return None
-    with safe_open(str(path), framework="pt", device="cpu") as f:
-        x = f.get_tensor("adversarial")
-    return x if len(x) == n else None
+    tensors, meta = checkpoints.read_file(path, "transfer set")
+    x = tensors.get("adversarial")
+    wrong = [k for k, v in expected.items() if meta.get(k) != v]
+    if set(tensors) != {"adversarial"} or x is None or x.dtype != torch.float32 or tuple(x.shape) != shape:
+        wrong.append("tensor")
+    if wrong:
+        raise UsageError(
+            f"transfer set {str(path)!r} does not hold what its name says ({', '.join(wrong)} differ): "
+            "delete it and it is crafted again"
+        )
+    if not bool(((x >= 0) & (x <= 1)).all()):
+        raise UsageError(f"transfer set {str(path)!r} holds pixels outside [0, 1]: delete it and it is crafted again")
+    return x
 
 
 @dataclass
@@ -215,15 +255,23 @@ class TransferSets:
 
 
 def _saved_transfer_sets(
-    cfg: AttackConfig, attack: Attack, layout: Layout, run: str, src_sha: str, source_label: str, n: int
-) -> TransferSets:
+    cfg: AttackConfig, attack: Attack, layout: Layout, run: str, src_sha: str, source_label: str, n: int,
+    shape: tuple[int, ...],
+) -> TransferSets:  # fmt: skip
     """The sets crafted before for this (source, attack, ε, steps, step size, n, backend), where they exist."""
-    paths = []
+    paths, sets = [], []
     for e in cfg.eps:
         key = json.dumps([src_sha, attack.name, e, attack.steps, attack.size_for(e), n, cfg.backend])
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         paths.append(layout.transfer_set(run, attack.name, cfg.backend, source_label, e, digest))
-    return TransferSets(paths, [_load_set(p, n) for p in paths])
+        sets.append(_load_set(paths[-1], _set_identity(src_sha, attack, cfg, e, n), (n, *shape)))
+    return TransferSets(paths, sets)
+
+
+def _set_identity(src_sha: str, attack: Attack, cfg: AttackConfig, eps: float, n: int) -> dict[str, Any]:
+    """What a saved transfer set must say about itself to be used for (source, attack, ε, n, backend)."""
+    return {"source_sha256": src_sha, "attack": attack.name, "eps": eps, "steps": attack.steps,
+            "step_size": attack.size_for(eps), "backend": cfg.backend, "n": n}  # fmt: skip
 
 
 def _craft_missing(
@@ -233,19 +281,20 @@ def _craft_missing(
 ) -> list[torch.Tensor]:  # fmt: skip
     """Craft and save the sets not found; returns every set, on the images' device."""
     missing = found.missing
-    if missing:
-        remove_stale_temporaries(found.paths[0].parent)
+    if not missing:
+        return [s.to(x.device) for s in found.sets if s is not None]
+    folder = found.paths[0].parent
+    with exclusive(folder / ".lock", f"the transfer sets of run {run!r}"):  # Layout.attacks_lock
+        remove_stale_temporaries(folder)  # under the lock: no other process is writing here
         crafted = craft_sets(cfg, attack, src_model, x, y, [cfg.eps[i] for i in missing], progress=progress)
         for i, adv in zip(missing, crafted, strict=True):
             found.sets[i] = adv
             meta = {
-                "run": run, "source": source_label, "source_sha256": src_meta["sha256"], "attack": attack.name,
-                "eps": cfg.eps[i], "steps": attack.steps, "step_size": attack.size_for(cfg.eps[i]),
-                "backend": cfg.backend, "split": "test", "n": len(y), "split_seed": run_cfg.get("split_seed", 0),
+                **_set_identity(src_meta["sha256"], attack, cfg, cfg.eps[i], len(y)), "run": run,
+                "source": source_label, "split": "test", "split_seed": run_cfg.get("split_seed", 0),
                 "seed": run_cfg.get("seed"),
             }  # fmt: skip
-            with atomic_path(found.paths[i]) as tmp:
-                save_file({"adversarial": adv.cpu().contiguous()}, str(tmp), metadata={"robust_eval": json.dumps(meta)})
+            checkpoints.save_file(found.paths[i], {"adversarial": adv}, meta)
     return [s.to(x.device) for s in found.sets if s is not None]
 
 
@@ -283,7 +332,8 @@ def evaluate_run(
         x, y = data.test_images[:n].to(dev), data.test_labels[:n].to(dev)
         found = None
         if src_model is not None:
-            found = _saved_transfer_sets(cfg, attack, layout, run, src_meta["sha256"], source_label, n)
+            found = _saved_transfer_sets(cfg, attack, layout, run, src_meta["sha256"], source_label, n,
+                                         tuple(x.shape[1:]))  # fmt: skip
         if progress is not None:  # images through a model: the clean pass, each white box, the black box
             white = len(models) * (cfg.mode != "black") * (1 if cfg.backend == "native" else 2)
             transfer = 0 if found is None else 1 + bool(found.missing)  # scoring, and crafting what is missing
@@ -299,9 +349,9 @@ def evaluate_run(
                     for r in db.attack_rows(run, attack=other, backend=cfg.backend, n=n, mode="white")]
             for other in compared_attacks(cfg.attack)
         }  # fmt: skip
-        flags = sanity_flags(rows, clean, cfg.attack, others)
-        evaluation = Evaluation(run, cfg, attack, source_label, run_cfg["dataset"], clean, rows, flags)
-        db.record_attack(evaluation)
+        evaluation = Evaluation(run, cfg, attack, source_label, run_cfg["dataset"], clean, rows)
+        # The flags of every stored evaluation of (run, attack, backend, n), this one's rows included.
+        evaluation.flags = db.record_attack(evaluation, lambda stored: group_flags(stored, cfg.attack, others))
         return evaluation
     finally:
         db.close()

@@ -1,7 +1,9 @@
-"""Small file-system helpers: atomic writes, a writable output root.
+"""Small file-system helpers: atomic writes, one naming scheme for temporaries, exclusive locks.
 
-Everything the suite writes goes through `atomic_write`, so a crash or kill -9 never leaves a
+Everything the suite writes goes through `atomic_path`, so a crash or kill -9 never leaves a
 half-written file under its final name (the temporary sits beside the target, then `os.replace`).
+Every temporary file is named `.NAME.RANDOM.tmp` (`temporary`), so one pattern finds what a kill left
+behind; only the process holding the folder's lock (`exclusive`) removes them.
 """
 
 from __future__ import annotations
@@ -17,14 +19,43 @@ from typing import Any
 from .errors import UsageError
 
 
+def temporary(target: Path) -> Path:
+    """A new empty file `.TARGETNAME.RANDOM.tmp` beside `target`: the one scheme for temporaries."""
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    return Path(name)
+
+
+@contextlib.contextmanager
+def exclusive(lock: Path, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on file `lock` for the duration, or raise UsageError naming the process that
+    holds it. The operating system releases it when the holder exits, however it exits (kill -9 too)."""
+    import fcntl
+
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(lock, "a+")  # noqa: SIM115 (held open for the duration: the lock lives with the descriptor)
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            raise UsageError(f"{what} is in use by pid {holder}: wait for it to finish, or stop it first") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        yield
+    finally:
+        fh.close()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success fsync it and rename it over `path`."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = temporary(target)
     try:
         yield tmp
         # mkstemp makes the file private (0600); the final file gets the usual mode under the umask.
@@ -50,7 +81,8 @@ def remove_stale_temporaries(directory: str | os.PathLike[str]) -> list[Path]:
     Only for a directory that no other process is writing: the caller owns the run it belongs to.
     """
     d = Path(directory)
-    stale = sorted(d.glob(".*.tmp")) if d.is_dir() else []
+    # `.*.tmp`: our own scheme; `.tmp*`: what safetensors' own writer left before files were written here.
+    stale = sorted({*d.glob(".*.tmp"), *d.glob(".tmp*")}) if d.is_dir() else []
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
@@ -70,8 +102,7 @@ def ensure_writable_dir(path: str | os.PathLike[str], what: str = "--out") -> Pa
     p = Path(path)
     try:
         p.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=p, prefix=".write-test-"):
-            pass
+        temporary(p / "write-test").unlink()
     except OSError as exc:
         raise UsageError(f"{what} {str(p)!r} is not a writable directory ({exc.strerror})") from None
     return p

@@ -79,11 +79,18 @@ class Layout:
     def checkpoint(self, run: str, member: str) -> Path:
         return self.run_dir(run) / f"{check_name(member, 'model name')}.safetensors"
 
+    def run_lock(self, run: str) -> Path:
+        """Held by the process training `run` (a second one on the same name is refused)."""
+        return self.run_dir(run) / ".lock"
+
     def run_json(self, run: str) -> Path:
         return self.run_dir(run) / "run.json"
 
     def attacks_dir(self, run: str) -> Path:
         return self.root / "attacks" / check_run_name(run)
+
+    def attacks_lock(self, run: str) -> Path:
+        return self.attacks_dir(run) / ".lock"
 
     def transfer_set(self, run: str, attack: str, backend: str, source_label: str, eps: float, digest: str) -> Path:
         name = f"{attack}-{backend}-{_file_label(source_label)}-eps{eps:.6g}-{digest}.safetensors"
@@ -101,6 +108,9 @@ class Layout:
     # --- sweeps -----------------------------------------------------------------------------------
     def sweep_dir(self, sweep: str) -> Path:
         return self.root / "checkpoints" / "sweeps" / check_name(sweep, "sweep name")
+
+    def sweep_lock(self, sweep: str) -> Path:
+        return self.sweep_dir(sweep) / ".lock"
 
     def sweep_checkpoint(self, sweep: str, job_key: str) -> Path:
         return self.sweep_dir(sweep) / f"{check_name(job_key, 'job key')}.safetensors"

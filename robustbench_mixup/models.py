@@ -17,6 +17,7 @@ dropout per block after the ReLU between its two convolutions (the paper's Table
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -220,6 +221,49 @@ class ModelSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# What a checkpoint may ask for: far beyond any model of the suite, far below what would exhaust memory.
+MAX_INPUTS = 3 * 512 * 512  # C·H·W
+MAX_CLASSES = 100_000
+MAX_WIDTH = 1024
+
+
+def check_model_spec(name: object, kwargs: dict[str, Any]) -> None:
+    """Raise UsageError unless (`name`, `kwargs`) are constructor arguments this suite could have written:
+    known keys, the right types, sizes in range. Checked before a model is built from a stored file."""
+    if name not in MODELS:
+        raise UsageError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
+    allowed = {"in_shape", "num_classes", "mean", "std", "dropout"} | (
+        {"width"} if name == "preact-resnet18" else set()
+    )
+    unknown = set(kwargs) - allowed
+    if unknown or not {"in_shape", "num_classes", "mean", "std"} <= set(kwargs):
+        raise UsageError(f"model {name!r}: arguments {sorted(kwargs)} are not {sorted(allowed)}")
+
+    def is_int(v: object, lo: int, hi: int) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+    def is_num(v: object) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    shape = kwargs["in_shape"]
+    if not (isinstance(shape, list) and len(shape) == 3 and all(is_int(d, 1, MAX_INPUTS) for d in shape)
+            and math.prod(shape) <= MAX_INPUTS):  # fmt: skip
+        raise UsageError(f"in_shape must be [C, H, W] of positive ints with C·H·W ≤ {MAX_INPUTS:,}, got {shape!r}")
+    if not is_int(kwargs["num_classes"], 2, MAX_CLASSES):
+        raise UsageError(f"num_classes must be an int in [2, {MAX_CLASSES:,}], got {kwargs['num_classes']!r}")
+    for key in ("mean", "std"):
+        v = kwargs[key]
+        if not (isinstance(v, list) and len(v) == shape[0] and all(is_num(x) for x in v)):
+            raise UsageError(f"{key} must be {shape[0]} finite numbers (one per channel), got {v!r}")
+    if not all(x > 0 for x in kwargs["std"]):
+        raise UsageError(f"std must be > 0, got {kwargs['std']!r}")
+    dropout = kwargs.get("dropout", 0.0)
+    if not (is_num(dropout) and 0 <= dropout < 1):
+        raise UsageError(f"dropout must be a number in [0, 1), got {dropout!r}")
+    if "width" in kwargs and not is_int(kwargs["width"], 1, MAX_WIDTH):
+        raise UsageError(f"width must be an int in [1, {MAX_WIDTH}], got {kwargs['width']!r}")
 
 
 def build_model(name: str, **kwargs: Any) -> nn.Module:

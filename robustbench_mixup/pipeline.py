@@ -14,7 +14,6 @@ becomes a stage by itself.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from .probing import probe_run
 from .progress import EpochProgress, Progress
 from .report import build
 from .results import ResultsDB
+from .runs import read_run_json
 from .sweep import run_sweep
 from .train import train_run
 
@@ -54,8 +54,8 @@ class Context:
 
     def n_test(self) -> int | None:
         """The run's number of test examples, from its run.json (None before training)."""
-        path = self.layout.run_json(self.run)
-        return json.loads(path.read_text())["dataset"]["n_test"] if path.is_file() else None
+        stored = read_run_json(self.layout, self.run)
+        return stored["dataset"]["n_test"] if stored is not None else None
 
 
 def say(message: str) -> None:
@@ -195,7 +195,7 @@ def stages_for(p: Preset) -> tuple[Stage, ...]:
 
 def run_name(p: Preset, run: str | None) -> str:
     """The run's name: `run`, else the preset's name."""
-    return check_run_name(run or p.name)
+    return check_run_name(p.name if run is None else run)
 
 
 def run_pipeline(

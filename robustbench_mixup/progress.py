@@ -87,17 +87,17 @@ class Progress:
             text += f"  {self.status}"
         print(text, file=self.stream, flush=True)
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
         if self.bar is not None:
             self.bar.close()
-        elif self.done:
+        elif self.done and not failed:  # a failure's one line on stderr stays the only one
             self._line(final=True)
 
     def __enter__(self) -> Progress:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(failed=exc_type is not None)
 
 
 class EpochProgress(Progress):
@@ -128,6 +128,6 @@ class EpochProgress(Progress):
             flush=True,
         )
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
         if self.bar is not None:
             self.bar.close()

@@ -21,7 +21,7 @@ from .errors import UsageError
 from .fsutil import atomic_write_text
 from .layout import Layout
 from .results import ResultsDB
-from .runs import resolve_run
+from .runs import read_run_json, resolve_run
 from .tables import table2, with_methods
 
 
@@ -97,8 +97,8 @@ def collect(out: str | Path, run: str) -> dict[str, Any]:
         sweep = db.get_sweep(run)
         sweep_jobs = db.sweep_jobs(run) if sweep else []
     assert record is not None
-    run_json = layout.run_json(run)
-    described = json.loads(run_json.read_text())["dataset"] if run_json.is_file() else {}
+    stored = read_run_json(layout, run)
+    described = stored["dataset"] if stored is not None else {}
     final = {}
     for e in epochs:
         final[e["model"]] = e  # rows come ordered by model, epoch: the last one stays

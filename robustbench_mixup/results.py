@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import platform
 import sqlite3
 import subprocess
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -120,18 +122,164 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
+MOVE_ASIDE = "move it aside (or restore it from a backup) and run again, or use another --out"
+WRITABLE = "make it and its folder writable, or use another --out"
+
+
+@functools.cache
+def expected_schema(version: int) -> dict[str, frozenset[str]]:
+    """Table → columns of a database at schema `version` (MIGRATIONS[:version] applied to an empty one)."""
+    con = sqlite3.connect(":memory:")
+    try:
+        for steps in MIGRATIONS[:version]:
+            for sql in steps:
+                con.execute(sql)
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return {t: frozenset(r[1] for r in con.execute(f"PRAGMA table_info({t})")) for t in tables}
+    finally:
+        con.close()
+
+
+def _code(exc: sqlite3.Error) -> int | None:
+    return getattr(exc, "sqlite_errorcode", None)
+
+
+def _disk_full(exc: sqlite3.Error) -> bool:
+    code = _code(exc)
+    return (code is not None and code & 0xFF == sqlite3.SQLITE_FULL) or "database or disk is full" in str(exc)
+
+
+def _cannot_write(exc: sqlite3.Error) -> bool:
+    code = _code(exc)
+    if code is not None and code & 0xFF in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM):
+        return True
+    return any(s in str(exc) for s in ("readonly database", "unable to open database file"))
+
+
 class ResultsDB:
-    """A connection to the results database; creates or migrates the schema on open."""
+    """A connection to the results database; creates or migrates the schema on open.
+
+    Opening is the one place the file is checked: it must be an SQLite file (header), pass SQLite's
+    `PRAGMA quick_check`, have a schema version this robust-eval reads and every table and column of that
+    version. Anything else, and a file that cannot be written, raises `UsageError` naming the file
+    before anything is written. A database that does not exist yet is created complete (built beside
+    it, then linked into place), so an empty file is never one of ours.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so DDL is transactional too.
-        self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        if not self.path.exists():
+            self._create()
+        self._check_header()
+        try:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves, so DDL is transactional too.
+            self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        except sqlite3.DatabaseError as exc:
+            raise self._refusal(exc) from None
+        try:
+            self.conn.row_factory = sqlite3.Row
+            self._check_contents()
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self.conn.close()
+            raise self._refusal(exc) from None
+        except BaseException:
+            self.conn.close()
+            raise
+
+    def _unusable(self, why: str, advice: str = MOVE_ASIDE) -> UsageError:
+        return UsageError(f"results database {str(self.path)!r} {why}: {advice}")
+
+    def _disk_full(self) -> UsageError:
+        return UsageError(
+            f"results database {str(self.path)!r}: the disk is full, so this write was rolled back and the work "
+            "finished before it is kept: free some space and run the command again (train: add --resume)"
+        )
+
+    def _refusal(self, exc: sqlite3.Error) -> UsageError:
+        """The one line for an SQLite error met while opening the database."""
+        if _disk_full(exc):
+            return self._disk_full()
+        if _cannot_write(exc):
+            return self._unusable(f"cannot be opened for writing ({exc})", WRITABLE)
+        if "locked" in str(exc) or "busy" in str(exc):
+            return self._unusable(f"stayed locked by another process ({exc})", "wait for it to finish and run again")
+        return self._unusable(f"is damaged ({exc})")
+
+    def _create(self) -> None:
+        """Build a fresh database beside `path` and link it into place (a concurrent creator's copy wins)."""
+        tmp = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+            os.close(fd)
+            tmp = Path(name)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+            con = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                con.execute("PRAGMA journal_mode=WAL")
+                con.execute("BEGIN IMMEDIATE")
+                for steps in MIGRATIONS:
+                    for sql in steps:
+                        con.execute(sql)
+                con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                con.execute("COMMIT")
+            finally:
+                con.close()  # checkpoints the WAL into the file and removes it
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                pass  # another process created it first: theirs is used
+            except OSError:  # a file system without hard links
+                if not self.path.exists():
+                    os.replace(tmp, self.path)
+        except OSError as exc:
+            raise self._unusable(f"cannot be created ({exc.strerror or exc})", WRITABLE) from None
+        except sqlite3.DatabaseError as exc:
+            raise self._refusal(exc) from None
+        finally:
+            if tmp is not None:
+                for p in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+                    p.unlink(missing_ok=True)
+
+    def _check_header(self) -> None:
+        try:
+            if not self.path.is_file():
+                raise self._unusable("is not a file")
+            with open(self.path, "rb") as fh:
+                header = fh.read(len(SQLITE_HEADER))
+        except OSError as exc:
+            raise self._unusable(f"cannot be read ({exc.strerror or exc})", WRITABLE) from None
+        if not header:
+            raise self._unusable("is empty (0 bytes), not a robust-eval database")
+        if header != SQLITE_HEADER:
+            raise self._unusable("is not an SQLite database (file is not a database)")
+
+    def _check_contents(self) -> None:
+        """Integrity and schema, read only: nothing is written to a database that fails them."""
+        problems = [r[0] for r in self.conn.execute("PRAGMA quick_check").fetchall()]
+        if problems != ["ok"]:
+            raise self._unusable(f"fails SQLite's integrity check ({problems[0] if problems else 'no answer'})")
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise UsageError(
+                f"{self.path} has schema version {version}; this robust-eval ({__version__}) reads up to "
+                f"{SCHEMA_VERSION}: upgrade robust-eval"
+            )
+        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if version == 0 and tables:
+            raise self._unusable(f"is not a robust-eval database (it holds tables {', '.join(sorted(tables))})")
+        for table, columns in expected_schema(version).items():
+            if table not in tables:
+                raise self._unusable(f"is damaged (table {table!r} is missing)")
+            lacking = columns - {r[1] for r in self.conn.execute(f"PRAGMA table_info({table})")}
+            if lacking:
+                raise self._unusable(f"is damaged (table {table!r} lacks column(s) {', '.join(sorted(lacking))})")
 
     def close(self) -> None:
         self.conn.close()
@@ -144,27 +292,41 @@ class ResultsDB:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """All statements inside commit together or not at all."""
-        self.conn.execute("BEGIN IMMEDIATE")
+        """All statements inside commit together or not at all; a full disk becomes one UsageError line."""
         try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+                self.conn.execute("COMMIT")
+            except BaseException:
+                if self.conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self.conn.execute("ROLLBACK")
+                raise
+        except sqlite3.DatabaseError as exc:
+            if _disk_full(exc):
+                raise self._disk_full() from None
             raise
-        self.conn.execute("COMMIT")
 
     def _migrate(self) -> None:
-        with self.transaction() as c:
+        with self.transaction() as c:  # BEGIN IMMEDIATE: a database we cannot write is refused here
             version = c.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise UsageError(
-                    f"{self.path} has schema version {version}; this robust-eval ({__version__}) reads up to "
-                    f"{SCHEMA_VERSION}: upgrade robust-eval"
-                )
+            if version == SCHEMA_VERSION:
+                return
             for steps in MIGRATIONS[version:]:
                 for sql in steps:
                     c.execute(sql)
             c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _json(self, table: str, name: str, column: str, text: Any) -> dict[str, Any]:
+        """A JSON object column read back; anything else is refused naming the file and the row."""
+        try:
+            value = json.loads(text)
+        except (TypeError, ValueError):
+            value = None
+        if not isinstance(value, dict):
+            raise self._unusable(f"is damaged ({table}.{column} of {name!r} is not a JSON object)")
+        return value
 
     # --- runs -------------------------------------------------------------------------------------
 
@@ -190,10 +352,9 @@ class ResultsDB:
         with self.transaction() as c:
             self._add_timings(c, name, {stage: seconds})
 
-    @staticmethod
-    def _add_timings(c: sqlite3.Connection, name: str, timings: dict[str, float]) -> None:
+    def _add_timings(self, c: sqlite3.Connection, name: str, timings: dict[str, float]) -> None:
         row = c.execute("SELECT timings FROM runs WHERE name=?", (name,)).fetchone()
-        merged = json.loads(row[0]) if row else {}
+        merged = self._json("runs", name, "timings", row[0]) if row else {}
         for stage, seconds in timings.items():
             merged[stage] = merged.get(stage, 0.0) + seconds
         c.execute("UPDATE runs SET timings=? WHERE name=?", (json.dumps(merged, sort_keys=True), name))
@@ -204,7 +365,7 @@ class ResultsDB:
             return None
         run = dict(row)
         for key in ("config", "environment", "timings"):
-            run[key] = json.loads(run[key])
+            run[key] = self._json("runs", name, key, run[key])
         return run
 
     def latest_run(self, kind: str = "train") -> str | None:
@@ -227,11 +388,16 @@ class ResultsDB:
 
     # --- attack evaluations ------------------------------------------------------------------------
 
-    def record_attack(self, ev: Any) -> None:
-        """Write one `evaluation.Evaluation` (rows and sanity flags) in a single transaction.
+    def record_attack(
+        self, ev: Any, group_flags: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None
+    ) -> list[dict[str, Any]]:
+        """Write one `evaluation.Evaluation` in a single transaction; returns the flags now stored for its
+        (run, attack, backend, n).
 
-        Rows replace earlier rows of the same key; the flags of the same (run, attack, backend, n)
-        are recomputed, so they replace the earlier ones.
+        A new evaluation adds to what is stored: its rows replace only earlier rows of the same key (the
+        same numbers). The group's flags are then recomputed by `group_flags` from EVERY stored row of the
+        group (`evaluation.group_flags`), so a narrower evaluation never removes another's findings;
+        without `group_flags`, the evaluation's own flags are added to those stored.
         """
         attack, backend, now = ev.attack, ev.spec.backend, _now()
         with self.transaction() as c:
@@ -248,13 +414,24 @@ class ResultsDB:
                     ),
                 )  # fmt: skip
             key = (ev.run, attack.name, backend, ev.rows[0].n if ev.rows else 0)
-            c.execute("DELETE FROM attack_flags WHERE run=? AND attack=? AND backend=? AND n=?", key)
-            for f in ev.flags:
+            group = "run=? AND attack=? AND backend=? AND n=?"
+            if group_flags is not None:
+                flags = group_flags([dict(r) for r in c.execute(f"SELECT * FROM attack_results WHERE {group}", key)])
+            else:
+                flags = [
+                    {"check": r["check_name"], "model": r["model"], "mode": r["mode"], "eps": r["eps"],
+                     "detail": r["detail"]}
+                    for r in c.execute(f"SELECT * FROM attack_flags WHERE {group} ORDER BY rowid", key)
+                ]  # fmt: skip
+                flags += [f for f in ev.flags if f not in flags]
+            c.execute(f"DELETE FROM attack_flags WHERE {group}", key)
+            for f in flags:
                 c.execute(
                     "INSERT INTO attack_flags (run, attack, backend, n, check_name, model, mode, eps, detail, created) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (*key, f["check"], f["model"], f["mode"], f["eps"], f["detail"], now),
                 )
+        return flags
 
     def attack_rows(self, run: str, **where: Any) -> list[dict[str, Any]]:
         """Rows of `attack_results` for `run`, filtered by column equality (e.g. attack='fgsm')."""
@@ -283,7 +460,7 @@ class ResultsDB:
 
     def get_sweep(self, name: str) -> dict[str, Any] | None:
         row = self.conn.execute("SELECT * FROM sweeps WHERE name=?", (name,)).fetchone()
-        return None if row is None else {**dict(row), "config": json.loads(row["config"])}
+        return None if row is None else {**dict(row), "config": self._json("sweeps", name, "config", row["config"])}
 
     def start_sweep(self, name: str, config: dict, jobs: list[tuple[str, dict[str, Any]]]) -> None:
         """Register the sweep and its grid (existing rows are kept: this is also the resume path)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,13 +11,15 @@ if TYPE_CHECKING:
     from torch import nn
 
 from .errors import UsageError
-from .layout import Layout
+from .layout import Layout, check_run_name
 from .results import ResultsDB
 
 
 def resolve_run(out: str | Path, run: str | None) -> tuple[str, dict[str, Any]]:
     """(name, config) of `run` under `out`, or of the latest trained run when `run` is None."""
     layout = Layout(out)
+    if run is not None:
+        check_run_name(run)
     if not layout.database.is_file():
         raise UsageError(
             f"no trained run under {str(layout.root)!r}: train one first with 'robust-eval train' "
@@ -30,9 +33,15 @@ def resolve_run(out: str | Path, run: str | None) -> tuple[str, dict[str, Any]]:
                 "(or 'robust-eval run')"
             )
         record = db.get_run(name)
-        if record is None or not layout.checkpoint(name, "erm").is_file():
+        if record is None:
             names = [r[0] for r in db.conn.execute("SELECT name FROM runs WHERE kind='train' ORDER BY created")]
-            raise UsageError(f"unknown run {name!r} under {str(layout.root)!r}: known runs are {', '.join(names)}")
+            known = f"known runs are {', '.join(names)}" if names else "no run is recorded there"
+            raise UsageError(f"unknown run {name!r} under {str(layout.root)!r}: {known}")
+        if not layout.checkpoint(name, "erm").is_file():
+            raise UsageError(
+                f"run {name!r} is recorded under {str(layout.root)!r} but its checkpoints are missing from "
+                f"{str(layout.run_dir(name))!r}: restore them, or train it again with 'robust-eval train ... --resume'"
+            )
     return name, record["config"]
 
 
@@ -47,3 +56,59 @@ def load_members(
     for name in names:
         models[name], metas[name] = checkpoints.load(layout.checkpoint(run, name), device=device)
     return models, metas
+
+
+RUN_JSON_MAX_BYTES = 1 << 20  # a run.json is a few hundred bytes
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def read_run_json(layout: Layout, run: str) -> dict[str, Any] | None:
+    """The run's `checkpoints/RUN/run.json` (written by `train.train_run`), validated; None when absent.
+
+    The one place it is read back: anything but a UTF-8 JSON object whose `dataset` holds `name` (a
+    string), `n_train`/`n_test` (non-negative ints) and `image_shape` (3 positive ints) raises UsageError."""
+    path = layout.run_json(run)
+    if not path.exists() and not path.is_symlink():
+        return None
+
+    def corrupt(what: str) -> UsageError:
+        return UsageError(
+            f"{path} is corrupt ({what}): delete it and run 'robust-eval train --run {run} ... --resume' "
+            "with the run's settings to rewrite it"
+        )
+
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(RUN_JSON_MAX_BYTES + 1)
+    except OSError as exc:
+        raise corrupt(f"cannot be read: {exc.strerror or type(exc).__name__}") from None
+    if len(raw) > RUN_JSON_MAX_BYTES:
+        raise corrupt(f"larger than {RUN_JSON_MAX_BYTES} bytes")
+    try:
+        doc = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError:
+        raise corrupt("not UTF-8") from None
+    except (ValueError, RecursionError) as exc:
+        raise corrupt(f"not JSON: {' '.join(str(exc).split())[:100]}") from None
+    if not isinstance(doc, dict):
+        raise corrupt(f"a JSON {type(doc).__name__}, expected an object")
+    ds = doc.get("dataset")
+    if not isinstance(ds, dict):
+        raise corrupt("'dataset' is not an object")
+    if not isinstance(ds.get("name"), str):
+        raise corrupt("'dataset.name' is not a string")
+    for key in ("n_train", "n_test"):
+        n = ds.get(key)
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n < 2**63:
+            raise corrupt(f"'dataset.{key}' is {json.dumps(n)[:40]}, expected a non-negative integer")
+    shape = ds.get("image_shape")
+    if not (
+        isinstance(shape, list)
+        and len(shape) == 3
+        and all(isinstance(d, int) and not isinstance(d, bool) and 0 < d < 2**31 for d in shape)
+    ):
+        raise corrupt(f"'dataset.image_shape' is {json.dumps(shape)[:40]}, expected 3 positive integers")
+    return doc

@@ -20,6 +20,10 @@ import dataclasses
 import os
 import socket
 import statistics
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -33,7 +37,7 @@ from .config import Executor, Job, SweepConfig
 from .data import Dataset, corrupt_labels, load_dataset
 from .devices import accuracy, predict, resolve_device
 from .errors import UsageError
-from .fsutil import ensure_writable_dir, remove_stale_temporaries
+from .fsutil import ensure_writable_dir, exclusive, remove_stale_temporaries
 from .layout import Layout
 from .progress import Meter
 from .results import ResultsDB
@@ -67,20 +71,45 @@ def job_labels(data: Dataset, job: Job) -> tuple[torch.Tensor, torch.Tensor]:
     return corrupt_labels(data.train_labels, job.noise, data.num_classes, generator=gen)
 
 
+HISTORY_KEYS = ("epoch", "train_loss", "test_err", "train_real_err", "train_corrupted_err", "train_corrupted_true_err")
+
+
+def _checked_history(history: object, epochs: int, path: Path) -> list[dict[str, Any]]:
+    """A job checkpoint's per-epoch history: `epochs` rows of numbers (None where a subset is empty)."""
+    ok = isinstance(history, list) and len(history) == epochs
+    for i, row in enumerate(history if ok else []):  # type: ignore[arg-type]
+        ok = ok and isinstance(row, dict) and set(row) == set(HISTORY_KEYS) and row["epoch"] == i + 1
+        ok = ok and all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in row.values())
+    if not ok:
+        raise UsageError(
+            f"checkpoint {str(path)!r} holds no valid history of its {epochs} epochs: delete it to redo it"
+        )
+    return list(history)  # type: ignore[arg-type]
+
+
+def die_with(parent: int, every: float = 1.0) -> None:
+    """In a worker process: exit at once when `parent` is gone (a kill -9 of the sweep leaves no orphans
+    training on, and a re-run of the sweep does not race them)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+
+
 def run_job(
-    cfg: SweepConfig,
-    job: Job,
-    out: str,
-    sweep: str,
-    device: str,
-    data_root: str | None,
-    threads: int | None = None,
-    on_epoch: Callable[[Job, int], None] | None = None,
-) -> dict[str, Any]:
+    cfg: SweepConfig, job: Job, out: str, sweep: str, device: str, data_root: str | None, threads: int | None = None,
+    on_epoch: Callable[[Job, int], None] | None = None, parent: int | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """Train one grid point to the end (resuming from its checkpoint); returns its per-epoch history.
 
     Runs in a worker process or a Ray task, so it takes plain arguments; `on_epoch(job, epoch)` only
-    where it runs in the calling process (progress)."""
+    where it runs in the calling process (progress); `parent`, in a local worker process: the sweep's
+    pid, whose death ends the worker."""
+    if parent is not None:
+        die_with(parent)
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
@@ -90,7 +119,7 @@ def run_job(
     path = Layout(out).sweep_checkpoint(sweep, job.key)
     if path.exists():
         model, opt, meta = load_trainable(path, tcfg, dev)
-        done, history = int(meta["epoch"]), list(meta["history"])
+        done, history = meta["epoch"], _checked_history(meta.get("history"), meta["epoch"], path)
     else:
         (model, opt), done, history = new_trainable(tcfg, data, job.seed, dev), 0, []
     x_tr, y_noisy, y_true, m = (t.to(dev) for t in (data.train_images, noisy, data.train_labels, mask))
@@ -141,21 +170,46 @@ def _local(jobs: list[Job], submit: tuple, workers: int, on_epoch: Callable[[Job
 
     threads = max(1, (os.cpu_count() or 1) // workers)  # workers share the cores rather than fight
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(run_job, cfg, job, *rest, threads) for job in jobs]
+        futures = [pool.submit(run_job, cfg, job, *rest, threads, parent=os.getpid()) for job in jobs]
         for fut in as_completed(futures):
             yield fut.result()
 
 
-def _ray(jobs: list[Job], submit_args: tuple, address: str | None) -> Iterator[dict]:
+RAY_ANSWER_SECONDS = 10.0
+
+
+def check_ray(address: str | None, timeout: float = RAY_ANSWER_SECONDS) -> None:
+    """Before anything is written: Ray importable, and either already initialized in this process or a
+    cluster that answers at `address` as Ray within `timeout` seconds (tried in a child process, killed
+    at the deadline, since ray.init can retry an endpoint that is not Ray forever)."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise UsageError("--executor ray needs Ray: pip install 'robust-eval[distributed]'")
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        return
+    if address is None:
+        raise UsageError("--executor ray needs --address HOST:PORT of a running cluster")
+    check_ray_address(address)
+    probe = "import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False, logging_level='ERROR'); ray.shutdown()"
     try:
-        import ray
-    except ImportError:
-        raise UsageError("--executor ray needs Ray: pip install 'robust-eval[distributed]'") from None
+        answer = subprocess.run([sys.executable, "-c", probe, address], capture_output=True, text=True,
+                                timeout=timeout)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise UsageError(
+            f"{address} accepts connections but no Ray cluster answered there within {timeout:g} s: "
+            "check --address (a Ray head's GCS port, 6379 by default)"
+        ) from None
+    if answer.returncode != 0:
+        last = (answer.stderr.strip().splitlines() or ["no message"])[-1][:160]
+        raise UsageError(f"no Ray cluster answers at {address} ({last}): check --address")
+
+
+def _ray(jobs: list[Job], submit_args: tuple, address: str | None) -> Iterator[dict]:
+    import ray
+
     if not ray.is_initialized():
-        if address is None:
-            raise UsageError("--executor ray needs --address HOST:PORT of a running cluster")
-        check_ray_address(address)
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, log_to_driver=False)  # check_ray found a cluster there
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0  # one GPU per task where there are GPUs
     task = ray.remote(num_gpus=gpus)(run_job)
     pending = [task.remote(submit_args[0], job, *submit_args[1:]) for job in jobs]
@@ -195,8 +249,8 @@ def run_sweep(
     Executor.check(executor, "--executor")
     if jobs < 1:
         raise UsageError(f"--jobs must be ≥ 1, got {jobs}")
-    if executor == "ray" and address is not None:
-        check_ray_address(address)
+    if executor == "ray":
+        check_ray(address)
     resolve_device(device)
     if layout.database.is_file():
         with ResultsDB(layout.database) as db:
@@ -209,10 +263,8 @@ def run_sweep(
     data = load_dataset(cfg.dataset, root=data_root)  # a missing dataset stops here, before anything is written
     check_data(cfg.job_config(cfg.jobs()[0]), len(data.train_labels))
     ensure_writable_dir(layout.root)
-    ckdir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(ckdir)
-    db = ResultsDB(layout.database)
-    try:
+    with exclusive(layout.sweep_lock(name), f"sweep {name!r}"), ResultsDB(layout.database) as db:
+        remove_stale_temporaries(ckdir)  # under the lock: no other process is writing here
         db.start_sweep(name, cfg.to_dict(), [(j.key, dataclasses.asdict(j)) for j in cfg.jobs()])
         finished = db.finished_jobs(name)
         todo = [j for j in cfg.jobs() if j.key not in finished]
@@ -236,8 +288,6 @@ def run_sweep(
             if on_job is not None:
                 on_job(result)
         summaries = db.sweep_jobs(name)
-    finally:
-        db.close()
     summaries = with_methods(summaries)
     figure = plot_sweep(name, summaries, layout.sweep_figure(name)) if summaries else None
     return SweepResult(name, cfg, summaries, figure)

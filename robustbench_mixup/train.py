@@ -36,7 +36,7 @@ from .config import MEMBERS, TrainConfig
 from .data import Dataset, load_dataset, random_crop_flip
 from .devices import accuracy, as_batch, autocast, place, resolve_device
 from .errors import UsageError
-from .fsutil import atomic_write_json, ensure_writable_dir, remove_stale_temporaries
+from .fsutil import atomic_write_json, ensure_writable_dir, exclusive, remove_stale_temporaries
 from .layout import Layout, check_run_name
 from .mixing import mixup_batch
 from .models import model_for_dataset
@@ -184,6 +184,9 @@ def load_trainable(
     model, meta, extra = checkpoints.load_with_extra(path, device=device)
     if meta.get("train") != cfg.to_dict():
         raise UsageError(f"checkpoint {str(path)!r} belongs to another configuration; it cannot resume this run")
+    epoch = meta.get("epoch")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= cfg.epochs:
+        raise UsageError(f"checkpoint {str(path)!r} says epoch {epoch!r}, outside 0..{cfg.epochs}: it cannot resume")
     model = place(model, device).train()
     opt = make_optimizer(model, cfg)
     for pname, p in model.named_parameters():
@@ -259,11 +262,13 @@ def train_run(
     check_data(cfg, len(dataset.train_labels))
 
     ensure_writable_dir(layout.root)
-    db = ResultsDB(layout.database)
-    try:
-        previous = db.get_run(run)
+    if layout.database.is_file():
+        with ResultsDB(layout.database) as db:
+            previous = db.get_run(run)
         if previous is not None and previous["config"] != cfg.to_dict():
             raise UsageError(f"run {run!r} was started with other settings ({previous['config']}); use another --run")
+    state = _prepare_members(cfg, dataset, layout, run, dev, members)  # every checkpoint read and checked first
+    with exclusive(layout.run_lock(run), f"run {run!r}"), ResultsDB(layout.database) as db:
         db.start_run(
             run,
             kind="train",
@@ -275,7 +280,6 @@ def train_run(
         remove_stale_temporaries(ckdir)  # a kill -9 mid-write leaves its temporary behind
         atomic_write_json(layout.run_json(run), {"run": run, "config": cfg.to_dict(), "dataset": dataset.describe()})
         started = time.perf_counter()
-        state = _prepare_members(cfg, dataset, layout, run, dev, members)
         x_tr, y_tr, x_te, y_te = (
             t.to(dev) for t in (dataset.train_images, dataset.train_labels, dataset.test_images, dataset.test_labels)
         )
@@ -309,8 +313,6 @@ def train_run(
         for m in state:
             if m.name not in final:  # finished before this call (a resume of a done run)
                 final[m.name] = _last_metrics(db, run, m.name)
-    finally:
-        db.close()
     return RunResult(run, layout.root, final, seconds)
 
 
@@ -338,7 +340,7 @@ def _prepare_members(
             model, opt, meta = load_trainable(path, cfg, device)
             if meta.get("member") != name:
                 raise UsageError(f"checkpoint {str(path)!r} holds {meta.get('member')!r}, not {name!r}")
-            members.append(Member(name, alpha, seed, model, opt, int(meta["epoch"])))
+            members.append(Member(name, alpha, seed, model, opt, meta["epoch"]))
             continue
         if seed not in fresh:
             fresh[seed] = init_model(cfg, dataset, seed)

@@ -3,6 +3,7 @@ import struct
 
 import pytest
 import torch
+from safetensors.torch import load as safetensors_load
 
 from robustbench_mixup import __version__, checkpoints
 from robustbench_mixup.errors import UsageError
@@ -65,17 +66,57 @@ def test_a_truncated_file_is_detected(tmp_path):
         checkpoints.load(path)
 
 
-def test_unknown_model_in_metadata_is_a_usage_error(tmp_path):
-    path = tmp_path / "m.safetensors"
-    checkpoints.save(_model(), path, metadata={})
+def _resign(path, edit):
+    """Apply `edit` to a checkpoint's metadata and recompute its digest: a hostile file that is
+    internally consistent, which only the metadata checks can refuse."""
+    tensors, _ = safetensors_load(path.read_bytes()), None
 
-    def rename(header):
+    def rewrite(header):
         meta = json.loads(header["__metadata__"]["robust_eval"])
-        meta["model"]["name"] = "resnet-9000"
+        edit(meta)
+        meta["sha256"] = checkpoints._digest(tensors, meta)
         header["__metadata__"]["robust_eval"] = json.dumps(meta)
 
-    _rewrite_header(path, rename)
-    with pytest.raises(UsageError, match="unknown model 'resnet-9000'"):
+    _rewrite_header(path, rewrite)
+
+
+def test_a_flipped_metadata_byte_is_detected(tmp_path):
+    path = tmp_path / "m.safetensors"
+    checkpoints.save(_model(), path, metadata={"epoch": 26, "metrics": {"test_acc": 0.5}})
+    raw = path.read_bytes()
+    at = raw.index(b"26", raw.index(b"epoch"))  # one digit of the epoch, inside the header's JSON
+    path.write_bytes(raw[:at] + b"27" + raw[at + 2 :])
+    with pytest.raises(UsageError, match="fails its checksum"):
+        checkpoints.load(path)
+
+
+@pytest.mark.parametrize(
+    "edit, needle",
+    [
+        (lambda m: m["model"].update(name="resnet-9000"), "unknown model 'resnet-9000'"),
+        (lambda m: m["model"]["kwargs"].update(dropout="abc"), "dropout must be a number"),
+        (lambda m: m["model"]["kwargs"].update(in_shape=[1, -8, 8]), "in_shape must be"),
+        (lambda m: m["model"]["kwargs"].update(num_classes=10**9), "num_classes must be"),
+        (lambda m: m["model"]["kwargs"].update(std=[0.0]), "std must be > 0"),
+        (lambda m: m["model"]["kwargs"].update(mean=[0.1, 0.2]), "mean must be 1 finite numbers"),
+        (lambda m: m["model"]["kwargs"].update(evil=1), "are not"),
+        (lambda m: m.update(format=1), "older robust-eval"),
+    ],
+)
+def test_hostile_but_consistent_metadata_is_refused_before_a_model_is_built(tmp_path, edit, needle):
+    path = tmp_path / "m.safetensors"
+    checkpoints.save(_model(), path, metadata={})
+    _resign(path, edit)
+    with pytest.raises(UsageError, match=needle):
+        checkpoints.load(path)
+
+
+def test_a_huge_width_is_refused_without_allocating(tmp_path):
+    m = build_model("preact-resnet18", in_shape=[3, 8, 8], num_classes=10, mean=[0.5] * 3, std=[0.2] * 3, width=2)
+    path = tmp_path / "m.safetensors"
+    checkpoints.save(m, path, metadata={})
+    _resign(path, lambda meta: meta["model"]["kwargs"].update(width=200000))
+    with pytest.raises(UsageError, match=r"width must be an int in \[1, 1024\]"):
         checkpoints.load(path)
 
 
@@ -98,8 +139,11 @@ def test_nothing_is_unpickled(tmp_path):
 
 def test_unserializable_metadata_writes_nothing(tmp_path):
     path = tmp_path / "m.safetensors"
-    with pytest.raises(TypeError):
-        checkpoints.save(_model(), path, metadata={"bad": object()})
+    for bad in ({"bad": object()}, {"nan": float("nan")}, {1: "not a str key"}):
+        with pytest.raises(TypeError, match="metadata must be JSON-serializable"):
+            checkpoints.save(_model(), path, metadata=bad)
+    with pytest.raises(TypeError, match="metadata must be a dict"):
+        checkpoints.save(_model(), path, metadata=[("a", 1)])
     assert list(tmp_path.iterdir()) == []
 
 

@@ -120,7 +120,7 @@ def test_damaged_checkpoint_on_resume(capsys, tmp_path, damage):
     assert_one_line_error(code, err, "mixup.safetensors", "checksum" if damage == "flip" else "unreadable")
 
 
-def test_checkpoint_naming_an_unknown_model_on_resume(capsys, tmp_path):
+def test_checkpoint_whose_metadata_was_edited_is_refused_on_resume(capsys, tmp_path):
     import json
     import struct
 
@@ -130,12 +130,12 @@ def test_checkpoint_naming_an_unknown_model_on_resume(capsys, tmp_path):
     (n,) = struct.unpack("<Q", raw[:8])
     header = json.loads(raw[8 : 8 + n])
     meta = json.loads(header["__metadata__"]["robust_eval"])
-    meta["model"]["name"] = "mystery-net"  # the tensors' checksum still holds: only the header changes
+    meta["model"]["name"] = "mystery-net"  # the digest covers the metadata too: the edit is caught
     header["__metadata__"]["robust_eval"] = json.dumps(meta)
     blob = json.dumps(header).encode()
     ck.write_bytes(struct.pack("<Q", len(blob)) + blob + raw[8 + n :])
     code, _, err = run_cli(capsys, "train", *TINY, "--run", "r", "--out", str(tmp_path), "--resume")
-    assert_one_line_error(code, err, "erm.safetensors", "unknown model 'mystery-net'", "smallcnn")
+    assert_one_line_error(code, err, "erm.safetensors", "fails its checksum")
 
 
 def test_cuda_asked_for_without_a_gpu(capsys, tmp_path):
