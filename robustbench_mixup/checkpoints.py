@@ -54,8 +54,10 @@ def _digest(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, Any]) ->
 def save_file(path: str | os.PathLike[str], tensors: Mapping[str, torch.Tensor], metadata: dict[str, Any]) -> None:
     """Write `tensors` (to CPU, contiguous) and `metadata` (JSON-able) atomically, with a digest over both."""
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    try:
-        meta = {**metadata, "format": FORMAT}
+    try:  # the digest is taken over what a reader will see: the metadata after a JSON round trip
+        meta = json.loads(json.dumps({**metadata, "format": FORMAT}, allow_nan=False))
+        if any(not isinstance(k, str) for k in metadata):
+            raise TypeError("keys must be str")
         text = json.dumps({**meta, "sha256": _digest(tensors, meta)}, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"metadata must be JSON-serializable (str keys, finite numbers): {exc}") from None
@@ -141,7 +143,12 @@ def load_with_extra(
     if not isinstance(spec, dict) or not isinstance(spec.get("kwargs"), dict):
         raise UsageError(f"checkpoint {str(path)!r} does not say which model it holds")
     try:
-        check_model_spec(spec.get("name"), spec["kwargs"])  # ranges first: a hostile width allocates nothing
+        check_model_spec(spec.get("name"), spec["kwargs"])  # ranges first
+        with torch.device("meta"):  # then the shapes, on no memory: the stored tensors must be what it asks for
+            skeleton = build_model(str(spec.get("name")), **spec["kwargs"]).state_dict()
+        shapes = {k: tuple(v.shape) for k, v in tensors.items() if not k.startswith(EXTRA)}
+        if shapes != {k: tuple(v.shape) for k, v in skeleton.items()}:
+            raise UsageError(f"its tensors do not have the shapes of model {spec.get('name')!r} it names")
         model = build_model(str(spec.get("name")), **spec["kwargs"])
     except UsageError as exc:
         raise UsageError(f"checkpoint {str(path)!r}: {exc}") from None

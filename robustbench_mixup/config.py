@@ -105,6 +105,7 @@ PROG = "robust-eval"  # the command line's name
 DEFAULT_OUT = "."  # the output root, `--out`
 DEFAULT_DEVICE = "auto"
 DEFAULT_WIDTH = 64  # preact-resnet18's first-stage channels when `width` is None
+MAX_WIDTH = 1024  # the widest a checkpoint may ask for (a hostile file must not allocate terabytes)
 
 MEMBERS = ("erm", "mixup", "surrogate")  # the models a training run makes
 PAIR = ("erm", "mixup")  # the two models every stage after training compares
@@ -158,7 +159,8 @@ class TrainConfig:
                 f"--weight-decay must be ≥ 0, got {self.weight_decay}",
             ),
             (0 <= self.dropout < 1, f"--dropout must be in [0, 1), got {self.dropout}"),
-            (self.width is None or self.width >= 1, f"--width must be ≥ 1, got {self.width}"),
+            (self.width is None or 1 <= self.width <= MAX_WIDTH,
+             f"--width must be in [1, {MAX_WIDTH}], got {self.width}"),
             (self.width is None or self.model == "preact-resnet18", "--width applies to preact-resnet18 only"),
         ])  # fmt: skip
         return self

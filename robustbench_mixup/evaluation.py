@@ -145,7 +145,8 @@ def group_flags(
     clean = {r["model"]: {"top1": r["clean_top1"]} for r in stored}
 
     def setting(r: Mapping[str, Any]) -> tuple[int, float | None]:
-        return r["steps"], None if r["step_size"] == r["eps"] / r["steps"] else r["step_size"]
+        fixed = not r["steps"] or r["step_size"] != r["eps"] / r["steps"]  # a stored 0 is not a step count
+        return r["steps"], r["step_size"] if fixed else None
 
     def row(r: Mapping[str, Any]) -> Row:
         return Row(r["model"], r["mode"], r["eps"], r["n"], r["top1"], r["top5"], (r["top1_lo"], r["top1_hi"]),

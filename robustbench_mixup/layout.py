@@ -80,8 +80,9 @@ class Layout:
         return self.run_dir(run) / f"{check_name(member, 'model name')}.safetensors"
 
     def run_lock(self, run: str) -> Path:
-        """Held by the process training `run` (a second one on the same name is refused)."""
-        return self.run_dir(run) / ".lock"
+        """Held by the process training `run` (a second one on the same name is refused). Beside the run's
+        folder, not in it: taking the lock must not create the folder whose existence means "a run"."""
+        return self.root / "checkpoints" / f".{check_run_name(run)}.lock"
 
     def run_json(self, run: str) -> Path:
         return self.run_dir(run) / "run.json"
@@ -110,7 +111,7 @@ class Layout:
         return self.root / "checkpoints" / "sweeps" / check_name(sweep, "sweep name")
 
     def sweep_lock(self, sweep: str) -> Path:
-        return self.sweep_dir(sweep) / ".lock"
+        return self.root / "checkpoints" / "sweeps" / f".{check_name(sweep, 'sweep name')}.lock"
 
     def sweep_checkpoint(self, sweep: str, job_key: str) -> Path:
         return self.sweep_dir(sweep) / f"{check_name(job_key, 'job key')}.safetensors"

@@ -17,6 +17,7 @@ dropout per block after the ReLU between its two convolutions (the paper's Table
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -25,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import DEFAULT_WIDTH
+from .config import DEFAULT_WIDTH, MAX_WIDTH
 from .errors import UsageError
 
 
@@ -226,7 +227,7 @@ class ModelSpec:
 # What a checkpoint may ask for: far beyond any model of the suite, far below what would exhaust memory.
 MAX_INPUTS = 3 * 512 * 512  # C·H·W
 MAX_CLASSES = 100_000
-MAX_WIDTH = 1024
+MAX_HIDDEN = 8192
 
 
 def check_model_spec(name: object, kwargs: dict[str, Any]) -> None:
@@ -234,9 +235,7 @@ def check_model_spec(name: object, kwargs: dict[str, Any]) -> None:
     known keys, the right types, sizes in range. Checked before a model is built from a stored file."""
     if name not in MODELS:
         raise UsageError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
-    allowed = {"in_shape", "num_classes", "mean", "std", "dropout"} | (
-        {"width"} if name == "preact-resnet18" else set()
-    )
+    allowed = set(inspect.signature(MODELS[name]).parameters)  # what the model's constructor takes
     unknown = set(kwargs) - allowed
     if unknown or not {"in_shape", "num_classes", "mean", "std"} <= set(kwargs):
         raise UsageError(f"model {name!r}: arguments {sorted(kwargs)} are not {sorted(allowed)}")
@@ -251,8 +250,8 @@ def check_model_spec(name: object, kwargs: dict[str, Any]) -> None:
     if not (isinstance(shape, list) and len(shape) == 3 and all(is_int(d, 1, MAX_INPUTS) for d in shape)
             and math.prod(shape) <= MAX_INPUTS):  # fmt: skip
         raise UsageError(f"in_shape must be [C, H, W] of positive ints with C·H·W ≤ {MAX_INPUTS:,}, got {shape!r}")
-    if not is_int(kwargs["num_classes"], 2, MAX_CLASSES):
-        raise UsageError(f"num_classes must be an int in [2, {MAX_CLASSES:,}], got {kwargs['num_classes']!r}")
+    if not is_int(kwargs["num_classes"], 1, MAX_CLASSES):
+        raise UsageError(f"num_classes must be an int in [1, {MAX_CLASSES:,}], got {kwargs['num_classes']!r}")
     for key in ("mean", "std"):
         v = kwargs[key]
         if not (isinstance(v, list) and len(v) == shape[0] and all(is_num(x) for x in v)):
@@ -264,6 +263,8 @@ def check_model_spec(name: object, kwargs: dict[str, Any]) -> None:
         raise UsageError(f"dropout must be a number in [0, 1), got {dropout!r}")
     if "width" in kwargs and not is_int(kwargs["width"], 1, MAX_WIDTH):
         raise UsageError(f"width must be an int in [1, {MAX_WIDTH}], got {kwargs['width']!r}")
+    if "hidden" in kwargs and not is_int(kwargs["hidden"], 1, MAX_HIDDEN):
+        raise UsageError(f"hidden must be an int in [1, {MAX_HIDDEN}], got {kwargs['hidden']!r}")
 
 
 def build_model(name: str, **kwargs: Any) -> nn.Module:

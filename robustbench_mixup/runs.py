@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+from .config import TrainConfig
 from .errors import UsageError
 from .layout import Layout, check_run_name
 from .results import ResultsDB
@@ -42,6 +43,14 @@ def resolve_run(out: str | Path, run: str | None) -> tuple[str, dict[str, Any]]:
                 f"run {name!r} is recorded under {str(layout.root)!r} but its checkpoints are missing from "
                 f"{str(layout.run_dir(name))!r}: restore them, or train it again with 'robust-eval train ... --resume'"
             )
+    try:
+        if TrainConfig(**record["config"]).validate().to_dict() != record["config"]:
+            raise UsageError("settings are missing")  # every field is recorded: a partial one was cut
+    except (TypeError, UsageError) as exc:
+        raise UsageError(
+            f"the stored configuration of run {name!r} in {str(layout.database)!r} is damaged ({exc}): "
+            "restore the database from a backup, or train the run again under another name"
+        ) from None
     return name, record["config"]
 
 

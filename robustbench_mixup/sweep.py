@@ -91,8 +91,16 @@ def die_with(parent: int, every: float = 1.0) -> None:
     """In a worker process: exit at once when `parent` is gone (a kill -9 of the sweep leaves no orphans
     training on, and a re-run of the sweep does not race them)."""
 
+    try:  # Linux: the kernel kills this process the moment its parent dies (PR_SET_PDEATHSIG = 1)
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # elsewhere the watchdog below does it, within `every` seconds
+
     def watch() -> None:
-        while os.getppid() == parent:
+        while os.getppid() == parent:  # also covers a parent that died before prctl took effect
             time.sleep(every)
         os._exit(1)
 

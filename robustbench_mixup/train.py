@@ -20,6 +20,7 @@ by 10 at 50% and 75% of the epochs, batch 128, weight decay 1e-4, α = 1.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from collections.abc import Callable, Iterator
@@ -262,13 +263,17 @@ def train_run(
     check_data(cfg, len(dataset.train_labels))
 
     ensure_writable_dir(layout.root)
-    if layout.database.is_file():
-        with ResultsDB(layout.database) as db:
-            previous = db.get_run(run)
-        if previous is not None and previous["config"] != cfg.to_dict():
-            raise UsageError(f"run {run!r} was started with other settings ({previous['config']}); use another --run")
-    state = _prepare_members(cfg, dataset, layout, run, dev, members)  # every checkpoint read and checked first
-    with exclusive(layout.run_lock(run), f"run {run!r}"), ResultsDB(layout.database) as db:
+    with exclusive(layout.run_lock(run), f"run {run!r}"), contextlib.ExitStack() as stack:
+        # Under the lock, so no other process on this name writes between these checks and our writes.
+        if layout.database.is_file():
+            with ResultsDB(layout.database) as db:
+                previous = db.get_run(run)
+            if previous is not None and previous["config"] != cfg.to_dict():
+                raise UsageError(
+                    f"run {run!r} was started with other settings ({previous['config']}); use another --run"
+                )
+        state = _prepare_members(cfg, dataset, layout, run, dev, members)  # every checkpoint read and checked
+        db = stack.enter_context(ResultsDB(layout.database))  # the first write
         db.start_run(
             run,
             kind="train",

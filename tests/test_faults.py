@@ -39,7 +39,7 @@ def snapshot(root: Path) -> dict[str, str]:
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != ".lock"
+        if p.is_file() and not p.name.endswith(".lock")
     }
 
 
@@ -135,6 +135,29 @@ def test_a_transfer_set_renamed_to_another_eps_is_refused(capsys, out):
     checkpoints.save_file(path, tensors, {**meta, "eps": 0.5})
     code, _, err = run_cli(capsys, "fgsm", "--eps", "0.05", "--out", str(out), "--device", "cpu")
     assert_one_line_error(code, err, "does not hold what its name says", "eps")
+
+
+def test_a_consistent_checkpoint_whose_tensors_do_not_fit_its_model_is_refused_unbuilt(capsys, out):
+    """A signed file that names a far larger model than its tensors hold: shapes are compared on the meta
+    device, so nothing of that size is ever allocated."""
+    path = Layout(out).checkpoint("d", "erm")
+    tensors, meta = checkpoints.read(path)
+    meta["model"]["kwargs"]["num_classes"] = 100_000
+    checkpoints.save_file(path, tensors, {k: v for k, v in meta.items() if k not in ("sha256", "format")})
+    code, _, err = run_cli(capsys, "fgsm", "--eps", "0.05", "--out", str(out), "--device", "cpu")
+    assert_one_line_error(code, err, "erm.safetensors", "do not have the shapes")
+
+
+def test_a_damaged_stored_run_configuration_is_one_line(capsys, out):
+    con = sqlite3.connect(Layout(out).database)
+    with con:
+        con.execute("UPDATE runs SET config='{}' WHERE name='d'")
+    con.close()
+    before = snapshot(out)
+    for argv in (["fgsm", "--eps", "0.05", "--device", "cpu"], ["probe", "--device", "cpu"], ["report"]):
+        code, _, err = run_cli(capsys, *argv, "--out", str(out))
+        assert_one_line_error(code, err, "stored configuration of run 'd'", "is damaged")
+    assert snapshot(out) == before
 
 
 # --- locks and temporaries ---------------------------------------------------------------------------------
@@ -261,6 +284,7 @@ def test_ray_settings_are_checked_before_anything_is_written(capsys, tmp_path, m
         ([*SWEEP[:-4], "--alpha", "0", "0", "--name", "r"], ["--alpha lists 0 more than once"]),
         ([*SWEEP[:7], "0.5", *SWEEP[7:]], ["--noise lists 0.5 more than once"]),
         (["train", "--dataset", "digits", "--run", ""], ["invalid run name ''"]),
+        (["train", "--dataset", "cifar10", "--model", "preact-resnet18", "--width", "2000"], ["--width must be in"]),
         (["run", "--run", ""], ["invalid run name ''"]),
         (["report", "--run", ""], ["invalid run name ''"]),
     ],
