@@ -37,8 +37,6 @@ from .results import ResultsDB
 from .runs import load_members, resolve_run
 from .stats import wilson_interval
 
-TARGETS = PAIR
-
 
 def build_attack(cfg: AttackConfig) -> Attack:
     """The attack object a validated config describes."""
@@ -321,7 +319,7 @@ def evaluate_run(
     db = ResultsDB(layout.database)
     try:
         dev = resolve_device(device)
-        models, metas = load_members(out, run, TARGETS, dev)
+        models, metas = load_members(out, run, PAIR, dev)
         src_path = Path(source) if source is not None else layout.checkpoint(run, "surrogate")
         source_label = "surrogate" if source is None else str(source)
         src_model = src_meta = None

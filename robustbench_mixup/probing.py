@@ -24,8 +24,6 @@ from .results import ResultsDB
 from .runs import load_members, resolve_run
 from .stats import wilson_interval
 
-MODELS = PAIR
-
 
 @dataclass
 class ProbeResult:
@@ -63,7 +61,7 @@ def probe_run(
         raise UsageError(
             f"--pairs {spec.pairs} exceeds the {available} distinct {kind} the {spec.split} split supplies"
         )
-    models, _ = load_members(out, run, MODELS, dev)
+    models, _ = load_members(out, run, PAIR, dev)
 
     seed = int(cfg["seed"])
     i, j = sample_pairs(

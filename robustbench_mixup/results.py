@@ -531,6 +531,14 @@ class ResultsDB:
         return [dict(r) for r in rows]
 
 
+def read_stored(path: str | os.PathLike[str], read: Callable[[ResultsDB], Any]) -> Any:
+    """`read(db)` on the database at `path`, or None when there is none yet (nothing is created)."""
+    if not Path(path).is_file():
+        return None
+    with ResultsDB(path) as db:
+        return read(db)
+
+
 def environment(device: str, argv: list[str] | None = None) -> dict[str, Any]:
     """Provenance recorded with every run: versions, device, git commit and dirty flag (when available), command."""
     import torch

@@ -40,7 +40,7 @@ from .errors import UsageError
 from .fsutil import ensure_writable_dir, exclusive, remove_stale_temporaries
 from .layout import Layout
 from .progress import Meter
-from .results import ResultsDB
+from .results import ResultsDB, read_stored
 from .tables import method_order, table2, with_methods
 from .train import check_data, fit, load_trainable, new_trainable, save_trainable
 
@@ -260,14 +260,12 @@ def run_sweep(
     if executor == "ray":
         check_ray(address)
     resolve_device(device)
-    if layout.database.is_file():
-        with ResultsDB(layout.database) as db:
-            previous = db.get_sweep(name)
-        if previous is not None and previous["config"] != cfg.to_dict():
-            raise UsageError(
-                f"sweep {name!r} already exists under {str(layout.root)!r} with other settings; "
-                "give the new settings another name"
-            )
+    previous = read_stored(layout.database, lambda db: db.get_sweep(name))
+    if previous is not None and previous["config"] != cfg.to_dict():
+        raise UsageError(
+            f"sweep {name!r} already exists under {str(layout.root)!r} with other settings; "
+            "give the new settings another name"
+        )
     data = load_dataset(cfg.dataset, root=data_root)  # a missing dataset stops here, before anything is written
     check_data(cfg.job_config(cfg.jobs()[0]), len(data.train_labels))
     ensure_writable_dir(layout.root)

@@ -41,7 +41,7 @@ from .fsutil import atomic_write_json, ensure_writable_dir, exclusive, remove_st
 from .layout import Layout, check_run_name
 from .mixing import mixup_batch
 from .models import model_for_dataset
-from .results import ResultsDB, environment
+from .results import ResultsDB, environment, read_stored
 
 __all__ = ["TrainConfig", "fit", "lr_at", "train_epoch", "train_run"]
 
@@ -254,7 +254,7 @@ def train_run(
     dev = resolve_device(device)
     layout = Layout(out)
     ckdir = layout.run_dir(run)
-    if not resume and (ckdir.exists() or _known_run(layout.database, run)):
+    if not resume and (ckdir.exists() or read_stored(layout.database, lambda db: db.get_run(run)) is not None):
         raise UsageError(
             f"run {run!r} already exists under {str(layout.root)!r}: pass --resume to continue it, "
             "or choose another --run"
@@ -265,13 +265,9 @@ def train_run(
     ensure_writable_dir(layout.root)
     with exclusive(layout.run_lock(run), f"run {run!r}"), contextlib.ExitStack() as stack:
         # Under the lock, so no other process on this name writes between these checks and our writes.
-        if layout.database.is_file():
-            with ResultsDB(layout.database) as db:
-                previous = db.get_run(run)
-            if previous is not None and previous["config"] != cfg.to_dict():
-                raise UsageError(
-                    f"run {run!r} was started with other settings ({previous['config']}); use another --run"
-                )
+        previous = read_stored(layout.database, lambda db: db.get_run(run))
+        if previous is not None and previous["config"] != cfg.to_dict():
+            raise UsageError(f"run {run!r} was started with other settings ({previous['config']}); use another --run")
         state = _prepare_members(cfg, dataset, layout, run, dev, members)  # every checkpoint read and checked
         db = stack.enter_context(ResultsDB(layout.database))  # the first write
         db.start_run(
@@ -319,13 +315,6 @@ def train_run(
             if m.name not in final:  # finished before this call (a resume of a done run)
                 final[m.name] = _last_metrics(db, run, m.name)
     return RunResult(run, layout.root, final, seconds)
-
-
-def _known_run(db_path: Path, run: str) -> bool:
-    if not db_path.exists():
-        return False
-    with ResultsDB(db_path) as db:
-        return db.get_run(run) is not None
 
 
 def _last_metrics(db: ResultsDB, run: str, member: str) -> dict[str, float]:
