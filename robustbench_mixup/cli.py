@@ -28,6 +28,7 @@ from .config import (
     DEVICES,
     MEMBERS,
     MODELS,
+    PRECISIONS,
     PRESETS,
     PROG,
     AttackConfig,
@@ -40,6 +41,7 @@ from .config import (
     Split,
     SweepConfig,
     TrainConfig,
+    attack_named,
     default_run_name,
 )  # fmt: skip
 
@@ -168,24 +170,39 @@ def _eps(text: str) -> float:
         ) from None
 
 
-def _add_attack(sub: argparse._SubParsersAction, attack: str) -> None:
-    info = ATTACKS[attack]
-    steps_line = f"\nSteps of {info.default_step_size} unless --step-size is given." if info.iterative else ""
+def _add_attack(sub: argparse._SubParsersAction, command: str) -> None:
+    names = [name for name, info in ATTACKS.items() if info.subcommand == command]
+    info = ATTACKS[names[0]]
+    label = " / ".join(ATTACKS[n].label for n in names)
+    steps_line = (
+        f"\nSteps of {info.default_step_size} unless --step-size is given." if "step_size" in info.options else ""
+    )
+    if "restarts" in info.options:
+        steps_line += ("\nRandom starts come from the run's seed: the same command gives the same numbers. With\n"
+                       "--restarts R an example counts as broken if any restart breaks it.")  # fmt: skip
+    if len(names) > 1:
+        steps_line += "\n--loss dlr attacks the difference-of-logits ratio, which does not saturate (≥ 3 classes)."
     eps = " ".join(info.example_eps)
     examples = [
-        f"robust-eval {attack} --eps {eps}",
-        f"robust-eval {attack} --eps 4/255 8/255 --mode white --json",
-        f"robust-eval {attack} --eps 8/255 --run mnist-5k-smallcnn-a1-s0 --backend torchattacks --n 500",
+        f"robust-eval {command} --eps {eps}",
+        f"robust-eval {command} --eps 4/255 8/255 --mode white --json",
+        f"robust-eval {command} --eps 8/255 --run mnist-5k-smallcnn-a1-s0 --backend torchattacks --n 500",
     ]
     if info.iterative:
-        examples.insert(1, f"robust-eval {attack} --eps 0.03 --steps 20 --step-size 0.002")
+        tuned = " --restarts 5" if "restarts" in info.options else " --step-size 0.002"
+        examples.insert(1, f"robust-eval {command} --eps 0.03 --steps {2 * info.default_steps}{tuned}")
+    if len(names) > 1:
+        examples.insert(2, f"robust-eval {command} --eps 0.03 --loss dlr")
+    if "precision" in info.options:
+        examples.append(f"robust-eval {command} --eps 0.03 --precision bf16   # faster, not exact: see README")
     p = _command(
-        sub, attack, f"white- and black-box {info.label} evaluation of a trained run",
-        f"Attack a trained run's 'erm' and 'mixup' models with {info.label} ({info.summary}) on the test\n"
+        sub, command, f"white- and black-box {label} evaluation of a trained run",
+        f"Attack a trained run's 'erm' and 'mixup' models with {label} ({info.summary}) on the test\n"
         "split. White box: each model is attacked with its own gradients. Black box (transfer, the paper's\n"
         "Table 3): examples crafted on the run's 'surrogate' (or --source) are classified by both.\n"
-        "Prints clean and robust top-1 accuracy per ε; every result (top-1/top-5, 95% Wilson intervals)\n"
-        "and any gradient-masking sanity flag goes to OUT/reports/results.sqlite." + steps_line,
+        "Prints clean and robust top-1 accuracy per ε and the attack-failure indicators of the white box;\n"
+        "every result (top-1/top-5, 95% Wilson intervals, per-example outcomes), indicator and sanity\n"
+        "flag goes to OUT/reports/results.sqlite." + steps_line,
         examples,
         resume="nothing of this evaluation was recorded; transfer sets already saved are reused: "
         "run the same command again",
@@ -196,7 +213,23 @@ def _add_attack(sub: argparse._SubParsersAction, attack: str) -> None:
     if info.iterative:
         p.add_argument("--steps", type=int, default=info.default_steps,
                        help=f"iterations (default: {info.default_steps})")  # fmt: skip
+    if "step_size" in info.options:
         p.add_argument("--step-size", type=float, metavar="S", help=f"step size (default: {info.default_step_size})")
+    if "restarts" in info.options:
+        p.add_argument(
+            "--restarts",
+            type=int,
+            default=ATTACK.restarts,
+            metavar="R",
+            help=f"random restarts, the worst case per example kept (default: {ATTACK.restarts})",
+        )
+    if len(names) > 1:
+        p.add_argument("--loss", default="ce", choices=[ATTACKS[n].loss for n in names], help="(default: ce)")
+    if "precision" in info.options:
+        p.add_argument("--precision", default=ATTACK.precision, choices=PRECISIONS,
+                       help="bf16: autocast in the attack loop, faster where the hardware has it, not exact "
+                       f"(default: {ATTACK.precision})")  # fmt: skip
+        p.add_argument("--compile", action="store_true", help="torch.compile the model for the attack loop")
     p.add_argument("--run", metavar="NAME", help="the run to evaluate (default: the latest)")
     p.add_argument("--mode", default=ATTACK.mode, choices=Mode.values(), help=f"(default: {ATTACK.mode})")
     p.add_argument("--source", metavar="CKPT", help="black-box source checkpoint (default: the run's surrogate)")
@@ -207,7 +240,7 @@ def _add_attack(sub: argparse._SubParsersAction, attack: str) -> None:
                    help=f"this package, or a library to cross-check (default: {ATTACK.backend})")  # fmt: skip
     p.add_argument("--json", action="store_true", help="one JSON object per model on stdout instead of the table")
     _add_where(p)
-    p.set_defaults(handler=_cmd_attack, attack=attack)
+    p.set_defaults(handler=_cmd_attack, attack=command)
 
 
 def _add_probe(sub: argparse._SubParsersAction) -> None:
@@ -324,8 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
     parser.set_defaults(usage_of=parser)
     _add_train(sub)
-    for attack in ATTACKS:
-        _add_attack(sub, attack)
+    for command in dict.fromkeys(info.subcommand for info in ATTACKS.values()):
+        _add_attack(sub, command)
     _add_probe(sub)
     _add_sweep(sub)
     _add_report(sub)
@@ -363,9 +396,10 @@ def _cmd_attack(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .progress import Progress
 
     cfg = AttackConfig(
-        attack=args.attack, eps=tuple(args.eps), steps=getattr(args, "steps", None),
-        step_size=getattr(args, "step_size", None), mode=args.mode, backend=args.backend, n=args.n,
-        batch_size=args.batch_size,
+        attack=attack_named(args.attack, getattr(args, "loss", "ce")), eps=tuple(args.eps),
+        steps=getattr(args, "steps", None), step_size=getattr(args, "step_size", None), mode=args.mode,
+        backend=args.backend, n=args.n, batch_size=args.batch_size, restarts=getattr(args, "restarts", 1),
+        precision=getattr(args, "precision", "fp32"), compile=getattr(args, "compile", False),
     ).validate()  # fmt: skip
     with Progress(args.attack, "images") as bar:
         ev = evaluate_run(cfg, out=args.out, run=args.run, source=args.source, device=args.device,
@@ -378,6 +412,7 @@ def _cmd_attack(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 "clean_top1": clean["top1"], "clean_top5": clean["top5"],
                 "results": [r.as_dict() for r in ev.rows if r.model == model],
                 "flags": [f for f in ev.flags if f["model"] == model],
+                "indicators": [i.as_dict() for i in ev.indicators if i.model == model],
             }  # fmt: skip
             print(_json(record))
         return 0
@@ -395,7 +430,9 @@ def _attack_table(ev: Evaluation) -> str:
     black = f"; black box crafted on {ev.source}" if cfg.mode != "white" else ""
     lines = [f"{what} on run {ev.run} ({ev.dataset} test, n={n}{black}, backend {cfg.backend})"]
     cols = [(r.mode, r.eps) for r in ev.rows if r.model == "erm"]
-    flagged = {(f["model"], f["mode"], f["eps"]) for f in ev.flags}
+    failed = [f for f in ev.flags if f.get("status", "failed") == "failed"]
+    noise = [f for f in ev.flags if f.get("status") == "noise"]
+    flagged = {(f["model"], f["mode"], f["eps"]) for f in failed if f["attack"] == cfg.attack}
     header = f"{'model':<8} {'clean':>7}" + "".join(f" {f'{m} {e:.4g}':>12}" for m, e in cols)
     lines += [header]
     for model, clean in ev.clean.items():
@@ -406,13 +443,24 @@ def _attack_table(ev: Evaluation) -> str:
             line += f" {cells[key].top1:>11.2%}{mark}"
         lines.append(line)
     lines.append("top-1 accuracy; 95% Wilson intervals, top-5 and errors are in reports/results.sqlite (or --json)")
-    if ev.flags:
-        lines.append(f"WARNING: {len(ev.flags)} gradient-masking sanity check(s) failed (marked !):")
-        lines += [f"  - {f['check']}: {f['model']} {f['mode']} ε={f['eps']:g}: {f['detail']}" for f in ev.flags]
+    if failed:
+        lines.append(f"WARNING: {len(failed)} sanity check(s) failed, significantly (marked !):")
+        lines += [f"  - {f['check']}: {f['model']} {f['mode']} ε={f['eps']:g}: {f['detail']}" for f in failed]
     else:
-        lines.append(
-            "sanity checks: all passed (ε=0 = clean, monotone in ε, black ≥ white, I-FGSM ≤ FGSM where both ran)"
-        )
+        lines.append("sanity checks: none failed (ε=0 = clean, monotone in ε, black ≥ white, strong ≤ I-FGSM ≤ FGSM)")
+    if noise:
+        lines.append(f"  ({len(noise)} ordering difference(s) within sampling noise: see the report)")
+    fired = [i for i in ev.indicators if i.status == "fired"]
+    if ev.indicators:
+        from .indicators import INDICATORS
+
+        if fired:
+            lines.append(f"WARNING: {len(fired)} attack-failure indicator(s) fired:")
+            lines += [f"  - {INDICATORS[i.name].label}: {i.model} ε={i.eps:g}: {i.detail}. {INDICATORS[i.name].advice}"
+                      for i in fired]  # fmt: skip
+        else:
+            names = sorted({i.name for i in ev.indicators})
+            lines.append(f"attack-failure indicators: none fired ({', '.join(names)})")
     return "\n".join(lines)
 
 

@@ -46,11 +46,20 @@ def train_command(out: str | Path, run: str, config: dict[str, Any], *, resume: 
 
 def attack_command(out: str | Path, run: str, attack: AttackConfig) -> str:
     """The evaluation `attack` (its ε grid, steps, n) of `run`."""
-    words: list[object] = [PROG, attack.attack, "--eps", *_numbers(attack.eps)]
+    info = ATTACKS[attack.attack]
+    words: list[object] = [PROG, info.subcommand, "--eps", *_numbers(attack.eps)]
+    if info.loss != "ce":
+        words += ["--loss", info.loss]
     if attack.steps is not None:
         words += ["--steps", attack.steps]
     if attack.step_size is not None:
         words += ["--step-size", repr(attack.step_size)]
+    if attack.restarts != 1:
+        words += ["--restarts", attack.restarts]
+    if attack.precision != "fp32":
+        words += ["--precision", attack.precision]
+    if attack.compile:
+        words += ["--compile"]
     if attack.n is not None:
         words += ["--n", attack.n]
     return _join(*words, "--run", run, *_out(out))

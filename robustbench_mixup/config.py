@@ -183,15 +183,25 @@ def default_run_name(cfg: TrainConfig) -> str:
 class AttackInfo:
     """One attack as the command line, the database and the report know it (no torch needed)."""
 
-    name: str  # the subcommand, the `attack` column, the key of `attacks.ATTACK_TYPES`
+    name: str  # the `attack` column and the key of `attacks.ATTACK_TYPES`
     label: str  # as tables and the report print it
     summary: str  # one line for --help
-    iterative: bool  # takes --steps and --step-size
+    iterative: bool  # takes --steps
     default_steps: int = 1
     default_step_size: str = "ε"  # the default step size, in words (the rule itself lives in the attack)
     example_eps: tuple[str, ...] = ("0", "0.01", "0.03", "0.1")  # the ε grid a suggested command uses
+    options: tuple[str, ...] = ()  # the settings the attack object takes: steps, step_size, restarts, seed, precision
+    command: str = ""  # the subcommand that runs it (default: its name), with `loss` for APGD's losses
+    loss: str = "ce"
+    strong: bool = False  # a strong attack: what the verdict "survives a strong attack" is judged by
+
+    @property
+    def subcommand(self) -> str:
+        return self.command or self.name
 
 
+_ITERATIVE = ("steps", "step_size", "precision")
+_RANDOM = ("steps", "restarts", "seed", "precision")
 ATTACKS: dict[str, AttackInfo] = {
     "fgsm": AttackInfo(
         "fgsm", "FGSM", "fast gradient sign method: one step of ε (Goodfellow et al. 2015)", iterative=False
@@ -199,8 +209,33 @@ ATTACKS: dict[str, AttackInfo] = {
     "ifgsm": AttackInfo(
         "ifgsm", "I-FGSM", "iterative FGSM: equal steps of ε/steps, no random start (Kurakin et al. 2017)",
         iterative=True, default_steps=10, default_step_size="ε/steps", example_eps=("0.03", "0.1"),
+        options=_ITERATIVE,
+    ),
+    "pgd": AttackInfo(
+        "pgd", "PGD", "projected gradient descent: random start, steps of 2.5·ε/steps, restarts (Madry et al. 2018)",
+        iterative=True, default_steps=50, default_step_size="2.5·ε/steps", example_eps=("0.03", "0.1"),
+        options=(*_ITERATIVE, "restarts", "seed"), strong=True,
+    ),
+    "apgd-ce": AttackInfo(
+        "apgd-ce", "APGD-CE", "auto-PGD on the cross-entropy: momentum, adaptive step size (Croce & Hein 2020)",
+        iterative=True, default_steps=100, default_step_size="2ε, halved adaptively", example_eps=("0.03", "0.1"),
+        options=_RANDOM, command="apgd", strong=True,
+    ),
+    "apgd-dlr": AttackInfo(
+        "apgd-dlr", "APGD-DLR", "auto-PGD on the difference-of-logits ratio, which does not saturate (≥ 3 classes)",
+        iterative=True, default_steps=100, default_step_size="2ε, halved adaptively", example_eps=("0.03", "0.1"),
+        options=_RANDOM, command="apgd", loss="dlr", strong=True,
     ),
 }  # fmt: skip
+PRECISIONS = ("fp32", "bf16")
+
+
+def attack_named(subcommand: str, loss: str = "ce") -> str:
+    """The registry name of a subcommand (`apgd` with `--loss dlr` is "apgd-dlr")."""
+    for name, info in ATTACKS.items():
+        if info.subcommand == subcommand and info.loss == loss:
+            return name
+    raise UsageError(f"{subcommand} has no loss {loss!r}: choose ce or dlr")
 
 
 def backend_available(backend: str) -> bool:
@@ -221,6 +256,9 @@ class AttackConfig:
     backend: str = "native"
     n: int | None = None  # first n test examples; None = all
     batch_size: int = 256
+    restarts: int = 1  # PGD and APGD: random restarts, the worst case per example kept
+    precision: str = "fp32"  # "bf16": autocast in the attack's forward and backward (opt-in, not exact)
+    compile: bool = False  # torch.compile the model inside the attack loop (opt-in)
 
     @property
     def info(self) -> AttackInfo:
@@ -238,6 +276,21 @@ class AttackConfig:
             raise UsageError(f"--steps must be ≥ 1, got {self.steps}")
         if self.step_size is not None and not (math.isfinite(self.step_size) and self.step_size > 0):
             raise UsageError(f"--step-size must be > 0, got {self.step_size:g}")
+        options = self.info.options
+        if self.steps is not None and "steps" not in options:
+            raise UsageError(f"{self.attack} takes no --steps: it is a single step")
+        if self.step_size is not None and "step_size" not in options:
+            raise UsageError(f"{self.attack} takes no --step-size: its step size is {self.info.default_step_size}")
+        if not (_is_int(self.restarts) and self.restarts >= 1):
+            raise UsageError(f"--restarts must be ≥ 1, got {self.restarts}")
+        if self.restarts != 1 and "restarts" not in options:
+            raise UsageError(f"{self.attack} takes no --restarts: it has no random start")
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
+        if self.precision != "fp32" and "precision" not in options:
+            raise UsageError(f"{self.attack} runs in fp32 only (--precision applies to iterative attacks)")
+        if (self.precision != "fp32" or self.compile) and self.backend != "native":
+            raise UsageError("--precision and --compile apply to --backend native only")
         Mode.check(self.mode, "mode")
         if self.n is not None and self.n < 1:
             raise UsageError(f"--n must be ≥ 1, got {self.n}")
@@ -393,20 +446,25 @@ _SMALL_EPS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2)
 PRESETS = {
     "quick": Preset(
         name="quick", dataset="mnist-5k", model="smallcnn", epochs=15, alpha=1.0,
-        attacks=(AttackConfig("fgsm", _SMALL_EPS), AttackConfig("ifgsm", (0.02, 0.05, 0.1), steps=10)),
+        attacks=(AttackConfig("fgsm", _SMALL_EPS), AttackConfig("ifgsm", (0.02, 0.05, 0.1), steps=10),
+                 AttackConfig("pgd", (0.05, 0.1, 0.2), steps=20)),
         probe_pairs=2000, probe_lambdas=21, sweep_noise=(0.5,), sweep_alpha=(0.0, 8.0), sweep_epochs=40,
         summary="mnist-5k, smallcnn; about 7 min on 2 CPU cores",
     ),
     "fashion": Preset(
         name="fashion", dataset="fashion-mnist", model="smallcnn", epochs=30, alpha=1.0,
-        attacks=(AttackConfig("fgsm", _SMALL_EPS), AttackConfig("ifgsm", (0.02, 0.05, 0.1), steps=10)),
+        attacks=(AttackConfig("fgsm", _SMALL_EPS), AttackConfig("ifgsm", (0.02, 0.05, 0.1), steps=10),
+                 AttackConfig("pgd", (0.05, 0.1, 0.2), steps=50)),
         probe_pairs=5000, probe_lambdas=21, sweep_noise=(0.2, 0.5, 0.8), sweep_alpha=(0.0, 1.0, 8.0, 32.0),
         sweep_epochs=60, summary="fashion-mnist, smallcnn; for a stronger CPU or a GPU",
     ),
     "paper": Preset(
         name="paper", dataset="cifar10", model="preact-resnet18", epochs=200, alpha=1.0,
         attacks=(AttackConfig("fgsm", (0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)),
-                 AttackConfig("ifgsm", (4 / 255, 8 / 255), steps=10)),
+                 AttackConfig("ifgsm", (4 / 255, 8 / 255), steps=10),
+                 AttackConfig("pgd", (4 / 255, 8 / 255, 16 / 255), steps=50),
+                 AttackConfig("apgd-ce", (4 / 255, 8 / 255, 16 / 255), steps=100),
+                 AttackConfig("apgd-dlr", (4 / 255, 8 / 255, 16 / 255), steps=100)),
         probe_pairs=2000, probe_lambdas=21, sweep_noise=(0.2, 0.5, 0.8), sweep_alpha=(0.0, 1.0, 2.0, 8.0, 32.0),
         sweep_epochs=200, summary="cifar10, preact-resnet18, 200 epochs; for a GPU",
     ),

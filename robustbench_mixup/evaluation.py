@@ -14,7 +14,6 @@ stronger than white box on the same target.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -28,9 +27,10 @@ from . import attacks, backends, checkpoints
 from .attacks import Attack, make_attack
 from .config import ATTACKS, PAIR, AttackConfig
 from .data import load_dataset
-from .devices import resolve_device
+from .devices import frozen, resolve_device
 from .errors import UsageError
 from .fsutil import exclusive, remove_stale_temporaries
+from .indicators import Indicator, measure, ordering_flags
 from .layout import Layout
 from .progress import Meter
 from .results import ResultsDB
@@ -38,9 +38,11 @@ from .runs import load_members, resolve_run
 from .stats import wilson_interval
 
 
-def build_attack(cfg: AttackConfig) -> Attack:
-    """The attack object a validated config describes."""
-    return make_attack(cfg.attack, steps=cfg.steps, step_size=cfg.step_size)
+def build_attack(cfg: AttackConfig, seed: int = 0) -> Attack:
+    """The attack object a validated config describes; `seed` (the run's) seeds its random starts."""
+    options = ATTACKS[cfg.attack].options
+    return make_attack(cfg.attack, steps=cfg.steps, step_size=cfg.step_size, restarts=cfg.restarts,
+                       seed=seed if "seed" in options else 0, precision=cfg.precision)  # fmt: skip
 
 
 @dataclass
@@ -53,9 +55,10 @@ class Row:
     top5: float
     top1_ci: tuple[float, float]
     top5_ci: tuple[float, float]
+    correct: torch.Tensor | None = field(default=None, repr=False)  # per example, (n,) bool
 
     def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = {k: v for k, v in asdict(self).items() if k != "correct"}
         d["top1_err"], d["top5_err"] = 1 - self.top1, 1 - self.top5
         return d
 
@@ -70,95 +73,22 @@ class Evaluation:
     clean: dict[str, dict[str, float]]  # model -> {"top1", "top5", "n"}
     rows: list[Row]
     flags: list[dict[str, Any]] = field(default_factory=list)
+    indicators: list[Indicator] = field(default_factory=list)
 
 
-# --- pure checks ------------------------------------------------------------------------------------
-
-
-def compared_attacks(attack: str) -> list[str]:
-    """The attacks whose white-box rows `attack`'s are checked against: an iterative attack must be no
-    weaker than FGSM at the same ε, so FGSM is compared with every iterative attack and they with FGSM."""
-    if ATTACKS[attack].iterative:
-        return ["fgsm"]
-    return [name for name, info in ATTACKS.items() if info.iterative]
-
-
-def sanity_flags(
-    rows: list[Row], clean: dict[str, dict[str, float]], attack: str, others: Mapping[str, list[Row]] | None = None
-) -> list[dict[str, Any]]:
-    """The gradient-masking checks over one evaluation's rows; each violation becomes a flag.
-
-    `others` maps each attack of `compared_attacks(attack)` to its stored white-box rows.
-    """
-    flags: list[dict[str, Any]] = []
-
-    def flag(check: str, row: Row, detail: str) -> None:
-        flags.append({"check": check, "model": row.model, "mode": row.mode, "eps": row.eps, "detail": detail})
-
-    for r in rows:
-        if r.eps == 0 and r.top1 != clean[r.model]["top1"]:
-            flag(
-                "eps0_equals_clean",
-                r,
-                f"accuracy at ε=0 is {r.top1:.4f} but clean accuracy is {clean[r.model]['top1']:.4f}",
-            )
-    for model in {r.model for r in rows}:
-        for mode in ("white", "black"):
-            curve = sorted((r for r in rows if r.model == model and r.mode == mode), key=lambda r: r.eps)
-            for lo, hi in itertools.pairwise(curve):
-                if hi.top1 > lo.top1:
-                    flag("monotone_in_eps", hi, f"accuracy rises from {lo.top1:.4f} at ε={lo.eps:g} to {hi.top1:.4f}")
-    white = {(r.model, r.eps): r for r in rows if r.mode == "white"}
-    for r in rows:
-        w = white.get((r.model, r.eps))
-        if r.mode == "black" and w is not None and r.top1 < w.top1:
-            flag("black_ge_white", r, f"black-box accuracy {r.top1:.4f} is below white-box {w.top1:.4f}")
-    for other, other_rows in (others or {}).items():
-        iterative = other if attack == "fgsm" else attack
-        for o in other_rows:
-            w = white.get((o.model, o.eps))
-            if w is None or o.mode != "white":
-                continue
-            it_acc, fgsm_acc = (o.top1, w.top1) if attack == "fgsm" else (w.top1, o.top1)
-            if it_acc > fgsm_acc:
-                detail = f"white-box {ATTACKS[iterative].label} accuracy {it_acc:.4f} exceeds FGSM's {fgsm_acc:.4f}"
-                flag(f"{iterative}_le_fgsm", w, detail)
+def stored_flags(stored: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """`indicators.ordering_flags` over every stored row of one run on the same examples (each row
+    carries its model's clean accuracy)."""
+    clean = {r["model"]: r["clean_top1"] for r in stored}
+    flags = ordering_flags(stored, clean)
+    by_row = {(r["model"], r["mode"], r["eps"], r["attack"]): r["backend"] for r in stored}
+    for f in flags:
+        f["backend"] = by_row.get((f["model"], f["mode"], f["eps"], f["attack"]), "native")
     return flags
 
 
-def _row(model: str, mode: str, eps: float, n: int, top1: int, top5: int) -> Row:
-    return Row(model, mode, eps, n, top1 / n, top5 / n, wilson_interval(top1, n), wilson_interval(top5, n))
-
-
-def group_flags(
-    stored: list[Mapping[str, Any]], attack: str, others: Mapping[str, list[Row]] | None = None
-) -> list[dict[str, Any]]:
-    """`sanity_flags` over every stored row of one (run, attack, backend, n): `stored` are its
-    `attack_results` rows, from however many evaluations (each row carries its model's `clean_top1`).
-
-    Rows crafted with other settings are checked apart, so they never form one ε curve: one group per
-    (steps, step size: ε/steps or a fixed one), and in it the white-box rows with each transfer source's
-    black-box rows. A flag found in several groups is kept once.
-    """
-    clean = {r["model"]: {"top1": r["clean_top1"]} for r in stored}
-
-    def setting(r: Mapping[str, Any]) -> tuple[int, float | None]:
-        fixed = not r["steps"] or r["step_size"] != r["eps"] / r["steps"]  # a stored 0 is not a step count
-        return r["steps"], r["step_size"] if fixed else None
-
-    def row(r: Mapping[str, Any]) -> Row:
-        return Row(r["model"], r["mode"], r["eps"], r["n"], r["top1"], r["top5"], (r["top1_lo"], r["top1_hi"]),
-                   (r["top5_lo"], r["top5_hi"]))  # fmt: skip
-
-    flags: list[dict[str, Any]] = []
-    for key in dict.fromkeys(setting(r) for r in stored):
-        same = [r for r in stored if setting(r) == key]
-        white = [row(r) for r in same if r["mode"] == "white"]
-        sources = dict.fromkeys(r["source"] for r in same if r["mode"] != "white")
-        for source in sources or [None]:
-            black = [row(r) for r in same if r["mode"] != "white" and r["source"] == source]
-            flags += [f for f in sanity_flags(white + black, clean, attack, others) if f not in flags]
-    return flags
+def _row(model: str, mode: str, eps: float, n: int, top1: int, top5: int, correct: torch.Tensor | None = None) -> Row:
+    return Row(model, mode, eps, n, top1 / n, top5 / n, wilson_interval(top1, n), wilson_interval(top5, n), correct)
 
 
 # --- orchestration --------------------------------------------------------------------------------
@@ -193,30 +123,43 @@ def evaluate_models(
     *,
     black_sets: list[torch.Tensor] | None = None,
     progress: Callable[[int], None] | None = None,
+    seed: int = 0,
+    indicators: list[Indicator] | None = None,
 ) -> tuple[dict[str, dict[str, float]], list[Row]]:
     """Clean accuracy and robust-accuracy rows of `models` on (images, labels).
 
-    White box (mode white/both): each model attacked with its own gradients. Black box: `black_sets`
-    (one adversarial tensor per ε of `cfg`, crafted on some source) classified by every model.
+    White box (mode white/both): each model attacked with its own gradients; with a list given as
+    `indicators`, the attack-failure indicators of each white-box evaluation are appended to it.
+    Black box: `black_sets` (one adversarial tensor per ε of `cfg`, crafted on some source)
+    classified by every model. Rows carry their per-example outcomes.
     """
     n = len(labels)
     eps = list(cfg.eps)
-    attack = build_attack(cfg)
+    attack = build_attack(cfg, seed)
     clean_counts = attacks.score(models, images, labels, [images], batch_size=cfg.batch_size, progress=progress)
     clean = {m: {"top1": clean_counts.top1[m][0] / n, "top5": clean_counts.top5[m][0] / n, "n": n} for m in models}
     rows: list[Row] = []
     if cfg.mode in ("white", "both"):
         for name, model in models.items():
+            attacked = torch.compile(model) if cfg.compile else model
             if cfg.backend == "native":
-                c = attacks.evaluate_attack(model, {name: model}, images, labels, eps, attack=attack,
+                c = attacks.evaluate_attack(attacked, {name: attacked}, images, labels, eps, attack=attack,
                                             batch_size=cfg.batch_size, progress=progress)  # fmt: skip
+                if indicators is not None:
+                    traces = [c.trace(i) for i in range(len(eps))]
+                    first = c.first + [None] * (len(eps) - len(c.first))
+                    with frozen(model):
+                        indicators += measure(name, model, attack, images, labels, eps, c.correct[name], traces,
+                                              first, seed=seed)  # fmt: skip
             else:
                 adv = craft_sets(cfg, attack, model, images, labels, progress=progress)
                 c = attacks.score({name: model}, images, labels, adv, batch_size=cfg.batch_size, progress=progress)
-            rows += [_row(name, "white", e, n, c.top1[name][i], c.top5[name][i]) for i, e in enumerate(eps)]
+            rows += [_row(name, "white", e, n, c.top1[name][i], c.top5[name][i], c.correct[name][i])
+                     for i, e in enumerate(eps)]  # fmt: skip
     if black_sets is not None:
         c = attacks.score(models, images, labels, black_sets, batch_size=cfg.batch_size, progress=progress)
-        rows += [_row(m, "black", e, n, c.top1[m][i], c.top5[m][i]) for m in models for i, e in enumerate(eps)]
+        rows += [_row(m, "black", e, n, c.top1[m][i], c.top5[m][i], c.correct[m][i])
+                 for m in models for i, e in enumerate(eps)]  # fmt: skip
     return clean, rows
 
 
@@ -260,7 +203,8 @@ def _saved_transfer_sets(
     """The sets crafted before for this (source, attack, ε, steps, step size, n, backend), where they exist."""
     paths, sets = [], []
     for e in cfg.eps:
-        key = json.dumps([src_sha, attack.name, e, attack.steps, attack.size_for(e), n, cfg.backend])
+        key = json.dumps([src_sha, attack.name, e, attack.steps, attack.size_for(e), n, cfg.backend,
+                          *_random_identity(attack).values()])  # fmt: skip
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         paths.append(layout.transfer_set(run, attack.name, cfg.backend, source_label, e, digest))
         sets.append(_load_set(paths[-1], _set_identity(src_sha, attack, cfg, e, n), (n, *shape)))
@@ -270,7 +214,15 @@ def _saved_transfer_sets(
 def _set_identity(src_sha: str, attack: Attack, cfg: AttackConfig, eps: float, n: int) -> dict[str, Any]:
     """What a saved transfer set must say about itself to be used for (source, attack, ε, n, backend)."""
     return {"source_sha256": src_sha, "attack": attack.name, "eps": eps, "steps": attack.steps,
-            "step_size": attack.size_for(eps), "backend": cfg.backend, "n": n}  # fmt: skip
+            "step_size": attack.size_for(eps), "backend": cfg.backend, "n": n, **_random_identity(attack)}  # fmt: skip
+
+
+def _random_identity(attack: Attack) -> dict[str, Any]:
+    """The settings beyond FGSM's and I-FGSM's that change a set: restarts, the seed of the random
+    starts, the precision (empty for a default FGSM or I-FGSM, whose sets keep their names)."""
+    if attack.restarts == 1 and attack.seed == 0 and attack.precision == "fp32" and not attack.random_start:
+        return {}
+    return {"restarts": attack.restarts, "seed": attack.seed, "precision": attack.precision}
 
 
 def _craft_missing(
@@ -313,9 +265,10 @@ def evaluate_run(
     first file is written. `progress` counts the images that pass through a model.
     """
     cfg = cfg.validate()
-    attack = build_attack(cfg)
     layout = Layout(out)
     run, run_cfg = resolve_run(out, run)
+    seed = int(run_cfg.get("seed", 0))
+    attack = build_attack(cfg, seed)
     db = ResultsDB(layout.database)
     try:
         dev = resolve_device(device)
@@ -342,15 +295,13 @@ def evaluate_run(
         black = None
         if src_model is not None:
             black = _craft_missing(found, cfg, attack, run, src_model, src_meta, source_label, x, y, run_cfg, tick)
-        clean, rows = evaluate_models(models, x, y, cfg, black_sets=black, progress=tick)
-        others = {
-            other: [_row(r["model"], "white", r["eps"], n, round(r["top1"] * n), round(r["top5"] * n))
-                    for r in db.attack_rows(run, attack=other, backend=cfg.backend, n=n, mode="white")]
-            for other in compared_attacks(cfg.attack)
-        }  # fmt: skip
-        evaluation = Evaluation(run, cfg, attack, source_label, run_cfg["dataset"], clean, rows)
-        # The flags of every stored evaluation of (run, attack, backend, n), this one's rows included.
-        evaluation.flags = db.record_attack(evaluation, lambda stored: group_flags(stored, cfg.attack, others))
+        found_indicators: list[Indicator] = []
+        clean, rows = evaluate_models(models, x, y, cfg, black_sets=black, progress=tick, seed=seed,
+                                      indicators=found_indicators)  # fmt: skip
+        evaluation = Evaluation(run, cfg, attack, source_label, run_cfg["dataset"], clean, rows,
+                                indicators=found_indicators)  # fmt: skip
+        # The flags of every stored evaluation of the run on these n examples, this one's rows included.
+        evaluation.flags = db.record_attack(evaluation, stored_flags)
         return evaluation
     finally:
         db.close()

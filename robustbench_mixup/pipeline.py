@@ -111,9 +111,11 @@ class Attack:
         atk = build_attack(cfg)
         with db:
             rows = db.attack_rows(ctx.run, attack=self.attack, backend=cfg.backend, n=n)
-        have = {(r["model"], r["mode"], r["eps"], r["steps"], r["step_size"]) for r in rows}
+        have = {(r["model"], r["mode"], r["eps"], r["steps"], r["step_size"], r["restarts"], r["precision"])
+                for r in rows}  # fmt: skip
         modes = ("white", "black")
-        return all((m, mode, e, atk.steps, atk.size_for(e)) in have for m in PAIR for mode in modes for e in cfg.eps)
+        return all((m, mode, e, atk.steps, atk.size_for(e), atk.restarts, atk.precision) in have
+                   for m in PAIR for mode in modes for e in cfg.eps)  # fmt: skip
 
     def run(self, ctx: Context) -> None:
         with Progress(self.attack, "images") as bar:

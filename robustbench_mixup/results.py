@@ -24,7 +24,7 @@ from typing import Any
 from . import __version__
 from .errors import UsageError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Each entry migrates the schema from version i to i + 1.
 MIGRATIONS: list[list[str]] = [
@@ -115,7 +115,76 @@ MIGRATIONS: list[list[str]] = [
             FOREIGN KEY (sweep, key) REFERENCES sweep_jobs(sweep, key)
         )""",
     ],
+    [  # strong attacks: restarts, the seed of their random starts, the precision; per-example outcomes
+        "ALTER TABLE attack_results RENAME TO attack_results_v4",
+        """CREATE TABLE attack_results (
+            run TEXT NOT NULL REFERENCES runs(name),
+            model TEXT NOT NULL,            -- the classifier scored: 'erm' | 'mixup'
+            attack TEXT NOT NULL,           -- a key of config.ATTACKS ('fgsm', 'pgd', 'apgd-ce', ...)
+            mode TEXT NOT NULL,             -- 'white' | 'black'
+            source TEXT NOT NULL,           -- who crafted the examples: the model itself, 'surrogate' or a path
+            eps REAL NOT NULL, steps INTEGER NOT NULL, step_size REAL NOT NULL,
+            backend TEXT NOT NULL,          -- 'native' | 'torchattacks' | 'foolbox'
+            split TEXT NOT NULL, n INTEGER NOT NULL,
+            top1 REAL NOT NULL, top1_err REAL NOT NULL, top1_lo REAL NOT NULL, top1_hi REAL NOT NULL,
+            top5 REAL NOT NULL, top5_err REAL NOT NULL, top5_lo REAL NOT NULL, top5_hi REAL NOT NULL,
+            clean_top1 REAL NOT NULL,
+            created TEXT NOT NULL,
+            restarts INTEGER NOT NULL DEFAULT 1,
+            seed INTEGER NOT NULL DEFAULT 0,        -- of the random starts (the run's seed)
+            precision TEXT NOT NULL DEFAULT 'fp32', -- 'fp32' | 'bf16'
+            correct BLOB,                   -- per example, top-1 correct: numpy.packbits order; NULL before v5
+            PRIMARY KEY (run, model, attack, mode, source, eps, steps, step_size, restarts, seed, precision,
+                         backend, split, n)
+        )""",
+        """INSERT INTO attack_results (run, model, attack, mode, source, eps, steps, step_size, backend, split, n,
+               top1, top1_err, top1_lo, top1_hi, top5, top5_err, top5_lo, top5_hi, clean_top1, created)
+           SELECT run, model, attack, mode, source, eps, steps, step_size, backend, split, n,
+               top1, top1_err, top1_lo, top1_hi, top5, top5_err, top5_lo, top5_hi, clean_top1, created
+           FROM attack_results_v4""",
+        "DROP TABLE attack_results_v4",
+        "ALTER TABLE attack_flags ADD COLUMN status TEXT NOT NULL DEFAULT 'failed'",  # 'failed' | 'noise'
+        "ALTER TABLE attack_flags ADD COLUMN p_value REAL",
+        """CREATE TABLE attack_indicators (
+            run TEXT NOT NULL REFERENCES runs(name),
+            model TEXT NOT NULL, attack TEXT NOT NULL, backend TEXT NOT NULL, n INTEGER NOT NULL,
+            steps INTEGER NOT NULL, restarts INTEGER NOT NULL, precision TEXT NOT NULL,
+            eps REAL NOT NULL,
+            indicator TEXT NOT NULL,        -- a key of indicators.INDICATORS
+            value REAL NOT NULL, threshold REAL NOT NULL,
+            status TEXT NOT NULL,           -- 'ok' | 'noise' | 'fired'
+            p_value REAL, detail TEXT NOT NULL, created TEXT NOT NULL,
+            PRIMARY KEY (run, model, attack, backend, n, steps, restarts, precision, eps, indicator)
+        )""",
+        """CREATE TABLE worst_case (
+            run TEXT NOT NULL REFERENCES runs(name),
+            model TEXT NOT NULL, eps REAL NOT NULL, n INTEGER NOT NULL,
+            attacks TEXT NOT NULL,          -- JSON list of the attacks every example had to survive
+            top1 REAL NOT NULL, top1_lo REAL NOT NULL, top1_hi REAL NOT NULL,
+            correct BLOB NOT NULL, created TEXT NOT NULL,
+            PRIMARY KEY (run, model, eps, n)
+        )""",
+    ],
 ]
+
+
+def pack_outcomes(correct: Any) -> bytes:
+    """Per-example bool outcomes as bits (numpy.packbits order): 1,250 bytes for 10,000 examples."""
+    import numpy as np
+
+    return np.packbits(np.asarray(correct.cpu() if hasattr(correct, "cpu") else correct, dtype=bool)).tobytes()
+
+
+def unpack_outcomes(blob: Any, n: int) -> Any:
+    """`pack_outcomes` undone: a bool tensor of shape (n,), or None for a row stored without outcomes."""
+    if blob is None:
+        return None
+    if not isinstance(blob, bytes) or len(blob) != (n + 7) // 8:
+        raise ValueError(f"{len(blob) if isinstance(blob, bytes) else type(blob).__name__} bytes for {n} examples")
+    import numpy as np
+    import torch
+
+    return torch.from_numpy(np.unpackbits(np.frombuffer(blob, dtype=np.uint8), count=n).astype(bool))
 
 
 def _now() -> str:
@@ -389,57 +458,135 @@ class ResultsDB:
     # --- attack evaluations ------------------------------------------------------------------------
 
     def record_attack(
-        self, ev: Any, group_flags: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None
+        self, ev: Any, flags_of: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None
     ) -> list[dict[str, Any]]:
         """Write one `evaluation.Evaluation` in a single transaction; returns the flags now stored for its
-        (run, attack, backend, n).
+        (run, n).
 
-        A new evaluation adds to what is stored: its rows replace only earlier rows of the same key (the
-        same numbers). The group's flags are then recomputed by `group_flags` from EVERY stored row of the
-        group (`evaluation.group_flags`), so a narrower evaluation never removes another's findings;
-        without `group_flags`, the evaluation's own flags are added to those stored.
+        A new evaluation adds to what is stored: its rows (with their per-example outcomes) and
+        indicators replace only earlier ones of the same key (the same numbers). Then, from EVERY stored
+        row of the run on the same n examples, the worst case over attacks is recomputed, and the flags
+        by `flags_of` (`indicators.ordering_flags`), so a narrower evaluation never removes another's
+        findings; without `flags_of`, the evaluation's own flags are added to those stored.
         """
         attack, backend, now = ev.attack, ev.spec.backend, _now()
+        n = ev.rows[0].n if ev.rows else 0
+        restarts, seed, precision = attack.restarts, attack.seed, attack.precision
         with self.transaction() as c:
             for r in ev.rows:
                 c.execute(
                     """INSERT OR REPLACE INTO attack_results
-                       (run, model, attack, mode, source, eps, steps, step_size, backend, split, n,
-                        top1, top1_err, top1_lo, top1_hi, top5, top5_err, top5_lo, top5_hi, clean_top1, created)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'test', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                       (run, model, attack, mode, source, eps, steps, step_size, restarts, seed, precision, backend,
+                        split, n, top1, top1_err, top1_lo, top1_hi, top5, top5_err, top5_lo, top5_hi, clean_top1,
+                        created, correct)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'test', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                     (
                         ev.run, r.model, attack.name, r.mode, r.model if r.mode == "white" else ev.source, r.eps,
-                        attack.steps, attack.size_for(r.eps), backend, r.n,
+                        attack.steps, attack.size_for(r.eps), restarts, seed, precision, backend, r.n,
                         r.top1, 1 - r.top1, *r.top1_ci, r.top5, 1 - r.top5, *r.top5_ci, ev.clean[r.model]["top1"], now,
+                        None if r.correct is None else pack_outcomes(r.correct),
                     ),
                 )  # fmt: skip
-            key = (ev.run, attack.name, backend, ev.rows[0].n if ev.rows else 0)
-            group = "run=? AND attack=? AND backend=? AND n=?"
-            if group_flags is not None:
-                flags = group_flags([dict(r) for r in c.execute(f"SELECT * FROM attack_results WHERE {group}", key)])
+            for i in getattr(ev, "indicators", []):
+                c.execute(
+                    """INSERT OR REPLACE INTO attack_indicators (run, model, attack, backend, n, steps, restarts,
+                       precision, eps, indicator, value, threshold, status, p_value, detail, created)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    (ev.run, i.model, attack.name, backend, n, attack.steps, restarts, precision, i.eps, i.name,
+                     i.value, i.threshold, i.status, i.p_value, i.detail, now),
+                )  # fmt: skip
+            stored = [self._decoded(dict(r)) for r in c.execute("SELECT * FROM attack_results WHERE run=? AND n=?",
+                                                                  (ev.run, n))]  # fmt: skip
+            self._record_worst_case(c, ev.run, n, stored, now)
+            if flags_of is not None:
+                flags = flags_of(stored)
             else:
                 flags = [
                     {"check": r["check_name"], "model": r["model"], "mode": r["mode"], "eps": r["eps"],
+                     "attack": r["attack"], "backend": r["backend"], "status": r["status"], "p_value": r["p_value"],
                      "detail": r["detail"]}
-                    for r in c.execute(f"SELECT * FROM attack_flags WHERE {group} ORDER BY rowid", key)
+                    for r in c.execute("SELECT * FROM attack_flags WHERE run=? AND n=? ORDER BY rowid", (ev.run, n))
                 ]  # fmt: skip
                 flags += [f for f in ev.flags if f not in flags]
-            c.execute(f"DELETE FROM attack_flags WHERE {group}", key)
+            c.execute("DELETE FROM attack_flags WHERE run=? AND n=?", (ev.run, n))
             for f in flags:
                 c.execute(
-                    "INSERT INTO attack_flags (run, attack, backend, n, check_name, model, mode, eps, detail, created) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (*key, f["check"], f["model"], f["mode"], f["eps"], f["detail"], now),
-                )
+                    "INSERT INTO attack_flags (run, attack, backend, n, check_name, model, mode, eps, detail, created, "
+                    "status, p_value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (ev.run, f.get("attack", attack.name), f.get("backend", backend), n, f["check"], f["model"],
+                     f["mode"], f["eps"], f["detail"], now, f.get("status", "failed"), f.get("p_value")),
+                )  # fmt: skip
         return flags
 
-    def attack_rows(self, run: str, **where: Any) -> list[dict[str, Any]]:
-        """Rows of `attack_results` for `run`, filtered by column equality (e.g. attack='fgsm')."""
+    def _decoded(self, row: dict[str, Any]) -> dict[str, Any]:
+        """A stored attack row with `correct` as a bool tensor (None where not stored); a blob of the wrong
+        size is refused as damage."""
+        try:
+            row["correct"] = unpack_outcomes(row.get("correct"), row["n"])
+        except ValueError as exc:
+            raise self._unusable(f"is damaged (attack_results.correct of run {row['run']!r}: {exc})") from None
+        return row
+
+    def _record_worst_case(self, c: sqlite3.Connection, run: str, n: int, stored: list[dict[str, Any]],
+                           now: str) -> None:  # fmt: skip
+        """Per (model, ε) of the white box: correct only where every attack run at that ε left it correct
+        (AutoAttack's way of reporting), where at least two different attacks were run."""
+        from .stats import wilson_interval
+
+        groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
+        for r in stored:
+            if r["mode"] == "white" and r["correct"] is not None and r["eps"] > 0:
+                groups.setdefault((r["model"], r["eps"]), []).append(r)
+        for (model, eps), rows in groups.items():
+            names = sorted({r["attack"] for r in rows})
+            if len(names) < 2:
+                continue
+            both = rows[0]["correct"].clone()
+            for r in rows[1:]:
+                both &= r["correct"]
+            hits = int(both.sum())
+            c.execute(
+                "INSERT OR REPLACE INTO worst_case (run, model, eps, n, attacks, top1, top1_lo, top1_hi, correct, "
+                "created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run, model, eps, n, json.dumps(names), hits / n, *wilson_interval(hits, n), pack_outcomes(both), now),
+            )
+
+    def attack_rows(self, run: str, *, outcomes: bool = False, **where: Any) -> list[dict[str, Any]]:
+        """Rows of `attack_results` for `run`, filtered by column equality (e.g. attack='fgsm'); with
+        `outcomes`, `correct` decoded to a bool tensor (else dropped)."""
         unknown = set(where) - {"model", "attack", "mode", "source", "eps", "backend", "split", "n"}
         if unknown:
             raise ValueError(f"cannot filter attack rows by {sorted(unknown)}")
         cols = "".join(f" AND {k}=?" for k in where)
         rows = self.conn.execute(f"SELECT * FROM attack_results WHERE run=?{cols}", (run, *where.values()))
+        found = [dict(r) for r in rows.fetchall()]
+        if outcomes:
+            return [self._decoded(r) for r in found]
+        for r in found:
+            r.pop("correct", None)
+        return found
+
+    def worst_case(self, run: str) -> list[dict[str, Any]]:
+        rows = self.conn.execute("SELECT * FROM worst_case WHERE run=? ORDER BY model, eps", (run,)).fetchall()
+        out = []
+        for r in map(dict, rows):
+            out.append(self._decoded(r))
+            r["attacks"] = self._json_list(r["attacks"])
+        return out
+
+    def _json_list(self, text: Any) -> list[str]:
+        try:
+            value = json.loads(text)
+        except (TypeError, ValueError):
+            value = None
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self._unusable("is damaged (worst_case.attacks is not a JSON list of names)")
+        return value
+
+    def indicators(self, run: str) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT * FROM attack_indicators WHERE run=? ORDER BY attack, model, indicator, eps", (run,)
+        )
         return [dict(r) for r in rows.fetchall()]
 
     # --- probes ------------------------------------------------------------------------------------

@@ -48,9 +48,16 @@ def test_the_attack_registry_and_the_attack_types_agree_and_the_cli_reads_the_re
         assert kind.name == name == ATTACKS[name].name
     commands = cli.build_parser()._subparsers._group_actions[0].choices
     for name, info in ATTACKS.items():
-        assert name in commands
-        help_text = commands[name].format_help()
+        assert info.subcommand in commands
+        help_text = commands[info.subcommand].format_help()
         assert info.label in help_text and ("--steps" in help_text) == info.iterative
+        for option in info.options:  # each setting the attack object takes is an option of its command
+            flag = {"seed": None, "step_size": "--step-size"}.get(option, f"--{option}")
+            assert flag is None or flag in help_text, (name, option)
+        args = cli.build_parser().parse_args(
+            [info.subcommand, "--eps", "0.1", *(["--loss", info.loss] if info.loss != "ce" else [])]
+        )
+        assert cli.attack_named(args.attack, getattr(args, "loss", "ce")) == name
 
 
 def test_cli_defaults_are_the_dataclass_defaults():

@@ -31,7 +31,7 @@ def test_fgsm_table_has_a_row_per_model_and_a_column_per_mode_and_eps(capsys, ou
     assert [ln.split()[0] for ln in lines[2:4]] == ["erm", "mixup"]
     erm = lines[2].split()
     assert erm[1] == erm[2] == erm[5]  # clean = white ε=0 = black ε=0
-    assert "sanity checks: all passed" in stdout
+    assert "sanity checks: none failed" in stdout and "attack-failure indicators: none fired" in stdout
     with sqlite3.connect(out / "reports" / "results.sqlite") as con:
         rows = con.execute("SELECT model, mode, source FROM attack_results WHERE attack='fgsm' AND eps=0.05").fetchall()
     assert sorted(rows) == [("erm", "black", "surrogate"), ("erm", "white", "erm"),

@@ -19,7 +19,7 @@ from helpers import assert_one_line_error, run_cli
 
 from robustbench_mixup import evaluation, results
 from robustbench_mixup.errors import UsageError
-from robustbench_mixup.evaluation import group_flags
+from robustbench_mixup.indicators import ordering_flags
 from robustbench_mixup.layout import Layout
 from robustbench_mixup.results import ResultsDB
 from robustbench_mixup.train import TrainConfig, train_run
@@ -265,7 +265,7 @@ def _forced(monkeypatch) -> None:
     def rising(models, images, labels, cfg, **kwargs):
         clean, rows = real(models, images, labels, cfg, **kwargs)
         for r in rows:
-            r.top1 = RISING[r.eps]
+            r.top1, r.correct = RISING[r.eps], None  # counts only: judged by the least discordance they allow
         return {m: {**c, "top1": CLEAN} for m, c in clean.items()}, rows
 
     monkeypatch.setattr(evaluation, "evaluate_models", rising)
@@ -285,30 +285,33 @@ def test_a_narrower_evaluation_keeps_the_flags_of_a_wider_one(capsys, copy, monk
     assert {(f[0], f[1], f[2], f[3]) for f in first} == {
         ("monotone_in_eps", m, mode, e) for m in ("erm", "mixup") for mode in ("white", "black") for e in (0.1, 0.3)
     }
-    assert "WARNING: 8 gradient-masking sanity check(s) failed" in stdout
+    assert "WARNING: 8 sanity check(s) failed, significantly" in stdout
 
     code, stdout, err = run_cli(capsys, "fgsm", "--eps", "0.03", "--out", str(copy), "--device", "cpu")
     assert code == 0, err
     assert set(first) <= set(_stored_flags(copy))  # the wide grid's findings are all still there
-    assert "WARNING: 8 gradient-masking" in stdout  # and the command reports the group's flags
+    assert "WARNING: 8 sanity check(s)" in stdout  # and the command reports the run's flags
 
     code, _, err = run_cli(capsys, *wide)  # the same wide evaluation again: the same flags, once each
     assert code == 0, err
     assert _stored_flags(copy) == first
 
 
-def test_group_flags_check_each_setting_and_transfer_source_apart():
+def test_ordering_flags_check_each_setting_and_transfer_source_apart():
     def row(mode, eps, top1, source="erm", steps=10, step_size=None):
         size = eps / steps if step_size is None else step_size
-        return {"model": "erm", "mode": mode, "eps": eps, "n": 100, "top1": top1, "top5": 1.0,
-                "top1_lo": 0.0, "top1_hi": 1.0, "top5_lo": 0.0, "top5_hi": 1.0, "clean_top1": 0.9,
-                "source": source, "steps": steps, "step_size": size}  # fmt: skip
+        return {"model": "erm", "mode": mode, "eps": eps, "n": 100, "top1": top1, "top5": 1.0, "attack": "ifgsm",
+                "backend": "native", "restarts": 1, "source": source, "steps": steps, "step_size": size,
+                "correct": None}  # fmt: skip
 
     # Two step settings and two transfer sources, each curve falling: no flag, although mixed they would rise.
     stored = [row("white", 0.1, 0.5), row("white", 0.2, 0.3), row("white", 0.1, 0.4, steps=20),
               row("white", 0.2, 0.2, steps=20), row("black", 0.1, 0.6, "surrogate"),
               row("black", 0.2, 0.5, "surrogate"), row("black", 0.1, 0.8, "other.safetensors"),
               row("black", 0.2, 0.7, "other.safetensors")]  # fmt: skip
-    assert group_flags(stored, "ifgsm") == []
-    rise = [*stored, row("white", 0.3, 0.35)]  # rises within the 10-step curve only
-    assert [(f["check"], f["eps"]) for f in group_flags(rise, "ifgsm")] == [("monotone_in_eps", 0.3)]
+    assert ordering_flags(stored, {"erm": 0.9}) == []
+    # A rise within the 10-step curve only: 5 examples in 100 could be chance (p = 2/32), 30 cannot.
+    small = ordering_flags([*stored, row("white", 0.3, 0.35)], {"erm": 0.9})
+    assert [(f["check"], f["eps"], f["status"]) for f in small] == [("monotone_in_eps", 0.3, "noise")]
+    large = ordering_flags([*stored, row("white", 0.3, 0.6)], {"erm": 0.9})
+    assert [(f["check"], f["eps"], f["status"]) for f in large] == [("monotone_in_eps", 0.3, "failed")]
