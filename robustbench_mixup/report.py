@@ -3,19 +3,37 @@
 Rendering never recomputes a measurement: numbers come from the database, figures are drawn from those
 numbers (or read from the PNGs the stages wrote) and inlined as base64, so `reports/RUN/index.html` is
 one self-contained file that opens offline. The Jinja2 template autoescapes every string.
+
+Beside the paper's claims the report asks whether mixup's FGSM gain survives a strong attack
+(`claims.strong_attack_verdicts`, paired on the stored per-example outcomes), splits the ordering checks
+into failures and differences within sampling noise, and tabulates the attack-failure indicators
+(`indicators.INDICATORS`) per attack and model.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import paper
-from .claims import RULE, Claim, RunResults, assess
-from .commands import stage_commands
+from .claims import (
+    RULE,
+    STRONG,
+    STRONG_RULE,
+    WORST,
+    Claim,
+    Gain,
+    RunResults,
+    StrongVerdict,
+    assess,
+    strong_attack_verdicts,
+)
+from .commands import attack_command, stage_commands
 from .config import ATTACKS, PAIR, ProbeConfig, preset_of
 from .errors import UsageError
 from .fsutil import atomic_write_text
@@ -53,7 +71,8 @@ def training_figure(epochs: list[dict[str, Any]]) -> str:
         return _png(fig)
 
 
-def robustness_figure(rows: list[dict[str, Any]]) -> str:
+def robustness_figure(rows: list[dict[str, Any]], worst: Sequence[Mapping[str, Any]] = ()) -> str:
+    """Top-1 accuracy against ε: one panel per attack and mode (native backend), then the worst case."""
     from . import figures
 
     panels = [
@@ -62,21 +81,25 @@ def robustness_figure(rows: list[dict[str, Any]]) -> str:
         for m in ("white", "black")
         if any(r["attack"] == a and r["mode"] == m for r in rows)
     ]
+    if worst:
+        panels.append((WORST, "white"))
+        worst = [w for w in worst if w["n"] == max(x["n"] for x in worst)]  # one curve per model
     with figures.theme():
         fig, axes = figures.new_figure(1, len(panels), figsize=(3.4 * len(panels), 3), squeeze=False)
         for ax, (attack, mode) in zip(axes[0], panels, strict=True):
             for model in PAIR:
                 key = (attack, mode, model, "native")
-                sel = sorted(
-                    (r for r in rows if (r["attack"], r["mode"], r["model"], r["backend"]) == key),
-                    key=lambda r: r["eps"],
-                )
+                if attack == WORST:
+                    found = [w for w in worst if w["model"] == model]
+                else:
+                    found = [r for r in rows if (r["attack"], r["mode"], r["model"], r["backend"]) == key]
+                sel = sorted(found, key=lambda r: r["eps"])
                 if not sel:
                     continue
                 eps = [r["eps"] for r in sel]
                 ax.plot(eps, [100 * r["top1"] for r in sel], marker="o", label=model)
                 ax.fill_between(eps, [100 * r["top1_lo"] for r in sel], [100 * r["top1_hi"] for r in sel], alpha=0.25)
-            ax.set_title(f"{ATTACKS[attack].label}, {mode} box")
+            ax.set_title("worst case, white box" if attack == WORST else f"{ATTACKS[attack].label}, {mode} box")
             ax.set_xlabel("ε")
             ax.set_ylabel("top-1 accuracy %")
             ax.set_ylim(0, 100)
@@ -91,7 +114,9 @@ def collect(out: str | Path, run: str) -> dict[str, Any]:
     with ResultsDB(layout.database) as db:
         record = db.get_run(run)
         epochs = db.epochs(run)
-        attack_rows = db.attack_rows(run)
+        attack_rows = db.attack_rows(run, outcomes=True)  # `correct`: per-example outcomes, None before v5
+        worst = db.worst_case(run)
+        indicators = db.indicators(run)
         flags = db.attack_flags(run)
         probe_rows = db.probe_rows(run)
         sweep = db.get_sweep(run)
@@ -103,7 +128,8 @@ def collect(out: str | Path, run: str) -> dict[str, Any]:
     for e in epochs:
         final[e["model"]] = e  # rows come ordered by model, epoch: the last one stays
     return {
-        "record": record, "epochs": epochs, "attack_rows": attack_rows, "flags": flags, "probe_rows": probe_rows,
+        "run": run, "root": layout.root, "record": record, "epochs": epochs, "attack_rows": attack_rows,
+        "worst_case": worst, "indicators": indicators, "flags": flags, "probe_rows": probe_rows,
         "sweep": sweep, "sweep_jobs": with_methods(sweep_jobs), "dataset": described, "final": final,
         "commands": stage_commands(layout.root, run, record["config"], preset_of(record["environment"].get("argv"))),
     }  # fmt: skip
@@ -128,6 +154,122 @@ def run_claims(data: dict[str, Any]) -> list[Claim]:
     return assess(results, commands=data["commands"])
 
 
+# --- does the FGSM gain survive a strong attack? ------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class StrongSection:
+    """One `StrongVerdict` laid out for the report: a column per strong attack (and the worst case) it
+    met, a row per ε, and the commands that would decide it."""
+
+    verdict: StrongVerdict
+    columns: list[str]  # labels
+    rows: list[dict[str, Any]]  # eps, n, fgsm (Gain), cells (Gain | None per column), headline (bool)
+    commands: list[str]
+
+
+def strong_sections(data: dict[str, Any]) -> list[StrongSection]:
+    """`claims.strong_attack_verdicts` on one run's collected results, with the commands its `needs` name."""
+    n_test = data["dataset"].get("n_test")
+    out = []
+    for v in strong_attack_verdicts(data["attack_rows"], data["worst_case"]):
+        met = {g.attack: g.label for at in v.table for g in at.strong}
+        columns = [met[a] for a in (*STRONG, WORST) if a in met]  # the registry's order, the worst case last
+        rows = []
+        for at in v.table:
+            by_label: dict[str, Gain] = {g.label: g for g in at.strong}
+            rows.append({"eps": at.eps, "n": at.n, "fgsm": at.fgsm, "cells": [by_label.get(c) for c in columns],
+                         "headline": at.eps == v.eps})  # fmt: skip
+        commands = [
+            attack_command(data["root"], data["run"], dataclasses.replace(c, n=None) if c.n == n_test else c)
+            for c in v.needs
+        ]
+        out.append(StrongSection(v, columns, rows, commands))
+    return out
+
+
+# --- sanity checks and indicators of attack failure -------------------------------------------------------
+
+
+# How each indicator's value compares with its threshold when it fires (indicators.measure); the paired ones
+# fire only when the difference is also significant.
+def _indicator_value(name: str, value: float) -> str:
+    """Accuracy differences in points, the other indicators as shares in %."""
+    from .indicators import INDICATORS
+
+    info = INDICATORS.get(name)
+    return f"{100 * value:+.1f} pts" if info is not None and info.difference else f"{100 * value:.1f}%"
+
+
+def indicator_tables(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Stored `attack_indicators` rows as one table per (attack, model, setting): a row per indicator with
+    its label, meaning, threshold and, when it fired anywhere, its advice; a cell per ε."""
+    from .indicators import INDICATORS  # torch: only once there are indicators to show
+
+    def setting(r: Mapping[str, Any]) -> tuple:
+        return (r["backend"], r["n"], r["steps"], r["restarts"], r["precision"])
+
+    groups: dict[tuple, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["attack"], r["model"], setting(r)), []).append(r)
+    order = {a: i for i, a in enumerate(ATTACKS)}
+    tables = []
+    for (attack, model, (backend, n, steps, restarts, precision)), group in sorted(
+        groups.items(), key=lambda kv: (order.get(kv[0][0], len(order)), kv[0][1], repr(kv[0][2]))
+    ):
+        eps = sorted({r["eps"] for r in group})
+        lines = []
+        for name, info in INDICATORS.items():
+            mine = {r["eps"]: r for r in group if r["indicator"] == name}
+            if not mine:
+                continue
+            cells = []
+            for e in eps:
+                r = mine.get(e)
+                cells.append(None if r is None else {"value": _indicator_value(name, r["value"]), "status": r["status"],
+                                                     "p_value": r["p_value"], "detail": r["detail"]})  # fmt: skip
+            threshold = next(iter(mine.values()))["threshold"]
+            fires = f"fires at {info.fires} {_indicator_value(name, threshold).lstrip('+')}"
+            if info.difference:
+                fires += ", if significant"
+            fired = any(r["status"] == "fired" for r in mine.values())
+            lines.append({"name": name, "label": info.label, "meaning": info.meaning, "fires": fires,
+                          "advice": info.advice if fired else "", "cells": cells})  # fmt: skip
+        words = [f"{steps} steps" if ATTACKS.get(attack) and ATTACKS[attack].iterative else "",
+                 f"{restarts} restarts" if restarts != 1 else "", precision, backend, f"n = {n}"]  # fmt: skip
+        label = ATTACKS[attack].label if attack in ATTACKS else attack
+        tables.append({"attack": label, "model": model, "setting": ", ".join(w for w in words if w), "eps": eps,
+                       "rows": lines, "fired": sum(1 for r in group if r["status"] == "fired")})  # fmt: skip
+    return tables
+
+
+def robustness_rows(rows: Sequence[Mapping[str, Any]], worst: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Attack rows in the registry's order (then mode, model, ε), each white-box row with the worst case of
+    its (model, ε, n) beside it."""
+    at = {(w["model"], w["eps"], w["n"]): w for w in worst}
+    order = {a: i for i, a in enumerate(ATTACKS)}
+    out = []
+    for r in sorted(rows, key=lambda r: (order.get(r["attack"], len(order)), r["mode"], r["model"], r["eps"],
+                                         r["backend"], r["steps"])):  # fmt: skip
+        info = ATTACKS.get(r["attack"])
+        setting = [f"{r['steps']} steps"] if info is not None and info.iterative else []
+        if r.get("restarts", 1) != 1:
+            setting.append(f"{r['restarts']} restarts")
+        if r.get("precision", "fp32") != "fp32":
+            setting.append(r["precision"])
+        w = at.get((r["model"], r["eps"], r["n"])) if r["mode"] == "white" else None
+        out.append({**r, "label": info.label if info else r["attack"], "setting": ", ".join(setting), "worst": w})
+    return out
+
+
+def split_flags(flags: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    """Ordering checks that failed (significant, or exact checks) and those within sampling noise."""
+    return {
+        "failed": [f for f in flags if f.get("status", "failed") != "noise"],
+        "noise": [f for f in flags if f.get("status") == "noise"],
+    }
+
+
 def _env() -> Any:
     from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -144,13 +286,15 @@ def build(out: str | Path = ".", run: str | None = None) -> Path:
     cfg = data["record"]["config"]
     figures = {
         "training": training_figure(data["epochs"]) if data["epochs"] else None,
-        "robustness": robustness_figure(data["attack_rows"]) if data["attack_rows"] else None,
+        "robustness": robustness_figure(data["attack_rows"], data["worst_case"]) if data["attack_rows"] else None,
         "probe": _file_png(layout.probe_figure(run, ProbeConfig.split, ProbeConfig.same_class)),  # the default probe
         "sweep": _file_png(layout.sweep_figure(run)),
     }  # fmt: skip
     html = _env().get_template("report.html.j2").render(
         run=run, cfg=cfg, data=data, claims=run_claims(data), rule=RULE, figures=figures, commands=data["commands"],
-        attacks=list(ATTACKS),
+        attacks=ATTACKS, strong=strong_sections(data), strong_rule=STRONG_RULE, flags=split_flags(data["flags"]),
+        indicators=indicator_tables(data["indicators"]) if data["indicators"] else [],
+        robustness=robustness_rows(data["attack_rows"], data["worst_case"]),
         sweep_rows=_sweep_table(data), paper=paper, environment=data["record"]["environment"],
     )  # fmt: skip
     path = layout.report(run)
@@ -225,6 +369,8 @@ def build_comparison(out: str | Path, runs: list[str]) -> Path:
     datasets = sorted({d["record"]["config"]["dataset"] for d in datas.values()})
     html = _env().get_template("compare.html.j2").render(
         runs=names, datas=datas, claims=claims, rule=RULE, paper=paper, datasets=datasets,
+        strong={name: strong_sections(datas[name]) for name in names}, strong_rule=STRONG_RULE,
+        flags={name: split_flags(datas[name]["flags"]) for name in names},
         overlay=overlay_figure(datas), groups=seed_groups(datas),
         sweeps={n: _sweep_table(datas[n]) for n in names},
     )  # fmt: skip

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import re
 
-from robustbench_mixup import claims
+import pytest
+import torch
+
+from robustbench_mixup import claims, stats
 from robustbench_mixup.claims import CLAIMS, ClaimSpec, RunResults, assess
+from robustbench_mixup.config import ATTACKS
 from robustbench_mixup.stats import wilson_interval
 
 COMMANDS = {
@@ -225,3 +229,161 @@ def test_verdicts_on_a_full_hand_made_run():
         "memorization": "reproduced",
         "clean_accuracy": "not reproduced",
     }
+
+
+# --- does the FGSM gain survive a strong attack? ---------------------------------------------------------
+
+
+def outcome_row(model, attack, eps, k, *, n=1000, mode="white", stored=True, steps=None, backend="native",
+                source="surrogate", restarts=1, precision="fp32", created="2026-01-01", start=0):  # fmt: skip
+    """A stored attack row on which `model` gets examples start, ..., start + k - 1 of `n` right (`stored`
+    False: a row stored without its outcomes)."""
+    correct = (torch.arange(n) >= start) & (torch.arange(n) < start + k)
+    lo, hi = wilson_interval(k, n)
+    info = ATTACKS[attack]
+    steps = steps if steps is not None else info.default_steps
+    return {
+        "run": "r", "model": model, "attack": attack, "mode": mode, "source": model if mode == "white" else source,
+        "eps": eps, "steps": steps, "step_size": eps / steps, "backend": backend, "split": "test", "n": n,
+        "top1": k / n, "top1_lo": lo, "top1_hi": hi, "restarts": restarts, "seed": 0, "precision": precision,
+        "created": created, "correct": correct if stored else None,
+    }  # fmt: skip
+
+
+def pair(attack, eps, erm, mixup, *, shift=0, **kw):
+    """ERM right on the first `erm` examples, mixup on `mixup` examples starting at `shift` (discordance both ways)."""
+    return [outcome_row("erm", attack, eps, erm, **kw), outcome_row("mixup", attack, eps, mixup, start=shift, **kw)]
+
+
+def worst_rows(eps, erm, mixup, *, n=1000, shift=100, attacks=("apgd-ce", "fgsm", "pgd")):
+    out = []
+    for model, k, start in (("erm", erm, 0), ("mixup", mixup, shift)):
+        lo, hi = wilson_interval(k, n)
+        correct = (torch.arange(n) >= start) & (torch.arange(n) < start + k)
+        out.append({"run": "r", "model": model, "eps": eps, "n": n, "attacks": list(attacks), "top1": k / n,
+                    "top1_lo": lo, "top1_hi": hi, "correct": correct})  # fmt: skip
+    return out
+
+
+def strong(rows, worst=(), key="fgsm_white"):
+    return {v.key: v for v in claims.strong_attack_verdicts(rows, worst)}[key]
+
+
+def test_strong_verdicts_cover_both_fgsm_claims_in_order():
+    got = claims.strong_attack_verdicts([])
+    assert [(v.key, v.mode) for v in got] == [("fgsm_white", "white"), ("fgsm_black", "black")]
+    assert claims.STRONG == ("pgd", "apgd-ce", "apgd-dlr")
+
+
+def test_a_gain_that_survives_every_strong_attack():
+    rows = pair("fgsm", 0.1, 500, 620) + pair("pgd", 0.1, 300, 380)
+    v = strong(rows)
+    assert v.verdict == "survives" and (v.eps, v.n, v.note, v.needs) == (0.1, 1000, "", ())
+    assert re.fullmatch(
+        r"mixup's FGSM gain of 12\.0 points shrinks to 8\.0 under PGD \(interval \[\d\.\d, \d+\.\d\] excludes 0: "
+        r"survives\)", v.sentence,
+    ), v.sentence  # fmt: skip
+    (at,) = v.table
+    assert at.fgsm.diff.diff == pytest.approx(0.12) and at.fgsm.diff.n01 == 120 and at.fgsm.diff.n10 == 0
+    assert [g.attack for g in at.strong] == ["pgd"] and at.strong[0].outcome == "survives"
+    assert at.strong[0].setting == "50 steps"
+
+
+def test_the_most_severe_strong_attack_decides_vanishes():
+    rows = pair("fgsm", 0.1, 500, 623) + pair("pgd", 0.1, 300, 380) + pair("apgd-ce", 0.1, 100, 104, shift=50)
+    v = strong(rows)
+    assert v.verdict == "vanishes"
+    assert v.sentence.startswith("mixup's FGSM gain of 12.3 points shrinks to 0.4 under APGD-CE (interval [-")
+    assert v.sentence.endswith("] includes 0: vanishes)")
+    assert [g.outcome for g in v.table[0].strong] == ["survives", "vanishes"]
+
+
+def test_a_gain_that_reverses():
+    rows = pair("fgsm", 0.1, 500, 620) + pair("apgd-ce", 0.1, 100, 105, shift=50) + pair("apgd-dlr", 0.1, 100, 60)
+    v = strong(rows)
+    assert v.verdict == "reverses"
+    assert v.sentence.startswith("mixup's FGSM gain of 12.0 points turns into a loss of 4.0 points under APGD-DLR")
+    assert v.sentence.endswith("lies below 0: reverses)")
+
+
+def test_grows_and_stays_wording():
+    fgsm = claims.Gain("fgsm", "FGSM", 0.5, 0.6, stats.paired_difference(torch.arange(100) < 50,
+                                                                         torch.arange(100) < 60))  # fmt: skip
+    more = claims.Gain("pgd", "PGD", 0.2, 0.35, stats.paired_difference(torch.arange(100) < 20,
+                                                                        torch.arange(100) < 35))  # fmt: skip
+    same = claims.Gain("pgd", "PGD", 0.2, 0.3, stats.paired_difference(torch.arange(100) < 20,
+                                                                       torch.arange(100) < 30))  # fmt: skip
+    assert "gain of 10.0 points grows to 15.0 under PGD" in claims.describe(fgsm, more)
+    assert "gain of 10.0 points stays at 10.0 under PGD" in claims.describe(fgsm, same)
+    unpaired = claims.Gain("pgd", "PGD", 0.2, 0.3, None)
+    assert unpaired.outcome == "not paired" and claims.describe(fgsm, unpaired).startswith("PGD: not paired: re-run")
+
+
+@pytest.mark.parametrize("mixup, side", [(505, "includes 0"), (400, "lies below 0")])
+def test_no_fgsm_gain_to_test(mixup, side):
+    rows = pair("fgsm", 0.1, 500, mixup, shift=100) + pair("pgd", 0.1, 300, 200)
+    v = strong(rows)
+    assert v.verdict == "no FGSM gain to test" and side in v.sentence and v.needs == ()
+    assert v.sentence.startswith(f"mixup − ERM under FGSM is {(mixup - 500) / 10:.1f} points, interval [")
+
+
+def test_rows_without_outcomes_are_not_paired_and_say_what_to_rerun():
+    rows = pair("fgsm", 0.05, 500, 620, stored=False) + pair("fgsm", 0.1, 500, 620, stored=False)
+    rows += pair("pgd", 0.1, 300, 380, steps=20)
+    v = strong(rows)
+    assert v.verdict == "not paired: re-run" and "FGSM" in v.note
+    (fgsm,) = v.needs
+    assert (fgsm.attack, fgsm.eps, fgsm.n, fgsm.steps) == ("fgsm", (0.05, 0.1), 1000, None)
+    rows = pair("fgsm", 0.1, 500, 620) + pair("pgd", 0.1, 300, 380, steps=20, stored=False)
+    v = strong(rows)
+    assert v.verdict == "not paired: re-run" and v.note == "stored without per-example outcomes: PGD"
+    assert [(c.attack, c.eps, c.steps) for c in v.needs] == [("pgd", (0.1,), 20)]
+    # one strong attack paired is enough to judge; the other is named in the note
+    rows += pair("apgd-ce", 0.1, 100, 200)
+    v = strong(rows)
+    assert v.verdict == "survives" and "under APGD-CE" in v.sentence and v.note.endswith("PGD")
+
+
+def test_nothing_to_compare():
+    v = strong([])
+    assert v.verdict == "no FGSM result" and v.needs[0].attack == "fgsm" and v.table == ()
+    v = strong(pair("fgsm", 0.0, 900, 900) + pair("fgsm", 0.1, 500, 620) + pair("ifgsm", 0.1, 100, 200))
+    assert v.verdict == "no strong attack run" and "PGD, APGD-CE, APGD-DLR" in v.sentence
+    assert [(c.attack, c.eps, c.n) for c in v.needs] == [(a, (0.1,), 1000) for a in claims.STRONG]
+    # a strong attack on other examples (n) or with another backend does not count
+    rows = pair("fgsm", 0.1, 500, 620) + pair("pgd", 0.1, 150, 200, n=500)
+    rows += pair("pgd", 0.1, 300, 380, backend="torchattacks")
+    assert strong(rows).verdict == "no strong attack run"
+
+
+def test_the_headline_falls_back_to_the_largest_common_eps_and_says_so():
+    rows = pair("fgsm", 0.03, 700, 800) + pair("fgsm", 0.05, 600, 720) + pair("fgsm", 0.1, 500, 620)
+    rows += pair("pgd", 0.03, 500, 600) + pair("apgd-ce", 0.05, 400, 401, shift=100)
+    v = strong(rows)
+    assert [g.eps for g in v.table] == [0.03, 0.05] and v.eps == 0.05 and v.verdict == "vanishes"
+    assert v.note == "no strong attack at the FGSM claim's ε = 0.1: read at ε = 0.05, the largest ε where both ran"
+    assert [g.label for g in v.table[0].strong] == ["PGD"] and [g.label for g in v.table[1].strong] == ["APGD-CE"]
+
+
+def test_the_worst_case_joins_the_white_box_only_and_can_decide():
+    rows = pair("fgsm", 0.1, 500, 620) + pair("pgd", 0.1, 300, 380) + pair("apgd-ce", 0.1, 250, 340)
+    rows += pair("fgsm", 0.1, 400, 520, mode="black") + pair("pgd", 0.1, 350, 450, mode="black")
+    rows += pair("pgd", 0.1, 0, 0, mode="black", source="other.safetensors")  # another source: not paired with FGSM
+    worst = worst_rows(0.1, 240, 245)
+    white = strong(rows, worst)
+    assert white.verdict == "vanishes" and "under the worst case" in white.sentence
+    assert [g.label for g in white.table[0].strong] == ["PGD", "APGD-CE", "worst case"]
+    assert white.table[0].strong[-1].setting == "APGD-CE, FGSM, PGD"
+    black = strong(rows, worst, key="fgsm_black")
+    assert black.verdict == "survives" and [g.label for g in black.table[0].strong] == ["PGD"]
+    assert black.table[0].strong[0].mixup_top1 == 0.45
+
+
+def test_the_strongest_exact_setting_of_an_attack_is_read():
+    rows = pair("fgsm", 0.1, 500, 620)
+    rows += pair("pgd", 0.1, 300, 300, steps=10)  # weaker: fewer steps
+    rows += pair("pgd", 0.1, 100, 100, steps=200, precision="bf16")  # not exact
+    rows += pair("pgd", 0.1, 200, 300, steps=50, restarts=5)  # read this one
+    (g,) = strong(rows).table[0].strong
+    assert (g.erm_top1, g.mixup_top1, g.setting) == (0.2, 0.3, "50 steps, 5 restarts")
+    assert claims.paired_rows(rows, "pgd", "white", 0.1, 999) is None

@@ -1,13 +1,19 @@
 import re
+import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
 from helpers import assert_one_line_error, run_cli
 
+from robustbench_mixup.claims import strong_attack_verdicts
 from robustbench_mixup.config import AttackConfig, ProbeConfig
 from robustbench_mixup.evaluation import evaluate_run
+from robustbench_mixup.indicators import INDICATORS
+from robustbench_mixup.layout import Layout
 from robustbench_mixup.probing import probe_run
 from robustbench_mixup.report import build
+from robustbench_mixup.results import ResultsDB
 from robustbench_mixup.sweep import SweepConfig, run_sweep
 from robustbench_mixup.train import TrainConfig, train_run
 
@@ -20,8 +26,10 @@ def full(tmp_path_factory):
     """A digits run with every stage done, and a hostile string in its recorded command line."""
     out = tmp_path_factory.mktemp("report")
     train_run(CFG, run="r", out=out, device="cpu", argv=["robust-eval", "train", "--data-root", HOSTILE])
-    for attack in ("fgsm", "ifgsm"):
-        evaluate_run(AttackConfig(attack=attack, eps=(0.0, 0.05, 0.1), steps=3), out=out, run="r", device="cpu")
+    evaluate_run(AttackConfig(attack="fgsm", eps=(0.0, 0.05, 0.1)), out=out, run="r", device="cpu")
+    evaluate_run(AttackConfig(attack="ifgsm", eps=(0.0, 0.05, 0.1), steps=3), out=out, run="r", device="cpu")
+    evaluate_run(AttackConfig(attack="pgd", eps=(0.05, 0.1), steps=3), out=out, run="r", device="cpu")
+    evaluate_run(AttackConfig(attack="apgd-ce", eps=(0.1,), steps=3), out=out, run="r", device="cpu")
     probe_run(ProbeConfig(pairs=200, lambdas=5, resamples=200), out=out, run="r", device="cpu")
     sweep = SweepConfig(dataset="digits", model="mlp", noise=(0.5,), alpha=(0.0, 4.0), epochs=2, batch_size=64)
     run_sweep(sweep, name="r", out=out, device="cpu")
@@ -30,7 +38,8 @@ def full(tmp_path_factory):
 
 def test_every_section_is_there_with_its_figure_inline(full):
     _, html = full
-    for section in ("summary", "sanity", "claims", "training", "robustness", "probe", "memorization", "provenance"):
+    for section in ("summary", "sanity", "claims", "strong", "training", "robustness", "indicators", "probe",
+                    "memorization", "provenance"):  # fmt: skip
         assert f'id="{section}"' in html
     for fig in ("fig-training", "fig-robustness", "fig-probe", "fig-sweep"):
         assert re.search(rf'id="{fig}" alt="[^"]+" src="data:image/png;base64,', html), fig
@@ -159,3 +168,121 @@ def test_compare_needs_two_runs(tmp_path, capsys):
     assert_one_line_error(code, err, "--compare needs at least two different runs")
     code, _, err = run_cli(capsys, "report", "--compare", "a", "zzz", "--out", str(tmp_path))
     assert_one_line_error(code, err, "unknown run 'zzz'")
+
+
+# --- strong attacks: the FGSM gain, the worst case, the checks and the indicators --------------------------
+
+
+def _section(html: str, start: str, end: str = "</table>") -> str:
+    part = html[html.index(start) :]
+    return part[: part.index(end)]
+
+
+def _stored(out):
+    with ResultsDB(Layout(out).database) as db:
+        return db.attack_rows("r", outcomes=True), db.worst_case("r"), db.indicators("r")
+
+
+def test_the_fgsm_gain_is_set_beside_every_strong_attack_and_the_worst_case(full):
+    out, html = full
+    rows, worst, _ = _stored(out)
+    verdicts = strong_attack_verdicts(rows, worst)
+    headline = _section(html, '<table id="strong-table">')
+    cells = re.findall(r"<tr><td class=\"l\">(.*?)</td>.*?<span class=\"[^\"]*\">([^<]+)</span>", headline, re.S)
+    assert [(c, w) for c, w in cells] == [(v.claim, v.verdict) for v in verdicts]
+    assert {v.verdict for v in verdicts} <= {"survives", "vanishes", "reverses", "no FGSM gain to test"}
+    white, black = _section(html, 'id="strong-fgsm_white"'), _section(html, 'id="strong-fgsm_black"')
+    assert re.findall(r"<th>([^<]+)</th>", white)[2:] == ["FGSM", "PGD", "APGD-CE", "worst case"]
+    assert re.findall(r"<th>([^<]+)</th>", black)[2:] == ["FGSM", "PGD", "APGD-CE"]  # no worst case: white box only
+    assert white.count("<tr") == 2 + 2 and "0.1 ◂" in white  # ε 0.05 and 0.1; the headline at the claim's ε
+    gain = verdicts[0].table[-1].strong[-1].diff  # the worst case at ε = 0.1, paired
+    assert f"{100 * gain.diff:+.1f}</span> [{100 * gain.lo:.1f}, {100 * gain.hi:.1f}]" in white
+    assert "Rule: mixup&#39;s gain is its top-1 accuracy minus ERM&#39;s" in html
+
+
+def test_the_worst_case_sits_beside_each_white_box_attack(full):
+    out, html = full
+    _, worst, _ = _stored(out)
+    assert {tuple(w["attacks"]) for w in worst} == {("apgd-ce", "fgsm", "ifgsm", "pgd"), ("fgsm", "ifgsm", "pgd")}
+    table = _section(html, '<table id="robustness-table">')
+    rows = re.findall(r"<tr><td class=\"l\">(.*?)</tr>", table, re.S)
+    assert {re.match(r"[^<]+", r).group() for r in rows} == {"FGSM", "I-FGSM", "PGD", "APGD-CE"}
+    for w in worst:
+        shown = f"{100 * w['top1']:.2f} <span"
+        mine = [r for r in rows if f">{w['model']}</td><td>{w['eps']:.4g}</td>" in r and "white" in r]
+        assert len(mine) == (4 if w["eps"] == 0.1 else 3) and all(shown in r for r in mine)
+    assert all("—" in r for r in rows if ">black<" in r)  # black box: no worst case
+
+
+def test_indicators_are_tabulated_per_attack_and_model_with_advice_where_they_fired(full):
+    out, html = full
+    _, _, stored = _stored(out)
+    section = html[html.index('<h2 id="indicators">') : html.index('<h2 id="probe">')]
+    groups = {(r["attack"], r["model"]) for r in stored}
+    assert len(re.findall(r'<table class="indicators"', section)) == len(groups) == 8  # 4 attacks × 2 models
+    fired = [r for r in stored if r["status"] == "fired"]
+    assert section.count("<details>") == len(groups - {(r["attack"], r["model"]) for r in fired})
+    for name in {r["indicator"] for r in stored}:
+        assert INDICATORS[name].label in section
+        assert INDICATORS[name].meaning.replace("'", "&#39;") in section
+        advice = INDICATORS[name].advice.replace("'", "&#39;")
+        assert (f"Fired: {advice}" in section) == any(r["indicator"] == name for r in fired), name
+    if fired:
+        assert f"{len(fired)} attack-failure indicator(s) fired" in html
+
+
+@pytest.fixture
+def copy(full, tmp_path, monkeypatch):
+    """A copy of the full run's output to change; its reports are built without figures (they are slow)."""
+    from robustbench_mixup import report
+
+    for figure in ("training_figure", "robustness_figure"):
+        monkeypatch.setattr(report, figure, lambda *a, **k: None)
+    out = tmp_path / "copy"
+    shutil.copytree(full[0], out)
+    return out
+
+
+def _add_flag(out, status, p_value, detail, check="monotone_in_eps"):
+    con = sqlite3.connect(Layout(out).database)
+    with con:
+        con.execute(
+            "INSERT INTO attack_flags (run, attack, backend, n, check_name, model, mode, eps, detail, created, status,"
+            " p_value) VALUES ('r', 'pgd', 'native', 359, ?, 'mixup', 'white', 0.1, ?, 'now', ?, ?)",
+            (check, detail, status, p_value),
+        )
+    con.close()
+
+
+def test_checks_within_sampling_noise_are_listed_calmly_and_only_failures_alarm(copy):
+    out = copy
+    _add_flag(out, "noise", 0.31, "accuracy rises from 0.5432 at ε=0.05 to 0.5460")
+    html = build(out=out, run="r").read_text()
+    sanity = html[html.index('<h2 id="sanity">') : html.index('<h2 id="claims">')]
+    assert 'id="flags-failed"' not in sanity and "may overstate robustness" not in sanity
+    assert "No check failed" in sanity
+    noise = _section(sanity, 'id="flags-noise"', "</div>")
+    assert "1 ordering difference(s) within sampling noise" in noise and "(p = 0.31)" in noise
+    _add_flag(out, "failed", 1e-5, HOSTILE, check="pgd_le_ifgsm")
+    html = build(out=out, run="r").read_text()
+    failed = _section(html, 'id="flags-failed"', "</div>")
+    assert "1 check(s) failed" in failed and "may overstate robustness" in failed and "(p = 1e-05)" in failed
+    assert "pgd_le_ifgsm" in failed and "0.5460" not in failed  # the noise one is not among the failures
+    assert "0.5460" in _section(html, 'id="flags-noise"', "</div>")
+    assert HOSTILE not in html and "&lt;script&gt;" in failed
+
+
+def test_rows_stored_without_outcomes_are_not_paired_and_the_report_says_what_to_rerun(copy):
+    out = copy
+    con = sqlite3.connect(Layout(out).database)
+    with con:  # as a database written before per-example outcomes were kept
+        con.execute("UPDATE attack_results SET correct = NULL")
+        con.execute("DELETE FROM worst_case")
+    con.close()
+    html = build(out=out, run="r").read_text()
+    headline = _section(html, '<table id="strong-table">')
+    assert headline.count("not paired: re-run</span>") == 2
+    assert "stored without per-example outcomes: FGSM" in headline
+    assert f"robust-eval fgsm --eps 0 0.05 0.1 --run r --out {out}" in headline
+    assert "worst case" not in _section(html, 'id="strong-fgsm_white"')
+    assert "not paired: re-run<br>" in _section(html, 'id="strong-fgsm_white"')
