@@ -42,6 +42,7 @@ Bounds = tuple[float, float]
 Progress = Callable[[int], None]
 LOSSES = ("ce", "dlr")
 PRECISIONS = ("fp32", "bf16")
+MAX_GROUP_IMAGES = 4096  # on CUDA, (ε, restart) pairs share a forward+backward up to this many images
 
 
 # --- losses and the input gradient ----------------------------------------------------------------
@@ -376,7 +377,7 @@ class Attack:
         """
         jobs = [(i, e) for i, e in enumerate(eps) for _ in range(self.restarts)]
         starts = [self.start(x, _radii(e, x), generator) if e > 0 else None for _, e in jobs]
-        group = len(jobs) if x.device.type == "cuda" else 1
+        group = max(1, min(len(jobs), MAX_GROUP_IMAGES // max(len(x), 1))) if x.device.type == "cuda" else 1
         results: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, Trace]] = []
         for g in range(0, len(jobs), group):
             chunk = range(g, min(g + group, len(jobs)))

@@ -445,12 +445,16 @@ def _attack_table(ev: Evaluation) -> str:
     lines.append("top-1 accuracy; 95% Wilson intervals, top-5 and errors are in reports/results.sqlite (or --json)")
     if failed:
         lines.append(f"WARNING: {len(failed)} sanity check(s) failed, significantly (marked !):")
-        lines += [f"  - {f['check']}: {f['model']} {f['mode']} ε={f['eps']:g}: {f['detail']}" for f in failed]
+        lines += [f"  - {f['check']}: {ATTACKS[f['attack']].label if f['attack'] in ATTACKS else f['attack']} "
+                  f"{f['model']} {f['mode']} ε={f['eps']:g}: {f['detail']}" for f in failed]  # fmt: skip
     else:
         lines.append("sanity checks: none failed (ε=0 = clean, monotone in ε, black ≥ white, strong ≤ I-FGSM ≤ FGSM)")
     if noise:
         lines.append(f"  ({len(noise)} ordering difference(s) within sampling noise: see the report)")
     fired = [i for i in ev.indicators if i.status == "fired"]
+    if not ev.indicators and cfg.mode != "black":
+        lines.append(f"attack-failure indicators: not measured (they read the native loop's trace; backend "
+                     f"{cfg.backend})")  # fmt: skip
     if ev.indicators:
         from .indicators import INDICATORS
 
@@ -546,6 +550,7 @@ def _cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from .claims import strong_attack_verdicts
     from .config import preset
     from .pipeline import run_name, run_pipeline
     from .report import collect, run_claims
@@ -554,14 +559,18 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     path = run_pipeline(p, out=args.out, run=args.run, device=args.device, data_root=args.data_root,
                         download=args.download, argv=[PROG, *argv])  # fmt: skip
     run = run_name(p, args.run)
+    data = collect(args.out, run)
     print(f"run {run}: the paper's claims (erm → mixup; rule and intervals in the report)")
-    for c in run_claims(collect(args.out, run)):
+    for c in run_claims(data):
         if c.erm is None or c.mixup is None:
             print(f"  {c.verdict:<15} {c.claim}")
             continue
         scale, fmt = (100, "{:.2f}") if c.unit == "%" else (1, "{:.3g}")
         change = f"{fmt.format(scale * c.erm.value)} → {fmt.format(scale * c.mixup.value)}{c.unit}"
         print(f"  {c.verdict:<15} {c.claim}: {change} ({c.where})")
+    print("does mixup's FGSM gain survive a strong attack? (paired, on the same examples)")
+    for v in strong_attack_verdicts(data["attack_rows"], data["worst_case"]):
+        print(f"  {v.mode} box: {v.sentence}")
     print(f"report: {path.resolve().as_uri()}")
     return 0
 

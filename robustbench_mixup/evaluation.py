@@ -79,12 +79,7 @@ class Evaluation:
 def stored_flags(stored: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """`indicators.ordering_flags` over every stored row of one run on the same examples (each row
     carries its model's clean accuracy)."""
-    clean = {r["model"]: r["clean_top1"] for r in stored}
-    flags = ordering_flags(stored, clean)
-    by_row = {(r["model"], r["mode"], r["eps"], r["attack"]): r["backend"] for r in stored}
-    for f in flags:
-        f["backend"] = by_row.get((f["model"], f["mode"], f["eps"], f["attack"]), "native")
-    return flags
+    return ordering_flags(stored, {r["model"]: r["clean_top1"] for r in stored})
 
 
 def _row(model: str, mode: str, eps: float, n: int, top1: int, top5: int, correct: torch.Tensor | None = None) -> Row:
@@ -143,7 +138,8 @@ def evaluate_models(
         for name, model in models.items():
             attacked = torch.compile(model) if cfg.compile else model
             if cfg.backend == "native":
-                c = attacks.evaluate_attack(attacked, {name: attacked}, images, labels, eps, attack=attack,
+                # A compiled model crafts; the eager one scores, as it scores the clean pass.
+                c = attacks.evaluate_attack(attacked, {name: model}, images, labels, eps, attack=attack,
                                             batch_size=cfg.batch_size, progress=progress)  # fmt: skip
                 if indicators is not None:
                     traces = [c.trace(i) for i in range(len(eps))]

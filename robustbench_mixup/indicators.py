@@ -36,7 +36,7 @@ DOUBLING_N = 500  # examples attacked again with twice the steps
 NOISE_DRAWS = 5  # random sign-noise draws per example
 GRADIENT_SHARE = 0.01  # unusable gradients: fires at ≥ 1% of examples
 SILENT_SHARE = 0.005  # points met but not returned: fires when they hide ≥ 0.5 points of accuracy
-INCOMPLETE_SHARE = 0.05  # fires when ≥ 5% of the loss gain came in the last 10% of the steps
+INCOMPLETE_SHARE, LATE_GAIN, MIN_SURVIVORS = 0.1, 0.1, 20  # see incomplete_share
 UNSTABLE_CHANGE, UNSTABLE_SHARE = 0.5, 0.05  # relative loss change; share of examples
 UNCONSTRAINED_SHARE = 0.01  # survivors allowed at ε = 1
 DOUBLING_DROP = 0.01  # accuracy change (points/100) that, when significant, says "not converged"
@@ -81,8 +81,8 @@ INDICATORS: dict[str, IndicatorInfo] = {
     ),
     "incomplete": IndicatorInfo(
         "incomplete optimization",
-        "share of the loss gain on the surviving examples made in the last 10% of the steps: still rising means "
-        "the attack stopped early",
+        "share of the surviving examples whose best loss still rose by more than a tenth of its whole gain in the "
+        "last 10% of the steps: a loss still rising means the attack stopped early",
         "run more steps (or APGD, whose step size adapts) until the loss levels off",
     ),
     "unconstrained": IndicatorInfo(
@@ -151,17 +151,17 @@ def silent_share(trace: Trace, correct: torch.Tensor) -> float:
 
 
 def incomplete_share(trace: Trace, correct: torch.Tensor) -> float | None:
-    """Share of the best-loss gain of the surviving examples made in the last 10% of the steps; None
-    when there is nothing to judge (no survivor, no gain, fewer than 3 points)."""
+    """Share of the surviving examples whose best loss still rose by more than LATE_GAIN of its whole gain
+    in the last 10% of the steps (a trend, not the creep of a fixed-step attack oscillating at the top);
+    None when there is nothing to judge (fewer than MIN_SURVIVORS survivors, fewer than 3 points)."""
     losses = trace.losses.cpu()
-    if len(losses) < 3 or not bool(correct.any()):
+    if len(losses) < 3 or int(correct.sum()) < MIN_SURVIVORS:
         return None
     best = losses[:, correct].cummax(0).values
     late = math.floor(0.9 * (len(best) - 1))
-    gain = float((best[-1] - best[0]).sum())
-    if not math.isfinite(gain) or gain <= 0:
-        return None
-    return float((best[-1] - best[late]).sum()) / gain
+    gain, late_gain = best[-1] - best[0], best[-1] - best[late]
+    rising = torch.isfinite(gain) & (gain > 0) & (late_gain > LATE_GAIN * gain)
+    return float(rising.float().mean())
 
 
 def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -226,7 +226,7 @@ def measure(
     `correct[i]` and `traces[i]` are the evaluation's per-example outcomes and trace at `eps[i]`;
     `first[i]` its adversarial points on the first examples (for the noise probe), if kept.
     """
-    g = torch.Generator().manual_seed(hash(("indicators", seed)) & (2**63 - 1))
+    g = torch.Generator().manual_seed((seed * 1_000_003 + 17) % 2**63)  # ints only: the same in every process
     info = ATTACKS[attack.name]
     out: list[Indicator] = []
     todo = [i for i, e in enumerate(eps) if e > 0]
@@ -255,8 +255,8 @@ def measure(
             if info.strong:
                 late = incomplete_share(trace, ok)
                 if late is not None:
-                    add("incomplete", late, INCOMPLETE_SHARE, "fired" if late >= INCOMPLETE_SHARE else "ok",
-                        f"{late:.1%} of the loss gain came in the last 10% of the {attack.steps} steps")  # fmt: skip
+                    detail = f"{late:.1%} of the survivors still gained in the last 10% of the {attack.steps} steps"
+                    add("incomplete", late, INCOMPLETE_SHARE, "fired" if late >= INCOMPLETE_SHARE else "ok", detail)
         if first[i] is not None:
             m = len(first[i])
             share = unstable_share(model, first[i].to(x.device), y[:m], e, g)
@@ -339,11 +339,17 @@ def ordering_flags(rows: Sequence[Mapping[str, Any]], clean: Mapping[str, float]
             )
 
     def curve_key(r: Mapping[str, Any]) -> tuple:
+        """One ε curve: the same attack with the same settings; the step size by its rule (None: the
+        attack's own rule, which scales with ε) or its fixed value."""
+        default = _default_size(r["attack"], r["steps"], r["eps"])
+        size = None if default is None or math.isclose(r["step_size"], default, rel_tol=1e-6) else r["step_size"]
         return (r["model"], r["attack"], r["mode"], r["source"], r["backend"], r["steps"], r.get("restarts", 1),
-                r["step_size"] if not r["steps"] or r["step_size"] != r["eps"] / r["steps"] else None)  # fmt: skip
+                r.get("precision", "fp32"), r.get("seed", 0), size)  # fmt: skip
 
     for _, group in itertools.groupby(sorted(rows, key=lambda r: (repr(curve_key(r)), r["eps"])), key=curve_key):
         for lo, hi in itertools.pairwise(list(group)):
+            if lo["eps"] == hi["eps"]:
+                continue
             comparisons.append(
                 Comparison(
                     "monotone_in_eps",
@@ -400,6 +406,15 @@ def _discordant(upper: Mapping[str, Any], lower: Mapping[str, Any]) -> tuple[int
     return max(rise, 0), max(-rise, 0)
 
 
+def _default_size(attack: str, steps: int, eps: float) -> float | None:
+    """The step size `attack` uses at `eps` by its own rule (None for a name this version does not know)."""
+    from .attacks import make_attack
+
+    if attack not in ATTACKS or eps == 0:
+        return None
+    return make_attack(attack, steps=steps if ATTACKS[attack].iterative else None).size_for(eps)
+
+
 def _flag(check: str, row: Mapping[str, Any], status: str, p: float | None, detail: str) -> dict[str, Any]:
     return {"check": check, "model": row["model"], "mode": row["mode"], "eps": row["eps"], "attack": row["attack"],
-            "status": status, "p_value": p, "detail": detail}  # fmt: skip
+            "backend": row.get("backend", "native"), "status": status, "p_value": p, "detail": detail}  # fmt: skip

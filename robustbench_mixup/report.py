@@ -263,10 +263,12 @@ def robustness_rows(rows: Sequence[Mapping[str, Any]], worst: Sequence[Mapping[s
 
 
 def split_flags(flags: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
-    """Ordering checks that failed (significant, or exact checks) and those within sampling noise."""
+    """Ordering checks that failed (significant, or exact checks), those within sampling noise, and those
+    stored by an older version without a significance test (until the attack is run again)."""
     return {
-        "failed": [f for f in flags if f.get("status", "failed") != "noise"],
+        "failed": [f for f in flags if f.get("status", "failed") == "failed"],
         "noise": [f for f in flags if f.get("status") == "noise"],
+        "unchecked": [f for f in flags if f.get("status") == "unchecked"],
     }
 
 

@@ -143,18 +143,19 @@ MIGRATIONS: list[list[str]] = [
                top1, top1_err, top1_lo, top1_hi, top5, top5_err, top5_lo, top5_hi, clean_top1, created
            FROM attack_results_v4""",
         "DROP TABLE attack_results_v4",
-        "ALTER TABLE attack_flags ADD COLUMN status TEXT NOT NULL DEFAULT 'failed'",  # 'failed' | 'noise'
+        # 'failed' | 'noise' | 'unchecked': flags of older versions, never tested for significance
+        "ALTER TABLE attack_flags ADD COLUMN status TEXT NOT NULL DEFAULT 'unchecked'",
         "ALTER TABLE attack_flags ADD COLUMN p_value REAL",
         """CREATE TABLE attack_indicators (
             run TEXT NOT NULL REFERENCES runs(name),
             model TEXT NOT NULL, attack TEXT NOT NULL, backend TEXT NOT NULL, n INTEGER NOT NULL,
-            steps INTEGER NOT NULL, restarts INTEGER NOT NULL, precision TEXT NOT NULL,
+            steps INTEGER NOT NULL, step_size REAL NOT NULL, restarts INTEGER NOT NULL, precision TEXT NOT NULL,
             eps REAL NOT NULL,
             indicator TEXT NOT NULL,        -- a key of indicators.INDICATORS
             value REAL NOT NULL, threshold REAL NOT NULL,
             status TEXT NOT NULL,           -- 'ok' | 'noise' | 'fired'
             p_value REAL, detail TEXT NOT NULL, created TEXT NOT NULL,
-            PRIMARY KEY (run, model, attack, backend, n, steps, restarts, precision, eps, indicator)
+            PRIMARY KEY (run, model, attack, backend, n, steps, step_size, restarts, precision, eps, indicator)
         )""",
         """CREATE TABLE worst_case (
             run TEXT NOT NULL REFERENCES runs(name),
@@ -489,10 +490,11 @@ class ResultsDB:
                 )  # fmt: skip
             for i in getattr(ev, "indicators", []):
                 c.execute(
-                    """INSERT OR REPLACE INTO attack_indicators (run, model, attack, backend, n, steps, restarts,
-                       precision, eps, indicator, value, threshold, status, p_value, detail, created)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                    (ev.run, i.model, attack.name, backend, n, attack.steps, restarts, precision, i.eps, i.name,
+                    """INSERT OR REPLACE INTO attack_indicators (run, model, attack, backend, n, steps, step_size,
+                       restarts, precision, eps, indicator, value, threshold, status, p_value, detail, created)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    (ev.run, i.model, attack.name, backend, n, attack.steps, attack.size_for(i.eps), restarts,
+                     precision, i.eps, i.name,
                      i.value, i.threshold, i.status, i.p_value, i.detail, now),
                 )  # fmt: skip
             stored = [self._decoded(dict(r)) for r in c.execute("SELECT * FROM attack_results WHERE run=? AND n=?",
@@ -535,11 +537,11 @@ class ResultsDB:
 
         groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
         for r in stored:
-            if r["mode"] == "white" and r["correct"] is not None and r["eps"] > 0:
+            if r["mode"] == "white" and r["eps"] > 0:
                 groups.setdefault((r["model"], r["eps"]), []).append(r)
         for (model, eps), rows in groups.items():
             names = sorted({r["attack"] for r in rows})
-            if len(names) < 2:
+            if len(names) < 2 or any(r["correct"] is None for r in rows):  # a row of before v5: no outcomes
                 continue
             both = rows[0]["correct"].clone()
             for r in rows[1:]:

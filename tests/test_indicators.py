@@ -120,15 +120,24 @@ def test_silent_success_counts_points_met_but_not_returned():
     assert indicators.silent_share(trace, correct) == 0.25
 
 
-def test_incomplete_share_is_the_late_share_of_the_best_loss_gain():
-    rising = torch.arange(11.0)[:, None].repeat(1, 2)  # loss rising linearly over 10 steps: 10% in the last 10%
-    trace = Trace(rising, torch.zeros(2, dtype=torch.bool), torch.zeros(2, dtype=torch.bool),
-                  torch.zeros(2, dtype=torch.bool))  # fmt: skip
-    assert indicators.incomplete_share(trace, torch.tensor([True, True])) == pytest.approx(0.1)
-    flat = torch.cat([torch.arange(6.0), torch.full((5,), 5.0)])[:, None]  # levelled off halfway
-    trace = Trace(flat, *(torch.zeros(1, dtype=torch.bool),) * 3)
-    assert indicators.incomplete_share(trace, torch.tensor([True])) == 0.0
-    assert indicators.incomplete_share(trace, torch.tensor([False])) is None  # no survivor: nothing to judge
+def test_incomplete_share_counts_survivors_whose_loss_still_rises():
+    n = indicators.MIN_SURVIVORS
+    steps = torch.arange(11.0)[:, None]
+    linear = steps.repeat(1, n)  # rising steadily: 10% of the gain in the last 10% of the steps
+    creeping = torch.cat([steps[:6].repeat(1, n), (5 + 0.01 * steps[6:]).repeat(1, n)])  # levelled off, creeping
+    none = torch.zeros(2 * n, dtype=torch.bool)
+
+    def share(losses: torch.Tensor, correct: torch.Tensor) -> float | None:
+        return indicators.incomplete_share(Trace(losses, none[: losses.shape[1]], none[: losses.shape[1]],
+                                                 none[: losses.shape[1]]), correct)  # fmt: skip
+
+    accelerating = steps.pow(2).repeat(1, n)  # 19% of the gain in the last step
+    assert share(torch.cat([accelerating, creeping], 1), torch.ones(2 * n, dtype=torch.bool)) == 0.5
+    assert share(linear, torch.ones(n, dtype=torch.bool)) == 0.0  # exactly 10%: not more
+    assert share(creeping, torch.ones(n, dtype=torch.bool)) == 0.0
+    few = torch.zeros(n, dtype=torch.bool)
+    few[: n - 1] = True
+    assert share(accelerating, few) is None  # too few survivors to judge
 
 
 def test_mcnemar_and_the_paired_interval_known_values():
