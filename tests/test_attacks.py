@@ -144,19 +144,9 @@ def test_wilson_interval_known_values():
 # --- backends agree --------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def trained():
-    """A smallcnn trained for two epochs on mnist-5k, and its 1,000 test images."""
-    from robustbench_mixup.data import load_dataset
-    from robustbench_mixup.train import TrainConfig, init_model, train_epoch
-
-    data = load_dataset("mnist-5k")
-    model = init_model(TrainConfig(model="smallcnn"), data, seed=0)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    for epoch in range(2):
-        train_epoch(model, opt, data.train_images, data.train_labels, alpha=0.0, num_classes=10, batch_size=128,
-                    seed=0, epoch=epoch, augment=False)  # fmt: skip
-    return model.eval(), data.test_images, data.test_labels
+@pytest.fixture
+def trained(trained_smallcnn):
+    return trained_smallcnn
 
 
 @pytest.mark.parametrize("attack", ["fgsm", "ifgsm"])

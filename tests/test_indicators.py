@@ -175,3 +175,17 @@ def test_fgsm_and_pgd_traces_cover_every_example():
     for attack in (FGSM(), PGD(steps=3)):
         (crafted,) = [c for c in attack.craft_batch(Mean().eval(), x, y, [0.05], (0.0, 1.0))]
         assert crafted.trace is not None and crafted.trace.fooled_on_path.shape == (50,)
+
+
+@pytest.mark.slow
+def test_a_plain_trained_smallcnn_fires_nothing(trained_smallcnn):
+    model, x, y = trained_smallcnn
+    x, y = x[:300], y[:300]
+    for cfg in (
+        AttackConfig("fgsm", (0.05, 0.1), mode="white"),
+        AttackConfig("pgd", (0.05, 0.1), steps=20, mode="white"),
+    ):
+        found: list[indicators.Indicator] = []
+        evaluate_models({"m": model}, x, y, cfg.validate(), indicators=found)
+        assert [(i.name, i.eps, i.detail) for i in found if i.status == "fired"] == []
+        assert {i.name for i in found} >= {"gradients", "randomness", "silent", "unstable", "noise"}
