@@ -6,24 +6,37 @@
     python -m benchmarks --only fgsm_curve,ifgsm --repeat 9
 
 Every figure is the median of --repeat timings taken round-robin after one untimed warm-up call of each
-implementation (min and max are shown too). Ratios are against the first implementation of a row group
-(ours). The table goes to stdout and, with the machine and versions, to benchmarks/results.json.
-Targets are reported as met or missed; the command's exit status does not depend on them.
+implementation (min and max are shown too); the 50- and 100-step attacks (pgd, apgd, precision,
+multi_eps), whose calls take seconds to minutes on a CPU, default to 3 repetitions, with no warm-up on
+the CPU. Ratios are against the first implementation of a row group (ours). The table goes to stdout
+and, with the machine and versions, to benchmarks/results.json, rewritten after every benchmark so that
+a run cut short keeps what it measured; with --only, the entries of the benchmarks not run are kept
+from the file already there (each entry says when and where it was measured). Targets are reported as
+met or missed; the command's exit status does not depend on them.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .timing import Result
 
-BENCHMARKS = ("fgsm_curve", "ifgsm", "mixup_overhead", "pair", "loader", "probe", "cli_startup", "paired_throughput")
+BENCHMARKS = (
+    "fgsm_curve", "ifgsm", "mixup_overhead", "pair", "loader", "probe", "cli_startup", "paired_throughput",
+    "pgd", "apgd", "precision", "multi_eps",
+)  # fmt: skip
+ITERATIVE = ("pgd", "apgd", "multi_eps")  # on `Sizes.iterative` images
+HEAVY = (*ITERATIVE, "precision")  # calls of seconds to minutes on a CPU: HEAVY_REPEAT repetitions by default
+DEFAULT_REPEAT, HEAVY_REPEAT = 5, 3
+STAMP = ("created", "commit", "device", "cpu", "torch", "quick")  # where and when an entry was measured
 HERE = Path(__file__).resolve().parent
 
 
@@ -50,7 +63,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     ap.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda (default: auto)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes and one repetition (what CI runs)")
-    ap.add_argument("--repeat", type=int, default=None, help="timed repetitions per figure (default 5; --quick: 1)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help=f"timed repetitions per figure (default {DEFAULT_REPEAT}; {HEAVY_REPEAT} for {', '.join(HEAVY)}; "
+        "--quick: 1)",
+    )
     ap.add_argument("--only", default=None, help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
     ap.add_argument(
         "--out",
@@ -61,7 +80,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.repeat is not None and args.repeat < 1:
         ap.error(f"--repeat must be ≥ 1, got {args.repeat}")
-    args.repeat = args.repeat or (1 if args.quick else 5)
+    args.heavy_repeat = args.repeat or (1 if args.quick else HEAVY_REPEAT)
+    args.repeat = args.repeat or (1 if args.quick else DEFAULT_REPEAT)
     if args.only is not None:
         args.only = [name.strip() for name in args.only.split(",") if name.strip()]
         unknown = [name for name in args.only if name not in BENCHMARKS]
@@ -80,7 +100,11 @@ def _fmt_seconds(s: float) -> str:
 def table(results: list[Result]) -> str:
     lines = [f"{'benchmark':<18} {'setup':<34} {'implementation':<20} {'median':>11} {'min':>11} {'max':>11} "
              f"{'× first':>8} {'per s':>10}"]  # fmt: skip
+    pad = f"{'':<18} {'':<34}"
     for r in results:
+        if not r.timings:
+            lines.append(f"{r.benchmark:<18} {r.setup:<34} {r.notes.get('skipped', 'nothing timed')}")
+            continue
         first = next(iter(r.timings.values())).median
         for name, t in r.timings.items():
             rate = f"{r.rates[name]:>10,.0f}" if name in r.rates else ""
@@ -88,14 +112,58 @@ def table(results: list[Result]) -> str:
                          f"{_fmt_seconds(t.max)} {t.median / first:>8.2f} {rate}")  # fmt: skip
         for tg in r.targets:
             verdict = "met" if tg.met else "MISSED"
-            lines.append(f"{'':<18} {'':<34} target: {tg.label} {tg.op} {tg.bound:g}: {tg.value:.3f}  {verdict}")
+            lines.append(f"{pad} target: {tg.label} {tg.op} {tg.bound:g}: {tg.value:.3f}  {verdict}")
         if "data_ratio" in r.notes:
             over = r.notes["data_seconds"]
             lines.append(
-                f"{'':<18} {'':<34} data path alone (epoch − floor): ours {over['ours']:.3f} s, "
+                f"{pad} data path alone (epoch − floor): ours {over['ours']:.3f} s, "
                 f"reference-style {over['reference-style']:.3f} s, ratio {r.notes['data_ratio']:.1f}"
             )
+        lines += [f"{pad} {line}" for line in note_lines(r.notes)]
     return "\n".join(lines)
+
+
+def _acc(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(f"{v:.3f}" for v in value) + "]"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def note_lines(notes: dict[str, Any]) -> list[str]:
+    """The notes worth a line under a benchmark's rows: accuracies, precision trade-offs, what was skipped."""
+    lines = []
+    n = f" on {notes['n']}" if "n" in notes else ""
+    if "accuracies" in notes:
+        lines.append(f"robust accuracy{n}: " + ", ".join(f"{k} {_acc(v)}" for k, v in notes["accuracies"].items()))
+    if "speed_vs_fp32" in notes:
+        parts = [f"{k} ×{notes['speed_vs_fp32'][k]:.2f} speed, {d:+.2f} points"
+                 for k, d in notes["accuracy_difference_points"].items()]  # fmt: skip
+        lines.append("vs fp32: " + "; ".join(parts))
+    if "compile_seconds" in notes:
+        lines.append(f"torch.compile: {notes['compile_seconds']:.1f} s of compilation (cold caches), in the warm-up")
+    if "speedup" in notes:
+        lines.append(f"one call vs loop: ×{notes['speedup']:.2f}")
+    lines += [f"{key}: {notes[key]}" for key in ("art", "compile") if isinstance(notes.get(key), str)]
+    return lines
+
+
+def _family(entry: dict[str, Any]) -> str:
+    """The benchmark an entry of results.json belongs to ("precision ifgsm-10" → "precision")."""
+    return str(entry.get("benchmark", "")).split(" ")[0]
+
+
+def merge(previous: Any, fresh: dict[str, Any], ran: set[str]) -> dict[str, Any]:
+    """`fresh` with the entries of `previous` (an earlier results file) whose benchmark was not run now,
+    each keeping the stamp of the run that measured it; entries in BENCHMARKS order. Anything
+    unreadable in `previous` is dropped."""
+    if not isinstance(previous, dict) or not isinstance(previous.get("results"), list):
+        return fresh
+    stamp = {k: previous.get(k) for k in STAMP}
+    kept = [{**entry, "measured": entry.get("measured", stamp)} for entry in previous["results"]
+            if isinstance(entry, dict) and _family(entry) not in ran]  # fmt: skip
+    order = {name: i for i, name in enumerate(BENCHMARKS)}
+    entries = sorted([*kept, *fresh["results"]], key=lambda e: order.get(_family(e), len(order)))
+    return {**fresh, "results": entries}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,17 +193,23 @@ def main(argv: list[str] | None = None) -> int:
         return built[key]
 
     kw = {"repeat": args.repeat}
-    jobs: list[tuple[str, Callable[[], Result]]] = []
+    jobs: list[tuple[str, Callable[[], Result | list[Result]]]] = []
     for name in chosen:
         if name == "cli_startup":
             jobs.append((name, lambda: cli_startup.cli_startup(**kw)))
         elif name == "paired_throughput":
             width, n = (8, 256) if args.quick else (64, 10240)
             jobs.append((name, lambda w=width, n=n: training.paired_throughput(device, width=w, n=n, **kw)))
+        elif name == "multi_eps" and device.type != "cuda":
+            jobs.append((name, lambda: attacks.multi_eps(None, repeat=args.heavy_repeat, n=0)))  # skipped
         else:
             for key in ("mnist", "cifar"):
                 if name == "probe":
                     fn = lambda k=key: probe.probe(setup(k), pairs=size[k].pairs, **kw)  # noqa: E731
+                elif name in HEAVY:
+                    n = size[key].iterative if name in ITERATIVE else size[key].precision
+                    bench = getattr(attacks, name)
+                    fn = lambda b=bench, k=key, n=n: b(setup(k), repeat=args.heavy_repeat, n=n, quick=args.quick)  # noqa: E731
                 else:
                     bench = getattr(attacks, name, None) or getattr(training, name)
                     fn = lambda b=bench, k=key: b(setup(k), **kw)  # noqa: E731
@@ -143,21 +217,42 @@ def main(argv: list[str] | None = None) -> int:
 
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"robust-eval benchmarks on {where} ({_cpu_name()}); torch {torch.__version__}; "
-          f"median of {args.repeat} after a warm-up{' (quick sizes)' if args.quick else ''}", flush=True)  # fmt: skip
+          f"median of {args.repeat} after a warm-up ({args.heavy_repeat} for the 50/100-step attacks)"
+          f"{' (quick sizes)' if args.quick else ''}", flush=True)  # fmt: skip
+    previous = None
+    if args.only is not None:  # what the file held before this run: its other benchmarks' entries stay
+        try:
+            previous = json.loads(args.out.read_text())
+        except (OSError, ValueError):
+            previous = None
     results: list[Result] = []
     started = time.perf_counter()
+
+    def save(partial: bool) -> None:
+        """Write the results so far: after every job (`"partial": true`, so a run cut short keeps what it
+        measured) and at the end."""
+        stamp = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": _commit(), "device": where,
+                 "cpu": _cpu_name(), "torch": torch.__version__, "quick": args.quick}  # fmt: skip
+        fresh = {
+            **stamp, "seconds": time.perf_counter() - started, "python": platform.python_version(),
+            "repeat": args.repeat, "heavy_repeat": args.heavy_repeat, "partial": partial,
+            "results": [{**r.to_dict(), "measured": stamp} for r in results],
+        }  # fmt: skip
+        atomic_write_json(args.out, fresh if args.only is None else merge(previous, fresh, set(chosen)))
+
     for k, (label, fn) in enumerate(jobs, 1):
         print(f"[{k}/{len(jobs)}] {label} …", file=sys.stderr, flush=True)
-        results.append(fn())
+        t0 = time.perf_counter()
+        out = fn()
+        done = out if isinstance(out, list) else [out]
+        results += done
+        print(table(done).split("\n", 1)[1], file=sys.stderr)  # the rows as they come, without the header
+        print(f"  ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+        save(partial=True)
     print(table(results))
     missed = [f"{r.benchmark} [{r.setup}]: {t.label}" for r in results for t in r.targets if not t.met]
     print(f"{len(missed)} target(s) missed" + (": " + "; ".join(missed) if missed else ""))
-    atomic_write_json(args.out, {
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": time.perf_counter() - started,
-        "device": where, "cpu": _cpu_name(), "torch": torch.__version__, "python": platform.python_version(),
-        "commit": _commit(), "quick": args.quick, "repeat": args.repeat,
-        "results": [r.to_dict() for r in results],
-    })  # fmt: skip
+    save(partial=False)
     print(f"written: {args.out}")
     return 0
 

@@ -5,23 +5,37 @@
    once. Floor: one forward+backward per batch, then one forward per further ε.
 2. `ifgsm`: 10-step I-FGSM at one ε. Ours vs torchattacks' BIM vs foolbox's LinfBasicIterativeAttack;
    floor: 10 bare forward+backward passes per batch (input gradients only) and one forward to score.
+9. `pgd`: PGD, 50 steps, one restart, random start off, at one ε (0.1 on MNIST, 8/255 on CIFAR-shaped
+   images). Ours vs torchattacks' PGD vs foolbox's LinfPGD vs ART's ProjectedGradientDescent (where
+   ART is installed: `pip install '.[bench]'`); floor: 50 bare forward+backward passes and one forward.
+10. `apgd`: APGD-CE, 100 steps, one restart. Ours vs torchattacks' APGD; floor: 100 forward+backward
+   passes and one forward.
+11. `precision`: 10-step I-FGSM (and PGD-50 on CUDA) in float32, under bf16 autocast and on
+   `torch.compile(model)`: speed against float32 and the change in robust accuracy. Reported only.
+12. `multi_eps` (CUDA): PGD at 4 ε in one `evaluate_attack` call vs a loop of one call per ε.
 
 Every implementation attacks the same frozen model on the same images in batches of the same size;
-the accuracies they report must agree.
+the accuracies they report must agree (APGD's within a point: its random starts differ). The 50- and
+100-step attacks run on fewer images than the others on the CPU (`setups.Sizes.iterative`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import importlib.metadata
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from robustbench_mixup.attacks import input_gradient, robust_accuracy
+from robustbench_mixup.attacks import APGD, IFGSM, PGD, Attack, evaluate_attack, input_gradient, robust_accuracy
 from robustbench_mixup.devices import frozen
 
 from .setups import Setup
-from .timing import Result, Target, measure
+from .timing import Result, Target, measure, sync
 
 EPS8 = [0.0, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3]
 IFGSM_EPS = 0.1
@@ -125,3 +139,288 @@ def ifgsm(setup: Setup, *, repeat: int, warmup: int = 1) -> Result:
     fns = {"ours": ours, "torchattacks": ta, "foolbox": foolbox, "floor": floor}
     notes = {"eps": e, "steps": STEPS}
     return _compare("ifgsm", setup, fns, notes, faster=1.0, floor=1.10, repeat=repeat, warmup=warmup)
+
+
+# --- the iterative attacks: PGD and APGD against the libraries, precision, grouped ε ---------------------
+
+PGD_STEPS, APGD_STEPS = 50, 100
+QUICK_PGD_STEPS, QUICK_APGD_STEPS, QUICK_STEPS = 5, 10, 2  # --quick (no warm-up either): the code paths only
+EPS4 = {"mnist": [0.05, 0.1, 0.2, 0.3], "cifar": [2 / 255, 4 / 255, 8 / 255, 16 / 255]}
+APGD_AGREE = 0.01  # APGD: random starts differ (ours vs torchattacks' RNG), so 1 point
+ART_AGREE = 0.01  # ART: clips to the bounds, then the ε-ball (we clip once to their intersection)
+
+
+def eps_of(setup: Setup) -> float:
+    """The one ε of the iterative-attack benchmarks: 0.1 on MNIST, 8/255 on CIFAR-shaped images."""
+    return 0.1 if setup.name.startswith("smallcnn") else 8 / 255
+
+
+def _warmup(setup: Setup | None, quick: bool) -> int:
+    """Untimed warm-up calls of the 50/100-step benchmarks: one on CUDA (autotuning, lazy kernels); none
+    on the CPU, where a call takes seconds to minutes and the one-time costs milliseconds (the median of
+    the round-robin repetitions absorbs a cold first one), nor in --quick."""
+    return 1 if setup is not None and setup.device.type == "cuda" and not quick else 0
+
+
+def _subset(setup: Setup, n: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The first n test images (fewer where the setup has fewer) and the batch size to attack them in:
+    BATCH, or all of them in one batch when there are fewer (every batch the same shape)."""
+    n = min(n, len(setup.test_y))
+    return setup.test_x[:n], setup.test_y[:n], min(BATCH, n)
+
+
+def _split(x: torch.Tensor, y: torch.Tensor, batch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return list(zip(x.split(batch), y.split(batch), strict=True))
+
+
+def _agree_bound(n: int, bound: float) -> float:
+    """`bound`, or one example where n is too small for it to allow any difference at all."""
+    return max(bound, 1 / n)
+
+
+def _ours_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, e: float, attack: Attack, batch: int) -> float:
+    counts = evaluate_attack(model, {"model": model}, x, y, [e], attack=attack, batch_size=batch)
+    return counts.top1["model"][0] / counts.n
+
+
+def _floor(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, batch: int) -> Callable[[], None]:
+    """`steps` bare forward+backward passes per batch (input gradients only) and one forward to score."""
+
+    def floor() -> None:
+        with frozen(model):
+            for i in range(0, len(y), batch):
+                xb, yb = x[i : i + batch], y[i : i + batch]
+                for _ in range(steps):
+                    input_gradient(model, xb, yb)
+                with torch.no_grad():
+                    model(xb)
+
+    return floor
+
+
+def _art_pgd(
+    setup: Setup, x: torch.Tensor, y: torch.Tensor, e: float, size: float, steps: int, batch: int
+) -> Callable[[], float] | str:
+    """ART's ProjectedGradientDescent (its PyTorch implementation, picked for a PyTorchClassifier) on
+    NumPy arrays, as ART is used; or why it cannot run."""
+    try:
+        from art.attacks.evasion import ProjectedGradientDescent
+        from art.estimators.classification import PyTorchClassifier
+    except ImportError as exc:  # CI installs `.[test]`, which does not bring ART
+        return f"skipped: ART is not installed ({exc}); pip install '.[bench]'"
+    model = setup.trained
+    classifier = PyTorchClassifier(
+        model=model, loss=nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]),
+        nb_classes=setup.dataset.num_classes, clip_values=(0.0, 1.0),
+        device_type="gpu" if setup.device.type == "cuda" else "cpu",
+    )  # fmt: skip
+    attack = ProjectedGradientDescent(
+        classifier, norm=np.inf, eps=e, eps_step=size, max_iter=steps, num_random_init=0, batch_size=batch,
+        verbose=False,
+    )  # fmt: skip
+    n = len(y)
+
+    def art() -> float:
+        adversarial = torch.from_numpy(attack.generate(x.cpu().numpy(), y.cpu().numpy())).to(setup.device)
+        return _accuracy(model, _split(adversarial, y, batch), n)
+
+    return art
+
+
+def pgd(setup: Setup, *, repeat: int, n: int, quick: bool = False, warmup: int | None = None) -> Result:
+    """PGD, 50 steps of 2.5·ε/50, one restart, random start OFF for every implementation (identical work,
+    so the accuracies must agree): ours vs torchattacks' PGD vs foolbox's LinfPGD vs ART's
+    ProjectedGradientDescent. Floor: 50 bare forward+backward passes per batch and one forward."""
+    warmup = _warmup(setup, quick) if warmup is None else warmup
+    import foolbox as fb
+    import torchattacks
+
+    model = setup.trained
+    x, y, batch = _subset(setup, n)
+    steps = QUICK_PGD_STEPS if quick else PGD_STEPS
+    e = eps_of(setup)
+    size = 2.5 * e / steps
+    ours_attack = PGD(steps=steps, random_start=False)
+    assert ours_attack.size_for(e) == size
+    fmodel = fb.PyTorchModel(model, bounds=(0.0, 1.0), device=setup.device)
+    fb_attack = fb.attacks.LinfPGD(abs_stepsize=size, steps=steps, random_start=False)
+    ta_attack = torchattacks.PGD(model, eps=e, alpha=size, steps=steps, random_start=False)
+
+    def ours() -> float:
+        return _ours_accuracy(model, x, y, e, ours_attack, batch)
+
+    def ta() -> float:
+        return _accuracy(model, [(ta_attack(xb, yb), yb) for xb, yb in _split(x, y, batch)], len(y))
+
+    def foolbox() -> float:
+        fooled = sum(int(fb_attack(fmodel, xb, yb, epsilons=[e])[2].sum()) for xb, yb in _split(x, y, batch))
+        return 1 - fooled / len(y)
+
+    fns: dict[str, Callable[[], Any]] = {"ours": ours, "torchattacks": ta, "foolbox": foolbox}
+    notes: dict[str, Any] = {"n": len(y), "batch": batch, "eps": e, "steps": steps, "step_size": size,
+                             "restarts": 1, "random_start": False, "warmup": warmup}  # fmt: skip
+    art = _art_pgd(setup, x, y, e, size, steps, batch)
+    if isinstance(art, str):
+        notes["art"] = art
+    else:
+        fns["art"] = art
+        notes["art_version"] = _version("adversarial-robustness-toolbox")
+    fns["floor"] = _floor(model, x, y, steps, batch)
+    timings, out = measure(fns, repeat=repeat, device=setup.device, warmup=warmup)
+    result = Result("pgd", setup.name, timings, notes=notes)
+    result.targets += [
+        Target("torchattacks / ours", result.ratio("torchattacks", "ours"), ">=", 1.0),
+        Target("foolbox / ours", result.ratio("foolbox", "ours"), ">=", 1.0),
+    ]
+    if "art" in fns:
+        result.targets.append(Target("art / ours", result.ratio("art", "ours"), ">=", 2.0))
+    result.targets.append(Target("ours / floor", result.ratio("ours", "floor"), "<=", 1.10))
+    accuracies = {k: out[k] for k in fns if k != "floor"}
+    result.notes["accuracies"] = accuracies
+    worst = max(abs(accuracies[k] - accuracies["ours"]) for k in ("torchattacks", "foolbox"))
+    result.targets.append(Target("max |accuracy − ours| (ta, fb)", worst, "<=", _agree_bound(len(y), AGREE)))
+    if "art" in accuracies:
+        gap = abs(accuracies["art"] - accuracies["ours"])
+        result.targets.append(Target("|accuracy art − ours|", gap, "<=", _agree_bound(len(y), ART_AGREE)))
+    return result
+
+
+def apgd(setup: Setup, *, repeat: int, n: int, quick: bool = False, warmup: int | None = None) -> Result:
+    """APGD-CE, 100 steps, one restart: ours vs torchattacks' APGD (the AutoAttack code). Floor: 100 bare
+    forward+backward passes per batch and one forward. The random starts differ (each draws its own)."""
+    warmup = _warmup(setup, quick) if warmup is None else warmup
+    import torchattacks
+
+    model = setup.trained
+    x, y, batch = _subset(setup, n)
+    steps = QUICK_APGD_STEPS if quick else APGD_STEPS
+    e = eps_of(setup)
+    ours_attack = APGD(steps=steps)  # APGD-CE
+    ta_attack = torchattacks.APGD(model, norm="Linf", eps=e, steps=steps, n_restarts=1, seed=0, loss="ce", rho=0.75)
+
+    def ours() -> float:
+        return _ours_accuracy(model, x, y, e, ours_attack, batch)
+
+    def ta() -> float:
+        return _accuracy(model, [(ta_attack(xb, yb), yb) for xb, yb in _split(x, y, batch)], len(y))
+
+    fns = {"ours": ours, "torchattacks": ta, "floor": _floor(model, x, y, steps, batch)}
+    timings, out = measure(fns, repeat=repeat, device=setup.device, warmup=warmup)
+    notes = {"n": len(y), "batch": batch, "eps": e, "steps": steps, "restarts": 1, "loss": "ce", "warmup": warmup}
+    result = Result("apgd", setup.name, timings, notes=notes)
+    accuracies = {k: out[k] for k in ("ours", "torchattacks")}
+    result.notes["accuracies"] = accuracies
+    result.targets += [
+        Target("torchattacks / ours", result.ratio("torchattacks", "ours"), ">=", 1.0),
+        Target("ours / floor", result.ratio("ours", "floor"), "<=", 1.10),
+        Target("|accuracy ta − ours|", abs(accuracies["torchattacks"] - accuracies["ours"]), "<=",
+               _agree_bound(len(y), APGD_AGREE)),
+    ]  # fmt: skip
+    return result
+
+
+def _compile_cold(model: nn.Module) -> contextlib.AbstractContextManager:
+    """Inductor's and AOTAutograd's on-disk caches off, so the warm-up pays the whole compilation."""
+    stack = contextlib.ExitStack()
+    with contextlib.suppress(AttributeError, ImportError):  # config names of torch 2.14; older ones may lack them
+        import torch._functorch.config as functorch_config
+        import torch._inductor.config as inductor_config
+
+        stack.enter_context(inductor_config.patch(fx_graph_cache=False))
+        stack.enter_context(functorch_config.patch(enable_autograd_cache=False))
+    return stack
+
+
+def precision(setup: Setup, *, repeat: int, n: int, quick: bool = False, warmup: int | None = None) -> list[Result]:
+    """Past the fp32 floor: the same attack in float32 eager mode, under bf16 autocast (`precision="bf16"`)
+    and on `torch.compile(model)` (float32). One Result per attack: 10-step I-FGSM everywhere, PGD-50 on
+    CUDA too (on 2 CPU cores a bf16 PGD-50 takes minutes). Reported, not asserted: the time of each
+    against fp32 and the robust-accuracy difference in points on the same n examples.
+
+    The compiled model is built once; its untimed warm-up call compiles the forward+backward and the
+    scoring forward, with the on-disk caches off (its time, less a steady call's, is `compile_seconds`).
+    --quick skips torch.compile (a cold compile alone takes about a minute on 2 CPU cores).
+    """
+    warmup = _warmup(setup, quick) if warmup is None else warmup
+    model = setup.trained
+    x, y, batch = _subset(setup, n)
+    e = eps_of(setup)
+    steps, pgd_steps = (QUICK_STEPS, QUICK_PGD_STEPS) if quick else (STEPS, PGD_STEPS)
+    makers: dict[str, Callable[[str], Attack]] = {f"ifgsm-{steps}": lambda p: IFGSM(steps=steps, precision=p)}
+    if setup.device.type == "cuda":
+        makers[f"pgd-{pgd_steps}"] = lambda p: PGD(steps=pgd_steps, precision=p)
+    compiled: nn.Module | None = None
+    why_not = "skipped in --quick (a cold compile takes about a minute on 2 CPU cores)" if quick else None
+    if not quick:
+        try:
+            compiled = torch.compile(model)
+        except Exception as exc:  # any failure to compile is reported, not fatal
+            why_not = f"torch.compile failed: {type(exc).__name__}: {exc}"
+    results = []
+    for label, make in makers.items():
+        fp32, bf16 = make("fp32"), make("bf16")
+        fns: dict[str, Callable[[], float]] = {
+            "fp32": lambda a=fp32: _ours_accuracy(model, x, y, e, a, batch),
+            "bf16": lambda a=bf16: _ours_accuracy(model, x, y, e, a, batch),
+        }
+        notes: dict[str, Any] = {"n": len(y), "batch": batch, "eps": e, "attack": label, "warmup": warmup}
+        if compiled is not None:
+            fn = lambda a=fp32, m=compiled: _ours_accuracy(m, x, y, e, a, batch)  # noqa: E731
+            try:
+                sync(setup.device)
+                t0 = time.perf_counter()
+                with _compile_cold(compiled):
+                    fn()
+                sync(setup.device)
+                notes["compile_warmup_seconds"] = time.perf_counter() - t0
+                fns["compile"] = fn
+            except Exception as exc:
+                why_not = f"torch.compile failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+                compiled = None
+        if why_not is not None:
+            notes["compile"] = why_not
+        timings, out = measure(fns, repeat=repeat, device=setup.device, warmup=warmup)
+        result = Result(f"precision {label}", setup.name, timings, notes=notes)
+        result.notes["accuracies"] = dict(out)
+        result.notes["speed_vs_fp32"] = {k: result.ratio("fp32", k) for k in fns}  # > 1: faster than fp32
+        result.notes["accuracy_difference_points"] = {k: 100 * (out[k] - out["fp32"]) for k in fns if k != "fp32"}
+        if "compile_warmup_seconds" in notes:
+            notes["compile_seconds"] = notes["compile_warmup_seconds"] - timings["compile"].median
+        results.append(result)
+    return results
+
+
+def multi_eps(setup: Setup | None, *, repeat: int, n: int, quick: bool = False, warmup: int | None = None) -> Result:
+    """CUDA: PGD (random start, one restart) at 4 ε in ONE call of `evaluate_attack`, which sends every
+    (ε, restart) of a batch through the network together, vs a Python loop of one call per ε. The
+    accuracies differ slightly: the loop's calls draw their random starts afresh. On the CPU, skipped
+    (there ours runs the ε one after another anyway: concatenating batches there is slower)."""
+    warmup = _warmup(setup, quick) if warmup is None else warmup
+    if setup is None or setup.device.type != "cuda":
+        name = "(CPU)" if setup is None else setup.name
+        return Result("multi_eps", name, notes={"skipped": "CUDA only: on the CPU the ε run one at a time anyway"})
+    model = setup.trained
+    x, y, batch = _subset(setup, n)
+    grid = EPS4["mnist" if setup.name.startswith("smallcnn") else "cifar"]
+    attack = PGD(steps=QUICK_PGD_STEPS if quick else PGD_STEPS)
+
+    def grouped() -> list[float]:
+        counts = evaluate_attack(model, {"model": model}, x, y, grid, attack=attack, batch_size=batch)
+        return [c / counts.n for c in counts.top1["model"]]
+
+    def loop() -> list[float]:
+        return [_ours_accuracy(model, x, y, e, attack, batch) for e in grid]
+
+    timings, out = measure({"one call": grouped, "loop over ε": loop}, repeat=repeat, device=setup.device,
+                           warmup=warmup)  # fmt: skip
+    notes = {"n": len(y), "batch": batch, "eps": grid, "steps": attack.steps, "accuracies": dict(out)}
+    result = Result("multi_eps", setup.name, timings, notes=notes)
+    result.notes["speedup"] = result.ratio("loop over ε", "one call")
+    return result
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None

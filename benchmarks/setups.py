@@ -28,15 +28,22 @@ class Sizes:
     attack: int  # test images attacked
     pairs: int  # probe pairs (× 11 λ = points)
     width: int  # preact-resnet18's first-stage channels
+    iterative: int = 0  # test images for PGD-50 and APGD-100 (`pgd`, `apgd`, `multi_eps`)
+    precision: int = 0  # test images for the fp32 / bf16 / compiled comparison (`precision`)
 
 
 def sizes(device: torch.device, quick: bool) -> dict[str, Sizes]:
-    """Per setup. CPU sizes keep the whole run to minutes on 2 cores; CUDA ones keep the GPU busy."""
+    """Per setup. CPU sizes keep the whole run to minutes on 2 cores; CUDA ones keep the GPU busy.
+
+    On the CPU the 50- and 100-step attacks get one batch of MNIST (250) and 50 CIFAR-shaped images
+    (a PGD-50 call on the MNIST batch takes about 30 s on 2 cores, an APGD-100 twice that), and the
+    precision comparison 1,000 MNIST images but 50 CIFAR-shaped ones (bf16 autocast is 5-8× slower
+    than float32 on a CPU without bf16 instructions). A benchmark takes at most what the setup has."""
     if quick:
-        return {"mnist": Sizes(256, 64, 16, 16), "cifar": Sizes(128, 32, 8, 16)}
+        return {"mnist": Sizes(256, 64, 16, 16, 16, 16), "cifar": Sizes(128, 32, 8, 16, 8, 8)}
     if device.type == "cuda":
-        return {"mnist": Sizes(4000, 1000, 5000, 16), "cifar": Sizes(10240, 1000, 2000, 16)}
-    return {"mnist": Sizes(4000, 1000, 500, 16), "cifar": Sizes(1024, 500, 100, 16)}
+        return {"mnist": Sizes(4000, 1000, 5000, 16, 1000, 1000), "cifar": Sizes(10240, 1000, 2000, 16, 1000, 1000)}
+    return {"mnist": Sizes(4000, 1000, 500, 16, 250, 1000), "cifar": Sizes(1024, 500, 100, 16, 50, 50)}
 
 
 @dataclass

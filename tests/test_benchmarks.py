@@ -9,9 +9,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmarks.__main__ import parse
-from benchmarks.setups import cifar_shaped
-from benchmarks.timing import Target, measure
+from benchmarks.__main__ import BENCHMARKS, HEAVY, merge, parse, table
+from benchmarks.attacks import _agree_bound, multi_eps
+from benchmarks.setups import cifar_shaped, sizes
+from benchmarks.timing import Result, Target, Timing, measure
 from benchmarks.training import ReferenceStyleDataset
 
 
@@ -57,9 +58,75 @@ def test_cifar_shaped_is_seeded_and_in_range() -> None:
 
 def test_options() -> None:
     quick = parse(["--quick"])
-    assert quick.repeat == 1 and quick.out.name == "results-quick.json"
+    assert quick.repeat == quick.heavy_repeat == 1 and quick.out.name == "results-quick.json"
     full = parse(["--only", "fgsm_curve, probe", "--repeat", "7"])
-    assert full.repeat == 7 and full.only == ["fgsm_curve", "probe"] and full.out.name == "results.json"
+    assert full.repeat == full.heavy_repeat == 7 and full.only == ["fgsm_curve", "probe"]
+    assert full.out.name == "results.json"
+    default = parse(["--only", "pgd,apgd,precision"])
+    assert (default.repeat, default.heavy_repeat) == (5, 3) and default.only == ["pgd", "apgd", "precision"]
+    assert set(HEAVY) <= set(BENCHMARKS)
+
+
+def test_sizes_of_the_iterative_attacks() -> None:
+    """Every setup has images for PGD/APGD and the precision comparison, on every device and in --quick."""
+    for device in ("cpu", "cuda"):
+        for quick in (False, True):
+            for size in sizes(torch.device(device), quick).values():
+                assert 0 < size.iterative <= 1000 and 0 < size.precision <= 1000
+    assert all(s.precision == 1000 for s in sizes(torch.device("cuda"), False).values())
+
+
+def test_agreement_bound_allows_one_example_on_small_sets() -> None:
+    assert _agree_bound(1000, 0.002) == 0.002  # 2 in 1,000
+    assert _agree_bound(250, 0.002) == 1 / 250  # a single example: 0.002 would demand equality
+    assert _agree_bound(50, 0.01) == 1 / 50
+
+
+def _entry(benchmark: str, setup: str) -> dict:
+    return {"benchmark": benchmark, "setup": setup, "timings": {}, "targets": [], "notes": {}, "rates": {}}
+
+
+def test_merge_keeps_the_benchmarks_not_run() -> None:
+    """`--only pgd` rewrites pgd's entries and keeps the others, each with the stamp of its own run."""
+    previous = {
+        "created": "yesterday", "commit": "abc", "device": "CPU, 2 threads", "quick": False,
+        "results": [_entry("fgsm_curve", "a"), _entry("pgd", "a"), _entry("precision ifgsm-10", "a"),
+                    _entry("cli_startup", "fresh process"), "junk"],
+    }  # fmt: skip
+    stamp = {"created": "now", "commit": "def"}
+    fresh = {**stamp, "results": [{**_entry("pgd", "b"), "measured": stamp}]}
+    merged = merge(previous, fresh, {"pgd"})
+    assert merged["created"] == "now"
+    rows = [(e["benchmark"], e["setup"]) for e in merged["results"]]
+    # pgd's old entry is gone, the rest kept, all in BENCHMARKS order (a family's entries by their first word)
+    assert rows == [("fgsm_curve", "a"), ("cli_startup", "fresh process"), ("pgd", "b"), ("precision ifgsm-10", "a")]
+    kept = merged["results"][0]["measured"]
+    assert kept["created"] == "yesterday" and kept["commit"] == "abc"
+    assert merged["results"][2]["measured"] == stamp
+    # "precision ifgsm-10" belongs to precision: running precision drops it
+    assert [e["benchmark"] for e in merge(previous, {"results": []}, {"precision", "pgd"})["results"]] == [
+        "fgsm_curve", "cli_startup"]  # fmt: skip
+
+
+@pytest.mark.parametrize("previous", [None, [], {"results": "x"}, "text"])
+def test_merge_ignores_an_unreadable_file(previous: object) -> None:
+    fresh = {"results": [_entry("pgd", "b")]}
+    assert merge(previous, fresh, {"pgd"}) == fresh
+
+
+def test_table_shows_skips_accuracies_and_precision() -> None:
+    t = Timing(2.0, 1.0, 3.0, 3)
+    skipped = multi_eps(None, repeat=1, n=0)
+    assert not skipped.timings and "CUDA only" in skipped.notes["skipped"]
+    precision = Result(
+        "precision ifgsm-10", "m", {"fp32": t, "bf16": Timing(4.0, 4.0, 4.0, 3)},
+        notes={"n": 1000, "accuracies": {"fp32": 0.5, "bf16": 0.504}, "speed_vs_fp32": {"fp32": 1.0, "bf16": 0.5},
+               "accuracy_difference_points": {"bf16": 0.4}, "compile": "skipped in --quick"},
+    )  # fmt: skip
+    text = table([skipped, precision])
+    assert "multi_eps" in text and "CUDA only" in text
+    assert "robust accuracy on 1000: fp32 0.5000, bf16 0.5040" in text
+    assert "bf16 ×0.50 speed, +0.40 points" in text and "compile: skipped in --quick" in text
 
 
 @pytest.mark.parametrize("argv", [["--repeat", "0"], ["--only", "fgsm,probe"], ["--only", ","]])
@@ -68,3 +135,15 @@ def test_bad_options_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str])
         parse(argv)
     assert exc.value.code == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_art_absent_is_a_note_not_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CI installs `.[test]`, without ART: the pgd benchmark runs the others and says why ART is missing."""
+    import sys
+
+    from benchmarks.attacks import _art_pgd
+
+    monkeypatch.setitem(sys.modules, "art", None)
+    monkeypatch.setitem(sys.modules, "art.attacks.evasion", None)
+    why = _art_pgd(None, torch.zeros(1), torch.zeros(1), 0.1, 0.01, 1, 1)  # type: ignore[arg-type]
+    assert isinstance(why, str) and why.startswith("skipped: ART is not installed")
