@@ -140,7 +140,7 @@ def note_lines(notes: dict[str, Any]) -> list[str]:
                  for k, d in notes["accuracy_difference_points"].items()]  # fmt: skip
         lines.append("vs fp32: " + "; ".join(parts))
     if "compile_seconds" in notes:
-        lines.append(f"torch.compile: {notes['compile_seconds']:.1f} s of compilation (cold caches), in the warm-up")
+        lines.append(f"torch.compile: {notes['compile_seconds']:.1f} s of compilation (graph caches off), in warm-up")
     if "speedup" in notes:
         lines.append(f"one call vs loop: ×{notes['speedup']:.2f}")
     lines += [f"{key}: {notes[key]}" for key in ("art", "compile") if isinstance(notes.get(key), str)]

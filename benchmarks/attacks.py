@@ -320,7 +320,9 @@ def apgd(setup: Setup, *, repeat: int, n: int, quick: bool = False, warmup: int 
 
 
 def _compile_cold(model: nn.Module) -> contextlib.AbstractContextManager:
-    """Inductor's and AOTAutograd's on-disk caches off, so the warm-up pays the whole compilation."""
+    """Inductor's FX-graph cache and AOTAutograd's cache off, so the warm-up traces, lowers and generates
+    code again. The C++ kernels Inductor builds still come from its on-disk code cache when an earlier
+    process built the same source (a first compile on a machine also pays those builds)."""
     stack = contextlib.ExitStack()
     with contextlib.suppress(AttributeError, ImportError):  # config names of torch 2.14; older ones may lack them
         import torch._functorch.config as functorch_config
@@ -338,7 +340,8 @@ def precision(setup: Setup, *, repeat: int, n: int, quick: bool = False, warmup:
     against fp32 and the robust-accuracy difference in points on the same n examples.
 
     The compiled model is built once; its untimed warm-up call compiles the forward+backward and the
-    scoring forward, with the on-disk caches off (its time, less a steady call's, is `compile_seconds`).
+    scoring forward, with the graph caches off (its time, less a steady call's, is `compile_seconds`;
+    see `_compile_cold`).
     --quick skips torch.compile (a cold compile alone takes about a minute on 2 CPU cores).
     """
     warmup = _warmup(setup, quick) if warmup is None else warmup
