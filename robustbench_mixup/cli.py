@@ -11,6 +11,7 @@ Exit status: 0 success; 2 bad arguments or unusable input (one line on stderr, n
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -44,6 +45,7 @@ from .config import (
     attack_named,
     default_run_name,
 )  # fmt: skip
+from .errors import UsageError
 
 if TYPE_CHECKING:  # typing only: importing evaluation would pull in torch
     from .evaluation import Evaluation
@@ -128,7 +130,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p = _command(
         sub, "train", "train a paired ERM/mixup run (plus its black-box surrogate)",
         "Train three models on one dataset: 'erm' and 'mixup' from the same initial weights on the\n"
-        "same batches (only the mixing differs), and 'surrogate', an independent ERM model (seed+1)\n"
+        "same batches (only the mixing differs), and 'surrogate', an independent ERM model (its own seed stream)\n"
         "that later serves as the black-box attack source. Checkpoints are written every epoch to\n"
         "OUT/checkpoints/RUN/; metrics go to OUT/reports/results.sqlite.",
         [
@@ -137,6 +139,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
             "robust-eval train --dataset digits --model mlp --epochs 5 --run digits-mlp",
             "robust-eval train --dataset cifar10 --model preact-resnet18 --epochs 200 --device cuda",
             "robust-eval train --run digits-mlp --dataset digits --model mlp --epochs 5 --resume",
+            "robust-eval train --dataset digits --model mlp --epochs 5 --seeds 0 1 2 --run dm   # dm-s0, dm-s1, dm-s2",
         ],
         resume="finished epochs are saved: run the same command with --resume",
     )  # fmt: skip
@@ -146,7 +149,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--alpha", type=float, default=TRAIN.alpha, metavar="A",
                    help=f"mixup's Beta(α, α); 0 = ERM (default: {TRAIN.alpha:g})")  # fmt: skip
     p.add_argument("--seed", type=int, default=TRAIN.seed, metavar="S",
-                   help=f"seed of erm/mixup; surrogate uses S+1 (default: {TRAIN.seed})")  # fmt: skip
+                   help=f"seed of erm/mixup; the surrogate's is derived from it (default: {TRAIN.seed})")  # fmt: skip
+    p.add_argument("--seeds", type=int, nargs="+", metavar="S",
+                   help="instead of --seed: one run per seed (NAME-sS), recorded as group NAME for a pooled report "
+                        "(NAME default: DATASET-MODEL-aALPHA)")  # fmt: skip
     p.add_argument("--run", metavar="NAME", help="run name (default: DATASET-MODEL-aALPHA-sSEED)")
     _add_training(p)
     p.add_argument("--dropout", type=float, default=TRAIN.dropout, metavar="P",
@@ -332,11 +338,15 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         "the paper's claims with this run's verdicts and where the report is.\n"
         "Run it again after an interruption: finished stages are skipped, an interrupted one resumes.\n"
         f"presets:\n{presets}",
-        ["robust-eval run", "robust-eval run --preset paper --device cuda --download --out runs/"],
+        ["robust-eval run", "robust-eval run --seeds 0 1 2        # runs quick-s0..2 and their pooled report 'quick'",
+         "robust-eval run --preset paper --device cuda --download --out runs/"],
         resume="finished stages are kept and an interrupted one resumes: run the same command again",
     )  # fmt: skip
     p.add_argument("--preset", default=DEFAULT_PRESET, choices=tuple(PRESETS), help=f"(default: {DEFAULT_PRESET})")
-    p.add_argument("--run", metavar="NAME", help="run name (default: the preset's name)")
+    p.add_argument("--run", metavar="NAME", help="run name, or with --seeds the group's (default: the preset's name)")
+    p.add_argument("--seeds", type=int, nargs="+", metavar="S",
+                   help="train and evaluate one pair per seed (runs NAME-sS) and report them pooled as group NAME: "
+                        "verdicts then account for seed-to-seed variation")  # fmt: skip
     p.add_argument("--download", action="store_true", help="allow fetching a missing dataset from the network")
     _add_where(p)
     p.set_defaults(handler=_cmd_run)
@@ -378,16 +388,36 @@ def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         dataset=args.dataset, model=args.model, epochs=args.epochs, alpha=args.alpha, seed=args.seed,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, dropout=args.dropout, width=args.width,
     ).validate()  # fmt: skip
-    run = default_run_name(cfg) if args.run is None else args.run  # '' is refused as a name, not defaulted
-    with EpochProgress(total=cfg.epochs * len(MEMBERS), desc=f"train {run}") as progress:
-        result = train_run(cfg, run=run, out=args.out, device=args.device, resume=args.resume,
-                           data_root=args.data_root, download=args.download, argv=[PROG, *argv],
-                           on_epoch=progress.update, on_start=progress.start)  # fmt: skip
-    print(f"run {run}: {cfg.dataset}, {cfg.model}, {cfg.epochs} epochs, α={cfg.alpha:g}, seed {cfg.seed}")
-    print(f"{'model':<10} {'test acc':>9} {'train loss':>11} {'images/s':>9}")
-    for member, m in result.final.items():
-        print(f"{member:<10} {m['test_acc']:>9.2%} {m['train_loss']:>11.4f} {m['images_per_s']:>9,.0f}")
-    print(f"checkpoints: {Layout(result.out).run_dir(run)}")
+    plan = [(cfg, default_run_name(cfg) if args.run is None else args.run)]  # '' is refused as a name, not defaulted
+    group = None
+    if args.seeds is not None:
+        from .pipeline import check_group
+
+        if "--seed" in argv or any(a.startswith("--seed=") for a in argv):
+            raise UsageError("give either --seed or --seeds, not both")
+        group = f"{cfg.dataset}-{cfg.model}-a{cfg.alpha:g}" if args.run is None else args.run
+        runs = check_group(Layout(args.out), group, args.seeds)
+        plan = [(dataclasses.replace(cfg, seed=s).validate(), r) for s, r in zip(args.seeds, runs, strict=True)]
+    for i, (one, run) in enumerate(plan):
+        if group is not None and i == 0:
+            from .data import load_dataset
+            from .results import ResultsDB
+
+            load_dataset(cfg.dataset, root=args.data_root, download=args.download)  # nothing written before it
+            Layout(args.out).root.mkdir(parents=True, exist_ok=True)
+            with ResultsDB(Layout(args.out).database) as db:
+                db.record_group(group, [r for _, r in plan])
+        with EpochProgress(total=one.epochs * len(MEMBERS), desc=f"train {run}") as progress:
+            result = train_run(one, run=run, out=args.out, device=args.device, resume=args.resume,
+                               data_root=args.data_root, download=args.download, argv=[PROG, *argv],
+                               on_epoch=progress.update, on_start=progress.start)  # fmt: skip
+        print(f"run {run}: {one.dataset}, {one.model}, {one.epochs} epochs, α={one.alpha:g}, seed {one.seed}")
+        print(f"{'model':<10} {'test acc':>9} {'train loss':>11} {'images/s':>9}")
+        for member, m in result.final.items():
+            print(f"{member:<10} {m['test_acc']:>9.2%} {m['train_loss']:>11.4f} {m['images_per_s']:>9,.0f}")
+        print(f"checkpoints: {Layout(result.out).run_dir(run)}")
+    if group is not None:
+        print(f"group {group}: runs {', '.join(r for _, r in plan)}; pooled report: robust-eval report --run {group}")
     return 0
 
 
@@ -556,6 +586,14 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .report import collect, run_claims
 
     p = preset(args.preset)
+    if args.seeds is not None:
+        from .pipeline import run_group
+
+        group, runs, path = run_group(p, args.seeds, out=args.out, run=args.run, device=args.device,
+                                      data_root=args.data_root, download=args.download, argv=[PROG, *argv])  # fmt: skip
+        print(f"group {group}: runs {', '.join(runs)}")
+        print(f"report: {path.resolve().as_uri()}")
+        return 0
     path = run_pipeline(p, out=args.out, run=args.run, device=args.device, data_root=args.data_root,
                         download=args.download, argv=[PROG, *argv])  # fmt: skip
     run = run_name(p, args.run)
@@ -585,8 +623,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{prog}: error: a command is required, one of: {', '.join(sub.choices)} (see '{prog} --help')",
               file=sys.stderr)  # fmt: skip
         return 2
-    from .errors import UsageError
-
     try:
         return args.handler(args, argv)
     except UsageError as exc:

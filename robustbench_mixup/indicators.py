@@ -127,8 +127,8 @@ class Indicator:
         return dict(self.__dict__)
 
 
-def _paired(worse: torch.Tensor, better: torch.Tensor) -> tuple[int, int]:
-    """(n01, n10): examples only `better` gets right, and only `worse` gets right."""
+def _paired(worse: Any, better: Any) -> tuple[int, int]:
+    """(n01, n10): examples only `better` gets right, and only `worse` gets right (bool tensors or arrays)."""
     return int((~worse & better).sum()), int((worse & ~better).sum())
 
 
@@ -399,7 +399,7 @@ def _discordant(upper: Mapping[str, Any], lower: Mapping[str, Any]) -> tuple[int
     """(examples only `lower` gets right, examples only `upper` gets right); from the stored outcomes,
     or, for rows stored without them, the least discordance their counts allow (the most alarming)."""
     a, b = upper.get("correct"), lower.get("correct")
-    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape:
+    if a is not None and b is not None and tuple(a.shape) == tuple(b.shape):  # numpy arrays, as stored
         return _paired(a, b)
     n = upper["n"]
     rise = round(lower["top1"] * n) - round(upper["top1"] * n)

@@ -14,8 +14,10 @@ becomes a stage by itself.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
@@ -23,6 +25,7 @@ from typing import ClassVar, Protocol
 from .config import MEMBERS, PAIR, Job, Preset
 from .data import load_dataset
 from .devices import resolve_device
+from .errors import UsageError
 from .evaluation import build_attack, evaluate_run
 from .fsutil import ensure_writable_dir
 from .layout import Layout, check_run_name
@@ -217,6 +220,12 @@ def run_pipeline(
     p.train().validate()
     resolve_device(device)
     load_dataset(p.dataset, root=data_root, download=download)  # a missing dataset: one line, nothing written
+    stored = ctx.stored()
+    if stored is not None:
+        with stored as db:
+            if db.get_group(ctx.run) is not None:
+                raise UsageError(f"{ctx.run!r} names a group of seeds under {str(ctx.layout.root)!r}: run it with "
+                                 "its --seeds, or choose another --run")  # fmt: skip
     ensure_writable_dir(ctx.layout.root)  # before the first stage says anything
     for i, stage in enumerate(stages, 1):
         tag = f"[{i}/{len(stages)}] {stage.name}"
@@ -232,3 +241,61 @@ def run_pipeline(
                 db.add_timing(ctx.run, stage.name, seconds)
         say(f"{tag}: {seconds:.0f} s")
     return ctx.layout.report(ctx.run)
+
+
+def seed_run_name(group: str, seed: int) -> str:
+    """The run of `seed` in group `group`: 'quick-s0'."""
+    return check_run_name(f"{group}-s{seed}")
+
+
+def check_group(layout: Layout, group: str, seeds: Sequence[int]) -> list[str]:
+    """The runs of a group of `seeds` named `group` (checked, before anything is written): no seed twice,
+    and neither the group's name nor a member's may already name the other kind of thing."""
+    check_run_name(group)
+    twice = sorted({s for s in seeds if list(seeds).count(s) > 1})
+    if not seeds or twice:
+        raise UsageError(f"--seeds must list each seed once, got {list(seeds)}")
+    runs = [seed_run_name(group, s) for s in seeds]
+    if layout.database.is_file():
+        with ResultsDB(layout.database) as db:
+            if db.get_run(group) is not None:
+                raise UsageError(f"{group!r} is already a run under {str(layout.root)!r}, so it cannot name a group "
+                                 "of seeds: choose another --run")  # fmt: skip
+            clash = [r for r in runs if db.get_group(r) is not None]
+            stored = db.get_group(group)
+        if clash:
+            raise UsageError(f"{clash[0]!r} already names a group of seeds: choose another --run")
+        if stored is not None and stored != runs:
+            raise UsageError(f"group {group!r} already holds runs {', '.join(stored)}; give the same --seeds to "
+                             "continue it, or choose another --run")  # fmt: skip
+    return runs
+
+
+def run_group(
+    p: Preset,
+    seeds: Sequence[int],
+    *,
+    out: str | Path = ".",
+    run: str | None = None,
+    device: str = "auto",
+    data_root: str | Path | None = None,
+    download: bool = False,
+    argv: list[str] | None = None,
+) -> tuple[str, list[str], Path]:
+    """`run_pipeline` once per seed (runs GROUP-sS, each its own pair, surrogate and sweep seed), then the
+    group's report, which pools the seeds; returns (group, runs, the group report's path). A re-run skips
+    what is stored, as `run_pipeline` does."""
+    layout = Layout(out)
+    group = run_name(p, run)
+    runs = check_group(layout, group, seeds)
+    p.train().validate()
+    resolve_device(device)
+    load_dataset(p.dataset, root=data_root, download=download)  # a missing dataset: one line, nothing written
+    ensure_writable_dir(layout.root)
+    with ResultsDB(layout.database) as db:
+        db.record_group(group, runs)
+    for i, (seed, name) in enumerate(zip(seeds, runs, strict=True), 1):
+        say(f"== seed {seed} ({i}/{len(seeds)}): run {name}")
+        run_pipeline(dataclasses.replace(p, seed=seed), out=out, run=name, device=device, data_root=data_root,
+                     download=download, argv=argv)  # fmt: skip
+    return group, runs, build(out=out, run=group)

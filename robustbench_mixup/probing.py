@@ -20,7 +20,7 @@ from .errors import UsageError
 from .layout import Layout
 from .probes import bootstrap_mean_interval, count_pairs, lambda_grid, probe_points, sample_pairs
 from .progress import Meter
-from .results import ResultsDB
+from .results import ResultsDB, pack_outcomes, pack_values
 from .runs import load_members, resolve_run
 from .stats import wilson_interval
 
@@ -69,12 +69,14 @@ def probe_run(
     )
     lam = lambda_grid(spec.lambdas)
     curves: dict[str, dict[str, list[float]]] = {}
+    per_pair: dict[str, tuple[Any, Any]] = {}  # per model: (missed, norms), each (λ, pairs)
     if progress is not None:
         progress.start(len(models) * spec.pairs)
     tick = None if progress is None else progress.update
     for name, model in models.items():
         miss, norms = probe_points(model, images[i], labels[i], images[j], labels[j], lam, progress=tick)
         assert norms is not None
+        per_pair[name] = (miss.cpu(), norms.cpu())
         hits = miss.sum(dim=1).tolist()
         wilson = [wilson_interval(int(h), spec.pairs) for h in hits]
         lo, hi = bootstrap_mean_interval(
@@ -94,7 +96,8 @@ def probe_run(
     lambdas = lam.tolist()
     rows = [
         {"run": run, "model": m, "split": spec.split, "same_class": spec.same_class, "pairs": spec.pairs, "seed": seed,
-         "lam": lam_t, **{k: v[t] for k, v in c.items()}}
+         "lam": lam_t, **{k: v[t] for k, v in c.items()},
+         "missed": pack_outcomes(per_pair[m][0][t]), "norms": pack_values(per_pair[m][1][t])}
         for m, c in curves.items() for t, lam_t in enumerate(lambdas)
     ]  # fmt: skip
     figure = layout.probe_figure(run, spec.split, spec.same_class)

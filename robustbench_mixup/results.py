@@ -24,7 +24,7 @@ from typing import Any
 from . import __version__
 from .errors import UsageError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Each entry migrates the schema from version i to i + 1.
 MIGRATIONS: list[list[str]] = [
@@ -166,6 +166,26 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (run, model, eps, n)
         )""",
     ],
+    [  # paired verdicts: per-example outcomes of every measurement a claim reads, and groups of seeds
+        """CREATE TABLE clean_results (
+            run TEXT NOT NULL REFERENCES runs(name),
+            model TEXT NOT NULL, split TEXT NOT NULL, n INTEGER NOT NULL,
+            top1 REAL NOT NULL,
+            correct BLOB NOT NULL,          -- per example, top-1 correct after the last epoch (packbits)
+            created TEXT NOT NULL,
+            PRIMARY KEY (run, model, split, n)
+        )""",
+        "ALTER TABLE probe_results ADD COLUMN missed BLOB",  # per pair at this λ: neither label (packbits)
+        "ALTER TABLE probe_results ADD COLUMN norms BLOB",  # per pair at this λ: float32, little-endian
+        # per corrupted example, at the last epoch: predicts its corrupted label (packbits); NULL before v6
+        "ALTER TABLE sweep_jobs ADD COLUMN corrupted_fit BLOB",
+        "ALTER TABLE sweep_jobs ADD COLUMN n_corrupted INTEGER",
+        """CREATE TABLE run_groups (
+            name TEXT PRIMARY KEY,          -- a name shared with no run
+            runs TEXT NOT NULL,             -- JSON list of run names, one per seed, in seed order
+            created TEXT NOT NULL, updated TEXT NOT NULL
+        )""",
+    ],
 ]
 
 
@@ -177,15 +197,36 @@ def pack_outcomes(correct: Any) -> bytes:
 
 
 def unpack_outcomes(blob: Any, n: int) -> Any:
-    """`pack_outcomes` undone: a bool tensor of shape (n,), or None for a row stored without outcomes."""
+    """`pack_outcomes` undone: a numpy bool array of shape (n,), or None for a row stored without outcomes."""
     if blob is None:
         return None
     if not isinstance(blob, bytes) or len(blob) != (n + 7) // 8:
         raise ValueError(f"{len(blob) if isinstance(blob, bytes) else type(blob).__name__} bytes for {n} examples")
     import numpy as np
-    import torch
 
-    return torch.from_numpy(np.unpackbits(np.frombuffer(blob, dtype=np.uint8), count=n).astype(bool))
+    return np.unpackbits(np.frombuffer(blob, dtype=np.uint8), count=n).astype(bool)
+
+
+def pack_values(values: Any) -> bytes:
+    """Per-unit real values as little-endian float32 (4 bytes each)."""
+    import numpy as np
+
+    return np.asarray(values.cpu() if hasattr(values, "cpu") else values, dtype="<f4").tobytes()
+
+
+def unpack_values(blob: Any, n: int) -> Any:
+    """`pack_values` undone: a float64 numpy array of shape (n,) (None for none stored); refuses a blob of
+    the wrong size or holding a non-finite value."""
+    if blob is None:
+        return None
+    import numpy as np
+
+    if not isinstance(blob, bytes) or len(blob) != 4 * n:
+        raise ValueError(f"{len(blob) if isinstance(blob, bytes) else type(blob).__name__} bytes for {n} values")
+    values = np.frombuffer(blob, dtype="<f4").astype(np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError("a value is not finite")
+    return values
 
 
 def _now() -> str:
@@ -521,7 +562,7 @@ class ResultsDB:
         return flags
 
     def _decoded(self, row: dict[str, Any]) -> dict[str, Any]:
-        """A stored attack row with `correct` as a bool tensor (None where not stored); a blob of the wrong
+        """A stored attack row with `correct` as a bool array (None where not stored); a blob of the wrong
         size is refused as damage."""
         try:
             row["correct"] = unpack_outcomes(row.get("correct"), row["n"])
@@ -543,7 +584,7 @@ class ResultsDB:
             names = sorted({r["attack"] for r in rows})
             if len(names) < 2 or any(r["correct"] is None for r in rows):  # a row of before v5: no outcomes
                 continue
-            both = rows[0]["correct"].clone()
+            both = rows[0]["correct"].copy()
             for r in rows[1:]:
                 both &= r["correct"]
             hits = int(both.sum())
@@ -555,7 +596,7 @@ class ResultsDB:
 
     def attack_rows(self, run: str, *, outcomes: bool = False, **where: Any) -> list[dict[str, Any]]:
         """Rows of `attack_results` for `run`, filtered by column equality (e.g. attack='fgsm'); with
-        `outcomes`, `correct` decoded to a bool tensor (else dropped)."""
+        `outcomes`, `correct` decoded to a numpy bool array (else dropped)."""
         unknown = set(where) - {"model", "attack", "mode", "source", "eps", "backend", "split", "n"}
         if unknown:
             raise ValueError(f"cannot filter attack rows by {sorted(unknown)}")
@@ -591,18 +632,42 @@ class ResultsDB:
         )
         return [dict(r) for r in rows.fetchall()]
 
+    # --- clean accuracy, per example ------------------------------------------------------------------
+
+    def record_clean(self, run: str, model: str, split: str, correct: Any) -> None:
+        """A model's per-example top-1 outcomes on a split (after its last epoch); replaces an earlier row."""
+        n = len(correct)
+        hits = int(correct.sum())
+        with self.transaction() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO clean_results (run, model, split, n, top1, correct, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (run, model, split, n, hits / n if n else 0.0, pack_outcomes(correct), _now()),
+            )
+
+    def clean_rows(self, run: str) -> list[dict[str, Any]]:
+        """The run's `clean_results` rows, `correct` decoded to a numpy bool array."""
+        rows = [dict(r) for r in self.conn.execute("SELECT * FROM clean_results WHERE run=? ORDER BY model", (run,))]
+        for r in rows:
+            try:
+                r["correct"] = unpack_outcomes(r["correct"], r["n"])
+            except ValueError as exc:
+                raise self._unusable(f"is damaged (clean_results.correct of run {run!r}: {exc})") from None
+        return rows
+
     # --- probes ------------------------------------------------------------------------------------
 
     def record_probe(self, rows: list[dict[str, Any]]) -> None:
-        """Write one probe's rows (every model and λ) in a single transaction."""
+        """Write one probe's rows (every model and λ, with the per-pair `missed` and `norms` as packed
+        bytes) in a single transaction."""
         cols = ("run", "model", "split", "same_class", "pairs", "seed", "lam", "miss_rate", "miss_lo", "miss_hi",
-                "grad_norm", "norm_lo", "norm_hi")  # fmt: skip
+                "grad_norm", "norm_lo", "norm_hi", "missed", "norms")  # fmt: skip
         now = _now()
         with self.transaction() as c:
             c.executemany(
                 f"INSERT OR REPLACE INTO probe_results ({', '.join(cols)}, created) "
                 f"VALUES ({', '.join('?' * len(cols))}, ?)",
-                [(*(r[k] for k in cols), now) for r in rows],
+                [(*(r.get(k) for k in cols), now) for r in rows],
             )
 
     # --- sweeps ------------------------------------------------------------------------------------
@@ -637,8 +702,12 @@ class ResultsDB:
                 [(_now(), name, k) for k in keys],
             )
 
-    def record_sweep_job(self, name: str, key: str, history: list[dict[str, Any]]) -> None:
-        """A finished job: every epoch and its summary, in one transaction."""
+    def record_sweep_job(
+        self, name: str, key: str, history: list[dict[str, Any]], corrupted_fit: bytes | None = None,
+        n_corrupted: int | None = None,
+    ) -> None:  # fmt: skip
+        """A finished job: every epoch and its summary (with, per corrupted example, whether the last epoch's
+        model predicts its corrupted label, packed), in one transaction."""
         cols = ("train_loss", "test_err", "train_real_err", "train_corrupted_err", "train_corrupted_true_err")
         last = history[-1]
         with self.transaction() as c:
@@ -649,18 +718,26 @@ class ResultsDB:
             )
             c.execute(
                 """UPDATE sweep_jobs SET status='done', epochs=?, best_test_err=?, last_test_err=?, train_real_err=?,
-                   train_corrupted_err=?, train_corrupted_true_err=?, updated=? WHERE sweep=? AND key=?""",
+                   train_corrupted_err=?, train_corrupted_true_err=?, corrupted_fit=?, n_corrupted=?, updated=?
+                   WHERE sweep=? AND key=?""",
                 (
                     last["epoch"], min(h["test_err"] for h in history), last["test_err"], last["train_real_err"],
-                    last["train_corrupted_err"], last["train_corrupted_true_err"], _now(), name, key,
+                    last["train_corrupted_err"], last["train_corrupted_true_err"], corrupted_fit, n_corrupted, _now(),
+                    name, key,
                 ),
             )  # fmt: skip
 
     def sweep_jobs(self, name: str) -> list[dict[str, Any]]:
-        """Finished jobs of sweep `name` with their summaries and per-epoch `history`."""
+        """Finished jobs of sweep `name` with their summaries, per-epoch `history` and `corrupted_fit` (a numpy
+        bool array per corrupted example; None for jobs stored before v6)."""
         rows = self.conn.execute("SELECT * FROM sweep_jobs WHERE sweep=? AND status='done' ORDER BY key", (name,))
         jobs = [dict(r) for r in rows]
         for job in jobs:
+            n = job.get("n_corrupted")
+            try:
+                job["corrupted_fit"] = None if n is None else unpack_outcomes(job.get("corrupted_fit"), n)
+            except ValueError as exc:
+                raise self._unusable(f"is damaged (sweep_jobs.corrupted_fit of {name!r}: {exc})") from None
             rows = self.conn.execute(
                 "SELECT * FROM sweep_epochs WHERE sweep=? AND key=? ORDER BY epoch", (name, job["key"])
             )
@@ -671,9 +748,46 @@ class ResultsDB:
         rows = self.conn.execute("SELECT * FROM attack_flags WHERE run=? ORDER BY attack, model, mode, eps", (run,))
         return [dict(r) for r in rows.fetchall()]
 
-    def probe_rows(self, run: str) -> list[dict[str, Any]]:
+    def probe_rows(self, run: str, *, outcomes: bool = False) -> list[dict[str, Any]]:
+        """The run's probe rows; with `outcomes`, `missed` (bool) and `norms` (float) per pair decoded to
+        numpy arrays (None for rows stored before v6), else dropped."""
         rows = self.conn.execute("SELECT * FROM probe_results WHERE run=? ORDER BY model, lam", (run,))
-        return [dict(r) for r in rows.fetchall()]
+        found = [dict(r) for r in rows.fetchall()]
+        for r in found:
+            if not outcomes:
+                r.pop("missed", None), r.pop("norms", None)
+                continue
+            try:
+                r["missed"] = unpack_outcomes(r["missed"], r["pairs"])
+                r["norms"] = unpack_values(r["norms"], r["pairs"])
+            except ValueError as exc:
+                raise self._unusable(f"is damaged (probe_results of run {run!r}: {exc})") from None
+        return found
+
+    # --- groups of runs that differ only in their seed -----------------------------------------------
+
+    def record_group(self, name: str, runs: list[str]) -> None:
+        """Register (or update) group `name` of `runs`, one per seed."""
+        now = _now()
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO run_groups (name, runs, created, updated) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET runs=excluded.runs, updated=excluded.updated",
+                (name, json.dumps(runs), now, now),
+            )
+
+    def get_group(self, name: str) -> list[str] | None:
+        """The runs of group `name`, or None when there is no such group."""
+        row = self.conn.execute("SELECT runs FROM run_groups WHERE name=?", (name,)).fetchone()
+        if row is None:
+            return None
+        try:
+            runs = json.loads(row[0])
+        except (TypeError, ValueError):
+            runs = None
+        if not isinstance(runs, list) or not runs or not all(isinstance(r, str) for r in runs):
+            raise self._unusable(f"is damaged (run_groups.runs of {name!r} is not a JSON list of run names)")
+        return runs
 
     def epochs(self, run: str) -> list[dict[str, Any]]:
         rows = self.conn.execute("SELECT * FROM epochs WHERE run=? ORDER BY model, epoch", (run,)).fetchall()

@@ -40,7 +40,7 @@ from .errors import UsageError
 from .fsutil import ensure_writable_dir, exclusive, remove_stale_temporaries
 from .layout import Layout
 from .progress import Meter
-from .results import ResultsDB, read_stored
+from .results import ResultsDB, pack_outcomes, read_stored
 from .tables import method_order, table2, with_methods
 from .train import check_data, fit, load_trainable, new_trainable, save_trainable
 
@@ -147,7 +147,9 @@ def run_job(
                                           "history": history, "noise": job.noise})  # fmt: skip
         if on_epoch is not None:
             on_epoch(job, epoch)
-    return {"job": dataclasses.asdict(job), "history": history, "n_corrupted": int(mask.sum())}
+    fits = predict(model, x_tr)[m] == y_noisy[m]  # per corrupted example: memorized at the last epoch
+    return {"job": dataclasses.asdict(job), "history": history, "n_corrupted": int(mask.sum()),
+            "corrupted_fit": pack_outcomes(fits)}  # fmt: skip
 
 
 # --- the parent: schedule, collect, record ----------------------------------------------------------
@@ -288,7 +290,7 @@ def run_sweep(
         results = _local(todo, submit, jobs, epoch_done) if executor == "local" else _ray(todo, submit, address)
         for result in results:
             job = Job(**result["job"])
-            db.record_sweep_job(name, job.key, result["history"])
+            db.record_sweep_job(name, job.key, result["history"], result["corrupted_fit"], result["n_corrupted"])
             if progress is not None and not counted.get(job.key):  # from a worker: its epochs at once
                 progress.update(cfg.epochs)
             if on_job is not None:

@@ -6,10 +6,12 @@ A run trains three models:
 |-------------|-----------|-------------------------|------------|
 | `erm`       | S         | S                       | 0          |
 | `mixup`     | S         | S                       | the run's α |
-| `surrogate` | S + 1     | S + 1                   | 0          |
+| `surrogate` | S'        | S'                      | 0          |
 
 `erm` and `mixup` start from the same weights and see the same batches and augmentations; only the
-mixing differs. `surrogate` is an independent ERM model, the black-box source (the paper's ERM#2).
+mixing differs. `surrogate` is an independent ERM model, the black-box source (the paper's ERM#2); its
+seed S' = `config.surrogate_seed(S)` is a hash of (S, 'surrogate'), so no run of a group of seeds shares
+a model with another.
 
 Every random stream of an epoch (batch order, augmentation, mixing, dropout) is seeded from
 (member seed, stream, epoch) and the learning rate is a function of the epoch; so a checkpoint of
@@ -35,7 +37,7 @@ from torch import nn
 from . import checkpoints, seeding
 from .config import MEMBERS, TrainConfig
 from .data import Dataset, load_dataset, random_crop_flip
-from .devices import accuracy, as_batch, autocast, place, resolve_device
+from .devices import accuracy, as_batch, autocast, place, predict, resolve_device
 from .errors import UsageError
 from .fsutil import atomic_write_json, ensure_writable_dir, exclusive, remove_stale_temporaries
 from .layout import Layout, check_run_name
@@ -309,6 +311,8 @@ def train_run(
                 final[m.name] = metrics
                 if on_epoch is not None:
                     on_epoch(m.name, m.epochs_done, metrics)
+        for m in state:  # per test example, for paired comparisons (the same numbers as the last test_acc)
+            db.record_clean(run, m.name, "test", (predict(m.model, x_te) == y_te).cpu())
         seconds = time.perf_counter() - started
         db.finish_run(run, timings={"train": seconds})  # added to earlier calls' (a killed call records none)
         for m in state:

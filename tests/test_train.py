@@ -45,7 +45,7 @@ def test_same_config_twice_gives_bitwise_identical_weights(tmp_path):
 
 def test_erm_and_mixup_share_init_and_batches_only_mixing_differs(tmp_path):
     # With α = 0 the `mixup` member IS a second ERM model: same init, same batches, same dropout
-    # draws, so it must end bitwise equal to `erm`. The surrogate (seed + 1) must not.
+    # draws, so it must end bitwise equal to `erm`. The surrogate (its own seed) must not.
     cfg = TrainConfig(dataset="digits", model="mlp", epochs=2, batch_size=64, alpha=0.0, dropout=0.2)
     train_run(cfg, run="r", out=tmp_path, device="cpu")
     erm, mix, sur = (_tensors(tmp_path, "r", m) for m in ("erm", "mixup", "surrogate"))
