@@ -1,84 +1,85 @@
-"""The paper's claims as a table, and the rule that turns a measurement into a verdict on each.
+"""The paper's claims as a table, and the rule that turns paired measurements into a verdict on each.
 
-Each claim compares mixup with ERM on one quantity, each measured with a 95% interval:
+ERM and mixup are scored on the SAME test images, probed at the SAME pairs and, in the memorization
+sweep, trained on the SAME corrupted labels; so every claim is judged on the paired difference
+mixup − ERM, per example (or pair), which is far more powerful than comparing two marginal intervals.
+A claim about a training method is a claim over training seeds: in a group of runs that differ only in
+their seed (`robust-eval run --seeds 0 1 2`) each seed's paired difference is one replicate, and the
+interval accounts for seed-to-seed as well as test-sample variation (`stats.pooled_effect`). With one
+seed the interval covers test-sample variation only, and the report says so.
 
-- a claim that mixup makes a quantity LOWER (or HIGHER) is *reproduced* when mixup's interval lies
-  entirely on the claimed side of ERM's, *not reproduced* when it lies entirely on the other side, and
-  *inconclusive* when the two intervals overlap;
-- a claim that mixup is NO WORSE (clean accuracy) is *not reproduced* only when mixup's interval lies
-  entirely on the worse side of ERM's, and *reproduced* otherwise.
+The verdict (`RULE`): a claim that mixup lowers (raises) a quantity is *reproduced* when the 95% interval
+of the difference lies entirely on the claimed side of 0, *contradicted* when it lies entirely on the
+other side, *inconclusive* otherwise; "no worse" (clean accuracy) is judged against a margin of
+`MARGIN`. A verdict other than inconclusive also needs its p-value to stay below 5% after Holm's
+correction over the claims of the report. A claim worded "at every λ" is tested as worded: every λ of the
+grid must hold (an intersection-union test), and it is contradicted where a λ significantly goes the other
+way (Holm over the λ).
 
-Nothing is tuned to fit: the verdict follows from the numbers alone, and `RULE` states it in the report.
-
-The claims are rows of `CLAIMS`, one `ClaimSpec` each: what is claimed, what the paper reports, which way
-mixup should move the quantity, its unit, the stage that measures it, and a `select` function that picks the
-two estimates out of a run's stored results (`RunResults`). Every selection rule is a small pure function
-below. To add a claim, add one row to `CLAIMS` (with a new `key`), writing a new selection function only when
-no existing one fits; `assess` and the reports pick it up unchanged.
+The claims are rows of `CLAIMS`, one `ClaimSpec` each: what is claimed, the paper's figure, the direction,
+the unit, the stage that measures it, and a `select` function that picks the paired per-unit outcomes out
+of one run's stored results (`RunResults`), or says why it cannot. Every selection rule is a small pure
+function below; `assess` pools the runs of a group and applies the rule. To add a claim, add one row.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
+from statistics import NormalDist
 from typing import Any, Literal, get_args
 
 from . import paper
 from .config import ATTACKS, AttackConfig
 
-Direction = Literal["lower", "higher", "no_worse_higher"]
+Direction = Literal["lower", "higher", "no_worse"]
 DIRECTIONS: tuple[str, ...] = get_args(Direction)
 # The stages whose suggested command (`commands.stage_commands`) can fill a claim: every attack is one.
 FILLED_BY: tuple[str, ...] = ("train", *ATTACKS, "probe", "sweep")
+ALPHA = 0.05  # family-wise, over the claims of one report (Holm)
+MARGIN = 0.01  # "no worse": mixup's clean accuracy may be lower by at most 1 point
+VERDICTS = ("reproduced", "contradicted", "inconclusive", "not measured")
 
 RULE = (
-    "A claim that mixup lowers (raises) a quantity is reproduced when mixup's 95% interval lies entirely below "
-    "(above) ERM's, not reproduced when it lies entirely on the other side, and inconclusive when the intervals "
-    "overlap. A claim that mixup is no worse (clean accuracy) is not reproduced only when mixup's interval lies "
-    "entirely below ERM's."
+    "Each claim is judged on the paired difference mixup − ERM (the same test examples, probe pairs or "
+    "corrupted labels for both). A claim that mixup lowers (raises) a quantity is reproduced when the 95% interval "
+    "of the difference lies entirely below (above) 0, contradicted when it lies entirely on the other side, and "
+    f'inconclusive otherwise; "no worse" is reproduced when the interval lies above −{100 * MARGIN:g} point and '
+    f"contradicted when it lies below it. A reproduced or contradicted verdict also needs p < {ALPHA:g} after "
+    'Holm\'s correction over the claims of the report. A claim worded "at every λ" must hold at every λ of the '
+    "grid (intersection-union test) and is contradicted where a λ significantly goes the other way (Holm over λ)."
 )
 
 Row = Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class Estimate:
-    value: float
-    lo: float
-    hi: float
-
-    def __post_init__(self) -> None:
-        if not self.lo <= self.value <= self.hi:
-            raise ValueError(f"an estimate must lie in its interval: {self.lo} ≤ {self.value} ≤ {self.hi}")
-
-
-Selection = tuple[Estimate | None, Estimate | None, str]  # (ERM, mixup, where it was measured)
-
-
-def verdict(erm: Estimate, mixup: Estimate, direction: Direction) -> str:
-    """'reproduced', 'not reproduced' or 'inconclusive' for the claim that mixup moves the quantity `direction`."""
-    below = mixup.hi < erm.lo  # mixup entirely below ERM
-    above = mixup.lo > erm.hi  # mixup entirely above ERM
-    if direction == "lower":
-        return "reproduced" if below else "not reproduced" if above else "inconclusive"
-    if direction == "higher":
-        return "reproduced" if above else "not reproduced" if below else "inconclusive"
-    if direction == "no_worse_higher":
-        return "not reproduced" if below else "reproduced"
-    raise ValueError(f"direction must be lower, higher or no_worse_higher, got {direction!r}")
+Replicate = tuple[Any, Any]  # (ERM's, mixup's) per-unit outcomes on the same units: bool or float arrays
 
 
 @dataclass(frozen=True)
 class RunResults:
-    """A run's stored results, as `report.collect` reads them from the database (nothing is recomputed)."""
+    """One run's stored results, as `report.collect` reads them from the database (nothing is recomputed)."""
 
-    final_test_acc: Mapping[str, float] = field(default_factory=dict)  # model -> last epoch's test accuracy
-    n_test: int = 0
-    attack_rows: Sequence[Row] = ()
-    probe_rows: Sequence[Row] = ()
-    sweep_jobs: Sequence[Row] = ()  # finished jobs of the run's sweep (empty when it is on another dataset)
-    n_train: int | None = None
+    dataset: str = ""
+    model: str = ""
+    claim_eps: float | None = None  # the ε the attack claims are read at (`config.CLAIM_EPS`)
+    clean_rows: Sequence[Row] = ()  # `clean_results`, with `correct`
+    attack_rows: Sequence[Row] = ()  # with `correct` (None for rows stored before v5)
+    probe_rows: Sequence[Row] = ()  # with `missed` and `norms` (None for rows stored before v6)
+    sweep_config: Mapping[str, Any] | None = None  # of the sweep named like the run
+    sweep_jobs: Sequence[Row] = ()  # its finished jobs, with `corrupted_fit`
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What one run contributes to a claim: at each point (an ε, a λ, or 0 for a single setting) the paired
+    per-unit outcomes of each replicate it holds (one, or a sweep's seeds)."""
+
+    points: Mapping[float, Sequence[Replicate]]
+    axis: str  # "ε" | "λ" | "" (one setting)
+    decisive: float | None  # the point the verdict reads; None: every point must hold
+    where: str  # the setting, in words
+    unit_name: str = "test examples"  # what a unit is, for the power sentence
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -89,9 +90,10 @@ class ClaimSpec:
     claim: str
     paper: str  # the paper's figure, as text
     direction: Direction
-    unit: str  # "%" (a proportion, shown ×100) or "" (shown as measured)
+    unit: str  # "%" (a proportion, shown ×100, differences in points) or "" (shown as measured)
     stage: str  # the stage (one of FILLED_BY) whose command fills the claim when it is not measured
-    select: Callable[[RunResults], Selection]
+    select: Callable[[RunResults], Measured | str]  # a str says why it is not measured
+    paper_diff: float | None = None  # the paper's mixup − ERM in the claim's unit (points for %), if it gives one
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
@@ -102,120 +104,137 @@ class ClaimSpec:
 
 @dataclass
 class Claim:
+    """A claim judged on one run or on a group of seeds."""
+
+    key: str
     claim: str
-    paper: str  # the paper's figure, as text
-    erm: Estimate | None
-    mixup: Estimate | None
-    where: str  # at which setting the measurement was taken
-    verdict: str  # reproduced | not reproduced | inconclusive | not measured
-    unit: str = "%"
+    paper: str
+    direction: Direction
+    unit: str
+    verdict: str  # one of VERDICTS
+    where: str = ""
+    effect: Any = None  # stats.Effect at `at`: the decisive point, or the least favourable one
+    at: float | None = None
+    axis: str = ""
+    points: tuple[tuple[float, Any], ...] = ()  # (x, stats.Effect) at every point: the curve
+    erm: float | None = None  # the two means at `at`, over seeds
+    mixup: float | None = None
+    p_value: float | None = None  # the claim's own p (before Holm)
+    p_holm: float | None = None
+    holds: str = ""  # for a claim at every λ: where it holds
+    power: str = ""  # for an inconclusive claim: what would detect the observed difference
+    note: str = ""
     command: str = ""  # what fills a claim that is not measured
-    key: str = ""  # the `ClaimSpec.key` it was assessed from
+    paper_diff: float | None = None
+    seeds: int = 0
+    runs: int = 0  # runs that measured it
 
 
-# --- selection rules: pure functions of stored rows ---------------------------------------------------------
+# --- selection rules: pure functions of one run's stored rows -------------------------------------------------
 
 
-def wilson_estimate(p: float, n: int) -> Estimate:
-    """Proportion `p` of `n` trials with its 95% Wilson interval (widened, if rounding needs, to contain `p`)."""
-    from .stats import wilson_interval
-
-    lo, hi = wilson_interval(round(p * n), n)
-    return Estimate(p, min(lo, p), max(hi, p))
+def _nearest(points: Sequence[float], target: float | None) -> float:
+    return max(points) if target is None else min(points, key=lambda x: (abs(x - target), -x))
 
 
-def attack_error_estimate(row: Row) -> Estimate:
-    """Top-1 error with its interval, from an attack_results row (accuracy interval flipped)."""
-    return Estimate(1 - row["top1"], 1 - row["top1_hi"], 1 - row["top1_lo"])
-
-
-def strongest_native_attack(rows: Sequence[Row], attack: str, mode: str) -> tuple[float, dict[str, Row]] | None:
-    """The largest ε > 0 evaluated for (attack, mode) with the native backend, and its row per model.
-
-    The paper reports one ε, so the strongest attack evaluated stands for it. Rows of other backends (the
-    cross-checks) are ignored. None when there is no such row.
-    """
-    key = (attack, mode, "native")
-    native = [r for r in rows if (r["attack"], r["mode"], r["backend"]) == key and r["eps"] > 0]
+def attack_points(results: RunResults, *, attack: str, mode: str) -> Measured | str:
+    """Top-1 error of ERM and mixup under `attack` in `mode` (native backend), paired per test example, at
+    every ε > 0 evaluated on the largest n; the verdict reads the claim's ε (`RunResults.claim_eps`, else the
+    nearest evaluated ε, which the note names)."""
+    native = [r for r in results.attack_rows
+              if (r["attack"], r["mode"], r["backend"]) == (attack, mode, "native") and r["eps"] > 0]  # fmt: skip
     if not native:
-        return None
-    eps = max(r["eps"] for r in native)
-    return eps, {r["model"]: r for r in native if r["eps"] == eps}
+        return f"{ATTACKS[attack].label} has not been run in the {mode} box"
+    n = max(r["n"] for r in native)
+    sources = sorted({r["source"] for r in native if r["n"] == n})
+    source = "surrogate" if "surrogate" in sources else sources[0]
+    points: dict[float, list[Replicate]] = {}
+    unpaired = False
+    for eps in sorted({r["eps"] for r in native if r["n"] == n}):
+        at = paired_rows(native, attack, mode, eps, n, source=source if mode == "black" else None)
+        if at is None:
+            continue
+        erm, mix = at["erm"].get("correct"), at["mixup"].get("correct")
+        if erm is None or mix is None:
+            unpaired = True
+            continue
+        points[eps] = [(~erm, ~mix)]  # errors: the claims are about error
+    if not points:
+        if unpaired:
+            return "stored without per-example outcomes (by robust-eval before 0.5): run the attack again"
+        return f"{ATTACKS[attack].label} has not been run on both models in the {mode} box"
+    decisive = _nearest(list(points), results.claim_eps)
+    note = ""
+    if results.claim_eps is not None and decisive != results.claim_eps:
+        note = f"not evaluated at the claim's ε = {results.claim_eps:.4g}: read at the nearest, ε = {decisive:.4g}"
+    where = f"ε = {decisive:.4g}, n = {n}" + (f", source {source}" if mode == "black" else "")
+    return Measured(points, "ε", decisive, where, note=note)
 
 
-def attack_error(results: RunResults, *, attack: str, mode: str) -> Selection:
-    """ERM's and mixup's top-1 error under `attack` in `mode`, at the strongest native ε."""
-    found = strongest_native_attack(results.attack_rows, attack, mode)
-    if found is None or "erm" not in found[1] or "mixup" not in found[1]:
-        return None, None, ""
-    eps, at = found
-    return attack_error_estimate(at["erm"]), attack_error_estimate(at["mixup"]), f"ε = {eps:.4g}, n = {at['erm']['n']}"
-
-
-def probe_setting(rows: Sequence[Row]) -> tuple[int, float, dict[str, Row]] | None:
-    """(pairs, λ, row per model) the probe claims are read at; None without probe rows.
-
-    The largest pair count; among its rows, split 'train' with same-class pairs excluded when there are any
-    (else all of them); the λ nearest 0.5.
-    """
+def probe_points(results: RunResults, *, column: str) -> Measured | str:
+    """The probe's per-pair `column` ('missed' or 'norms') of ERM and mixup at every λ strictly between 0 and 1:
+    the largest pair count, training pairs of different classes when stored (else what is)."""
+    rows = results.probe_rows
     if not rows:
-        return None
+        return "the probe has not been run"
     pairs = max(r["pairs"] for r in rows)
     at_pairs = [r for r in rows if r["pairs"] == pairs]
     chosen = [r for r in at_pairs if r["split"] == "train" and r["same_class"] == "exclude"] or at_pairs
-    mid = min({r["lam"] for r in chosen}, key=lambda lam: abs(lam - 0.5))
-    return pairs, mid, {r["model"]: r for r in chosen if r["lam"] == mid}
+    by = {(r["model"], r["lam"]): r for r in chosen}
+    points: dict[float, list[Replicate]] = {}
+    for lam in sorted({r["lam"] for r in chosen if 0 < r["lam"] < 1}):
+        erm, mix = by.get(("erm", lam)), by.get(("mixup", lam))
+        if erm is None or mix is None:
+            continue
+        if erm.get(column) is None or mix.get(column) is None:
+            return "stored without per-pair outcomes (by robust-eval before 0.6): run the probe again"
+        points[lam] = [(erm[column], mix[column])]
+    if not points:
+        return "the probe has not been run on both models"
+    split, same = chosen[0]["split"], chosen[0]["same_class"]
+    kind = "of different classes" if same == "exclude" else "(same class included)"
+    where = f"{pairs} {split} pairs {kind}, λ = {min(points):.2f}-{max(points):.2f}"
+    return Measured(points, "λ", None, where, unit_name="pairs")
 
 
-def probe_quantity(results: RunResults, *, value: str, lo: str, hi: str) -> Selection:
-    """ERM's and mixup's probe columns (`value`, `lo`, `hi`) at `probe_setting`."""
-    found = probe_setting(results.probe_rows)
-    if found is None or "erm" not in found[2] or "mixup" not in found[2]:
-        return None, None, ""
-    pairs, mid, at = found
-    erm, mix = (Estimate(at[m][value], at[m][lo], at[m][hi]) for m in ("erm", "mixup"))
-    return erm, mix, f"λ = {mid:.2f}, {pairs} pairs"
-
-
-def memorization_setting(jobs: Sequence[Row]) -> tuple[float, float, list[Row], list[Row]] | None:
-    """(noise, α, ERM jobs, mixup jobs) the memorization claim is read at; None when either side is missing.
-
-    Finished jobs without dropout; the noise level nearest 0.5; ERM is α = 0 and mixup the largest α > 0 at
-    that noise. Every seed is kept, to be pooled.
-    """
-    done = [j for j in jobs if j.get("train_corrupted_err") is not None and j["dropout"] == 0]
+def memorization_points(results: RunResults) -> Measured | str:
+    """Training error on the corrupted labels, ERM (α = 0) and mixup (the largest α) paired per corrupted
+    example of the same (noise, seed), one replicate per seed; finished jobs without dropout at the noise
+    nearest 0.5. Only a sweep of the run's own dataset and network counts."""
+    cfg = results.sweep_config
+    if cfg is None:
+        return "no memorization sweep is named like the run"
+    if (cfg.get("dataset"), cfg.get("model")) != (results.dataset, results.model):
+        return (f"the sweep named like the run trained {cfg.get('model')} on {cfg.get('dataset')}, not this run's "
+                f"{results.model} on {results.dataset}")  # fmt: skip
+    done = [j for j in results.sweep_jobs if j.get("train_corrupted_err") is not None and j["dropout"] == 0]
     if not done:
-        return None
-    noise = min({j["noise"] for j in done}, key=lambda n: abs(n - 0.5))
+        return "the sweep has no finished job without dropout"
+    noise = min({j["noise"] for j in done}, key=lambda x: abs(x - 0.5))
     at_noise = [j for j in done if j["noise"] == noise]
     alpha = max(j["alpha"] for j in at_noise)
-    erm = [j for j in at_noise if j["alpha"] == 0]
-    mix = [j for j in at_noise if j["alpha"] == alpha and alpha > 0]
-    return (noise, alpha, erm, mix) if erm and mix else None
+    erm = {j["seed"]: j for j in at_noise if j["alpha"] == 0}
+    mix = {j["seed"]: j for j in at_noise if j["alpha"] == alpha and alpha > 0}
+    seeds = sorted(set(erm) & set(mix))
+    if not seeds:
+        return f"the sweep has no ERM (α = 0) and mixup (α > 0) job of the same seed at {noise:.0%} noise"
+    replicates = []
+    for s in seeds:
+        a, b = erm[s].get("corrupted_fit"), mix[s].get("corrupted_fit")
+        if a is None or b is None:
+            return "stored without per-example outcomes (by robust-eval before 0.6): run the sweep again"
+        replicates.append((~a, ~b))  # error on the corrupted labels: not memorized
+    where = f"{noise:.0%} noise, mixup α = {alpha:g}, sweep seed(s) {', '.join(map(str, seeds))}"
+    return Measured({0.0: replicates}, "", 0.0, where, unit_name="corrupted examples")
 
 
-def pooled_corrupted_error(jobs: Sequence[Row], n_corrupted: int) -> Estimate:
-    """Mean training error on corrupted labels over seeds, with a Wilson interval over n_corrupted · seeds."""
-    p = sum(j["train_corrupted_err"] for j in jobs) / len(jobs)
-    return wilson_estimate(p, n_corrupted * len(jobs))
-
-
-def memorization(results: RunResults) -> Selection:
-    """ERM's and mixup's training error on the corrupted labels, seeds pooled, at `memorization_setting`."""
-    found = memorization_setting(results.sweep_jobs) if results.n_train else None
-    if found is None:
-        return None, None, ""
-    noise, alpha, erm, mix = found
-    n = round(noise * results.n_train)  # corrupted examples per seed
-    where = f"{noise:.0%} noise, mixup α = {alpha:g}, {len(erm)} seed(s)"
-    return pooled_corrupted_error(erm, n), pooled_corrupted_error(mix, n), where
-
-
-def clean_accuracy(results: RunResults) -> Selection:
-    """ERM's and mixup's final test accuracy, each with a Wilson interval over n_test."""
-    acc = results.final_test_acc
-    erm, mix = (None if acc.get(m) is None else wilson_estimate(acc[m], results.n_test) for m in ("erm", "mixup"))
-    return erm, mix, f"test split, n = {results.n_test}"
+def clean_points(results: RunResults) -> Measured | str:
+    """Clean top-1 accuracy of ERM and mixup after the last epoch, paired per test example."""
+    rows = {r["model"]: r for r in results.clean_rows if r["split"] == "test"}
+    if "erm" not in rows or "mixup" not in rows:
+        return "no per-example test outcomes stored (trained by robust-eval before 0.6): resume the training"
+    erm, mix = rows["erm"], rows["mixup"]
+    return Measured({0.0: [(erm["correct"], mix["correct"])]}, "", 0.0, f"test split, n = {erm['n']}")
 
 
 # --- the claims ----------------------------------------------------------------------------------------------
@@ -232,71 +251,203 @@ CLAIMS: tuple[ClaimSpec, ...] = (
         claim="mixup lowers white-box FGSM error",
         paper=f"top-1 error {_T3W_ERM.fgsm} → {_T3W_MIX.fgsm} (ImageNet, ε = 4/255)",
         direction="lower", unit="%", stage="fgsm",
-        select=partial(attack_error, attack="fgsm", mode="white"),
+        select=partial(attack_points, attack="fgsm", mode="white"), paper_diff=_T3W_MIX.fgsm - _T3W_ERM.fgsm,
     ),
     ClaimSpec(
         key="fgsm_black",
         claim="mixup lowers black-box FGSM error",
         paper=f"top-1 error {_T3B_ERM.fgsm} → {_T3B_MIX.fgsm} (ImageNet, ε = 4/255)",
         direction="lower", unit="%", stage="fgsm",
-        select=partial(attack_error, attack="fgsm", mode="black"),
+        select=partial(attack_points, attack="fgsm", mode="black"), paper_diff=_T3B_MIX.fgsm - _T3B_ERM.fgsm,
     ),
     ClaimSpec(
         key="ifgsm_black",
         claim="mixup lowers black-box I-FGSM error",
         paper=f"top-1 error {_T3B_ERM.ifgsm} → {_T3B_MIX.ifgsm} (ImageNet, ε = 4/255)",
         direction="lower", unit="%", stage="ifgsm",
-        select=partial(attack_error, attack="ifgsm", mode="black"),
+        select=partial(attack_points, attack="ifgsm", mode="black"), paper_diff=_T3B_MIX.ifgsm - _T3B_ERM.ifgsm,
     ),
     ClaimSpec(
         key="probe_miss_rate",
-        claim="mixup lowers the miss rate between training pairs",
+        claim="mixup lowers the miss rate between training pairs at every λ strictly between 0 and 1",
         paper=paper.FIGURE2["miss_rate"],
-        direction="lower", unit="%", stage="probe",
-        select=partial(probe_quantity, value="miss_rate", lo="miss_lo", hi="miss_hi"),
+        direction="lower", unit="%", stage="probe", select=partial(probe_points, column="missed"),
     ),
     ClaimSpec(
         key="probe_grad_norm",
-        claim="mixup lowers the input-gradient norm between training pairs",
+        claim="mixup lowers the input-gradient norm between training pairs at every λ strictly between 0 and 1",
         paper=paper.FIGURE2["grad_norm"],
-        direction="lower", unit="", stage="probe",
-        select=partial(probe_quantity, value="grad_norm", lo="norm_lo", hi="norm_hi"),
+        direction="lower", unit="", stage="probe", select=partial(probe_points, column="norms"),
     ),
     ClaimSpec(
         key="memorization",
         claim="mixup memorizes fewer corrupted labels (higher training error on them)",
         paper=f"training error on corrupted labels {_T2_ERM.train_corrupted} → {_T2_MIX.train_corrupted} "
         "(CIFAR-10, 50% noise)",
-        direction="higher", unit="%", stage="sweep",
-        select=memorization,
+        direction="higher", unit="%", stage="sweep", select=memorization_points,
+        paper_diff=_T2_MIX.train_corrupted - _T2_ERM.train_corrupted,
     ),
     ClaimSpec(
         key="clean_accuracy",
-        claim="mixup's clean accuracy is no worse",
+        claim=f"mixup's clean accuracy is no worse (by at most {100 * MARGIN:g} point)",
         paper=f"test accuracy {100 - _CIFAR_ERM:.1f} → {100 - _CIFAR_MIX:.1f} (CIFAR-10, PreAct ResNet-18)",
-        direction="no_worse_higher", unit="%", stage="train",
-        select=clean_accuracy,
+        direction="no_worse", unit="%", stage="train", select=clean_points, paper_diff=_CIFAR_ERM - _CIFAR_MIX,
     ),
 )  # fmt: skip
 
 
-def judge(spec: ClaimSpec, results: RunResults, *, commands: Mapping[str, str]) -> Claim:
-    """The `Claim` for one row of `CLAIMS`, carrying `commands[spec.stage]` (or ''): what fills it if not measured."""
-    erm, mix, where = spec.select(results)
-    measured = erm is not None and mix is not None
-    return Claim(
-        claim=spec.claim, paper=spec.paper, erm=erm, mixup=mix, where=where,
-        verdict=verdict(erm, mix, spec.direction) if measured else "not measured",
-        unit=spec.unit, command=commands.get(spec.stage, ""), key=spec.key,
-    )  # fmt: skip
+# --- the rule ------------------------------------------------------------------------------------------------
 
 
-def assess(results: RunResults, *, commands: Mapping[str, str]) -> list[Claim]:
-    """One `Claim` per row of `CLAIMS`, in order, from a run's stored results (nothing is recomputed).
+def side(effect: Any, direction: Direction) -> str:
+    """'claimed', 'other' or 'neither': where the interval of `effect` lies against the claim."""
+    lo, hi = effect.lo, effect.hi
+    if direction == "lower":
+        return "claimed" if hi < 0 else "other" if lo > 0 else "neither"
+    if direction == "higher":
+        return "claimed" if lo > 0 else "other" if hi < 0 else "neither"
+    if direction == "no_worse":
+        return "claimed" if lo > -MARGIN else "other" if hi < -MARGIN else "neither"
+    raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
 
-    `commands` maps a stage ('train', 'fgsm', 'ifgsm', 'probe', 'sweep') to the command line that fills it.
-    """
-    return [judge(spec, results, commands=commands) for spec in CLAIMS]
+
+def claim_p(effect: Any, direction: Direction) -> float:
+    """The p-value of the claim's test: two-sided against 0; for "no worse", one-sided against −MARGIN toward
+    the side the estimate lies on (a normal approximation from the interval's width)."""
+    if direction != "no_worse":
+        return float(effect.p_value)
+    z = NormalDist().inv_cdf(0.975)
+    se = (effect.hi - effect.lo) / (2 * z)
+    if se <= 0:
+        return 0.0 if effect.diff != -MARGIN else 1.0
+    return 1 - NormalDist().cdf(abs(effect.diff + MARGIN) / se)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    from .stats import holm as _holm
+
+    return _holm(p_values)
+
+
+def _least_favourable(points: Sequence[tuple[float, Any]], direction: Direction) -> tuple[float, Any]:
+    sign = -1 if direction == "higher" else 1
+    return max(points, key=lambda xe: sign * xe[1].diff)
+
+
+def _holds(points: Sequence[tuple[float, Any]], direction: Direction, axis: str) -> str:
+    held = [x for x, e in points if side(e, direction) == "claimed"]
+    if not held:
+        return f"holds at no {axis}"
+    if len(held) == len(points):
+        return f"holds at every {axis} ({len(points)})"
+    return f"holds at {len(held)} of {len(points)} {axis}: " + ", ".join(f"{x:.2f}" for x in held)
+
+
+def _power(effect: Any, direction: Direction, unit_name: str) -> str:
+    from .stats import examples_for_power, seeds_for_power, units_for_power
+
+    diff = effect.diff + (MARGIN if direction == "no_worse" else 0.0)
+    if effect.seeds >= 2:
+        needed = seeds_for_power(diff, effect.sd_seed)
+        return "" if needed is None else f"about {needed} seeds would detect this difference with 80% power"
+    if direction != "no_worse" and getattr(effect, "n01", None) is not None and effect.n01 + effect.n10 > 0:
+        needed = examples_for_power(effect.n01, effect.n10, effect.n)
+    else:
+        needed = units_for_power(diff, effect.sd_unit)
+    if needed is None:
+        return "no difference was observed: no sample size would detect it"
+    return f"about {needed:,} {unit_name} (or more seeds) would detect this difference with 80% power"
+
+
+def judge(spec: ClaimSpec, measured: Sequence[Measured | str], *, command: str = "", seed: int = 0) -> Claim:
+    """The `Claim` for one row of `CLAIMS` from what each run of a group measured (one run: a single seed),
+    before Holm's correction (see `assess`)."""
+    base = {"key": spec.key, "claim": spec.claim, "paper": spec.paper, "direction": spec.direction,
+            "unit": spec.unit, "command": command, "paper_diff": spec.paper_diff}  # fmt: skip
+    got = [m for m in measured if isinstance(m, Measured)]
+    if not got:
+        why = next((m for m in measured if isinstance(m, str)), "")
+        return Claim(**base, verdict="not measured", note=why)
+    from .stats import pooled_effect
+
+    first = got[0]
+    pooled: list[tuple[float, Any]] = []
+    for x in sorted(first.points):
+        replicates = [r for m in got for r in m.points.get(x, ())]
+        pooled.append((x, pooled_effect(replicates, seed=seed)))
+    notes = [first.note] if first.note else []
+    if len(got) < len(measured):
+        notes.append(f"measured in {len(got)} of {len(measured)} runs")
+    if first.decisive is not None:
+        at, effect = next((x, e) for x, e in pooled if x == first.decisive)
+        verdict = {"claimed": "reproduced", "other": "contradicted"}.get(side(effect, spec.direction), "inconclusive")
+        p, holds = claim_p(effect, spec.direction), ""
+    else:  # at every point: an intersection-union test, contradicted where a point significantly goes the other way
+        p_points = [claim_p(e, spec.direction) for _, e in pooled]
+        adjusted = holm(p_points)
+        against = [(adj, x, e) for adj, (x, e) in zip(adjusted, pooled, strict=True)
+                   if side(e, spec.direction) == "other" and adj < ALPHA]  # fmt: skip
+        if all(side(e, spec.direction) == "claimed" for _, e in pooled):
+            verdict, p = "reproduced", max(p_points)
+            at, effect = _least_favourable(pooled, spec.direction)
+        elif against:
+            adj, at, effect = min(against, key=lambda t: t[0])
+            verdict, p = "contradicted", adj
+        else:
+            verdict, p = "inconclusive", max(p_points)
+            at, effect = _least_favourable(pooled, spec.direction)
+        holds = _holds(pooled, spec.direction, first.axis)
+    erm, mix = _means([r for m in got for r in m.points.get(at, ())])
+    power = _power(effect, spec.direction, first.unit_name) if verdict == "inconclusive" else ""
+    return Claim(**base, verdict=verdict, where=first.where, effect=effect, at=at, axis=first.axis,
+                 points=tuple(pooled), erm=erm, mixup=mix, p_value=p, holds=holds, power=power,
+                 note="; ".join(notes), seeds=effect.seeds, runs=len(got))  # fmt: skip
+
+
+def _means(replicates: Sequence[Replicate]) -> tuple[float, float]:
+    """ERM's and mixup's means over the replicates (each the mean over its units)."""
+    import numpy as np
+
+    a = [float(np.mean(np.asarray(r[0], dtype=float))) for r in replicates]
+    b = [float(np.mean(np.asarray(r[1], dtype=float))) for r in replicates]
+    return sum(a) / len(a), sum(b) / len(b)
+
+
+def assess(group: Sequence[RunResults], *, commands: Mapping[str, str]) -> list[Claim]:
+    """One `Claim` per row of `CLAIMS`, in order, pooling the runs of `group` (one run per seed; a single run
+    is a group of one). `commands` maps a stage to the command that fills it. Holm's correction runs over the
+    measured claims: a reproduced or contradicted verdict whose adjusted p is not below `ALPHA` becomes
+    inconclusive, and its note says so."""
+    if not group:
+        raise ValueError("assess needs at least one run")
+    claims = [judge(spec, [spec.select(r) for r in group], command=commands.get(spec.stage, "")) for spec in CLAIMS]
+    measured = [c for c in claims if c.p_value is not None]
+    for c, adjusted in zip(measured, holm([c.p_value for c in measured]), strict=True):
+        c.p_holm = adjusted
+        if c.verdict in ("reproduced", "contradicted") and adjusted >= ALPHA:
+            c.note = "; ".join(filter(None, [c.note, f"{c.verdict} alone (p = {c.p_value:.2g}), not after Holm's "
+                                             f"correction over {len(measured)} claims"]))  # fmt: skip
+            c.verdict = "inconclusive"
+            c.power = _power(c.effect, c.direction, _unit_name(c.key))
+    return claims
+
+
+def _unit_name(key: str) -> str:
+    return {"probe_miss_rate": "pairs", "probe_grad_norm": "pairs", "memorization": "corrupted examples"}.get(
+        key, "test examples"
+    )
+
+
+def seeds_statement(claims: Sequence[Claim]) -> str:
+    """What the intervals account for, in words."""
+    seeds = max((c.seeds for c in claims), default=0)
+    if seeds == 0:
+        return ""
+    if seeds == 1:
+        return ("1 seed: the intervals cover test-sample variation only; seed-to-seed variation is not accounted "
+                "for (run a group of seeds with 'robust-eval run --seeds 0 1 2').")  # fmt: skip
+    return (f"{seeds} seeds: each seed's paired difference is one replicate, and the intervals account for both "
+            "seed-to-seed and test-sample variation.")  # fmt: skip
 
 
 # --- does the FGSM gain survive a strong attack? -------------------------------------------------------------
@@ -474,11 +625,24 @@ def _rerun(rows: Sequence[Row], attack: str, mode: str, n: int) -> AttackConfig:
     )  # fmt: skip
 
 
-def strong_verdict(spec: ClaimSpec, rows: Sequence[Row], worst: Sequence[Row]) -> StrongVerdict:
+def fgsm_claim_rows(rows: Sequence[Row], mode: str, claim_eps: float | None) -> tuple[float, dict[str, Row]] | None:
+    """The ε the FGSM claim of `mode` reads (the claim's ε, else the nearest evaluated) on the largest n, and
+    the native FGSM row per model there; None without such rows."""
+    native = [r for r in rows if (r["attack"], r["mode"], r["backend"]) == ("fgsm", mode, "native") and r["eps"] > 0]
+    if not native:
+        return None
+    n = max(r["n"] for r in native)
+    eps = _nearest(sorted({r["eps"] for r in native if r["n"] == n}), claim_eps)
+    return eps, {r["model"]: r for r in native if (r["eps"], r["n"]) == (eps, n)}
+
+
+def strong_verdict(
+    spec: ClaimSpec, rows: Sequence[Row], worst: Sequence[Row], claim_eps: float | None = None
+) -> StrongVerdict:
     """Whether the FGSM claim `spec` survives a strong attack; see `strong_attack_verdicts`."""
     mode = FGSM_CLAIMS[spec.key]
     base = {"key": spec.key, "claim": spec.claim, "mode": mode}
-    found = strongest_native_attack(rows, "fgsm", mode)
+    found = fgsm_claim_rows(rows, mode, claim_eps)
     if found is None or "erm" not in found[1] or "mixup" not in found[1]:
         grid = tuple(float(e) for e in ATTACKS["fgsm"].example_eps)
         sentence = "FGSM has not been run on both models"
@@ -505,8 +669,8 @@ def strong_verdict(spec: ClaimSpec, rows: Sequence[Row], worst: Sequence[Row]) -
     paired = [g for g in head.strong if g.diff is not None]
     d = head.fgsm.diff
     if d is not None and d.lo <= 0:
-        side = "includes 0" if d.hi >= 0 else "lies below 0"
-        sentence = f"mixup − ERM under FGSM is {_points(d.diff)} points, interval {_interval(d)} {side}"
+        lies = "includes 0" if d.hi >= 0 else "lies below 0"
+        sentence = f"mixup − ERM under FGSM is {_points(d.diff)} points, interval {_interval(d)} {lies}"
         return StrongVerdict(**base, verdict="no FGSM gain to test", sentence=sentence, **found_at)
     if d is None or not paired:
         which = "FGSM was" if d is None else "the strong attacks were"
@@ -517,15 +681,17 @@ def strong_verdict(spec: ClaimSpec, rows: Sequence[Row], worst: Sequence[Row]) -
     return StrongVerdict(**base, verdict=decisive.outcome, sentence=describe(head.fgsm, decisive), **found_at)
 
 
-def strong_attack_verdicts(rows: Sequence[Row], worst: Sequence[Row] = ()) -> list[StrongVerdict]:
+def strong_attack_verdicts(
+    rows: Sequence[Row], worst: Sequence[Row] = (), claim_eps: float | None = None
+) -> list[StrongVerdict]:
     """For each FGSM claim of `CLAIMS` (white and black box): does mixup's FGSM gain survive a strong attack?
 
     `rows` are a run's stored `attack_results` rows with their per-example outcomes (`correct`, a bool tensor
     or None for rows stored before outcomes were kept); `worst` its `worst_case` rows. At each ε where native
     FGSM and at least one strong attack (PGD, APGD-CE, APGD-DLR) ran on the same examples, mixup − ERM top-1
     accuracy is taken under each, paired (`stats.paired_difference`), with the worst case in the white box.
-    The headline is read at the FGSM claim's ε (the largest native FGSM ε), or, when no strong attack ran
+    The headline is read at the FGSM claim's ε (`claim_eps`, else the nearest evaluated), or, when no strong attack ran
     there, at the largest ε where both did (the verdict's `note` says so); its rule is `STRONG_RULE`.
     Nothing is guessed: rows without outcomes give "not paired: re-run".
     """
-    return [strong_verdict(s, rows, worst) for s in CLAIMS if s.key in FGSM_CLAIMS]
+    return [strong_verdict(s, rows, worst, claim_eps) for s in CLAIMS if s.key in FGSM_CLAIMS]

@@ -549,13 +549,16 @@ def _cmd_sweep_corrupt(args: argparse.Namespace, argv: Sequence[str]) -> int:
                            address=args.address, device=args.device, data_root=args.data_root,
                            on_job=report, progress=bar)  # fmt: skip
     what = f"{cfg.dataset}, {cfg.model}, {cfg.epochs} epochs, seeds {list(cfg.seeds)}"
-    print(f"sweep {args.name}: {what} (error %, mean ± std)")
+    spread = "mean ± std over seeds" if len(cfg.seeds) > 1 else "1 seed: no spread"
+    print(f"sweep {args.name}: {what} (error %, {spread})")
     print(
         f"{'noise':>5}  {'method':<34} {'test best':>12} {'test last':>12} {'train real':>12} {'train corrupted':>15}"
     )
 
     def cell(v: tuple[float, float] | None, width: int) -> str:
-        return f"{'—':>{width}}" if v is None else f"{f'{v[0]:.2f} ± {v[1]:.2f}':>{width}}"
+        if v is None:
+            return f"{'—':>{width}}"
+        return f"{f'{v[0]:.2f} ± {v[1]:.2f}' if len(cfg.seeds) > 1 else f'{v[0]:.2f}':>{width}}"
 
     for row in table2(result.jobs):
         print(
@@ -579,11 +582,28 @@ def _cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0
 
 
+def _print_claims(claims: Sequence[Any]) -> None:
+    """The claims as `robust-eval run` prints them: verdict, paired effect with its interval, where."""
+    from .claims import seeds_statement
+
+    for c in claims:
+        if c.effect is None:
+            print(f"  {c.verdict:<14} {c.claim} ({c.note})")
+            continue
+        scale, fmt = (100, "{:+.2f}") if c.unit == "%" else (1, "{:+.3g}")
+        e = c.effect
+        effect = f"{fmt.format(scale * e.diff)} [{fmt.format(scale * e.lo)}, {fmt.format(scale * e.hi)}]"
+        unit = " points" if c.unit == "%" else ""
+        print(f"  {c.verdict:<14} {c.claim}: mixup − erm {effect}{unit}, p = {c.p_value:.2g} (Holm {c.p_holm:.2g}); "
+              f"{c.where}{'; ' + c.holds if c.holds else ''}")  # fmt: skip
+    print(f"  {seeds_statement(claims)}")
+
+
 def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .claims import strong_attack_verdicts
     from .config import preset
     from .pipeline import run_name, run_pipeline
-    from .report import collect, run_claims
+    from .report import collect, group_claims, run_claims
 
     p = preset(args.preset)
     if args.seeds is not None:
@@ -591,23 +611,23 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
         group, runs, path = run_group(p, args.seeds, out=args.out, run=args.run, device=args.device,
                                       data_root=args.data_root, download=args.download, argv=[PROG, *argv])  # fmt: skip
-        print(f"group {group}: runs {', '.join(runs)}")
+        datas = [collect(args.out, r) for r in runs]
+        print(f"group {group} (runs {', '.join(runs)}): the paper's claims, paired, pooled over the seeds")
+        _print_claims(group_claims(datas))
+        print("does mixup's FGSM gain survive a strong attack? (per seed, paired on the same examples)")
+        for d in datas:
+            for v in strong_attack_verdicts(d["attack_rows"], d["worst_case"], d["claim_eps"]):
+                print(f"  {d['run']}, {v.mode} box: {v.sentence}")
         print(f"report: {path.resolve().as_uri()}")
         return 0
     path = run_pipeline(p, out=args.out, run=args.run, device=args.device, data_root=args.data_root,
                         download=args.download, argv=[PROG, *argv])  # fmt: skip
     run = run_name(p, args.run)
     data = collect(args.out, run)
-    print(f"run {run}: the paper's claims (erm → mixup; rule and intervals in the report)")
-    for c in run_claims(data):
-        if c.erm is None or c.mixup is None:
-            print(f"  {c.verdict:<15} {c.claim}")
-            continue
-        scale, fmt = (100, "{:.2f}") if c.unit == "%" else (1, "{:.3g}")
-        change = f"{fmt.format(scale * c.erm.value)} → {fmt.format(scale * c.mixup.value)}{c.unit}"
-        print(f"  {c.verdict:<15} {c.claim}: {change} ({c.where})")
+    print(f"run {run}: the paper's claims, paired on the same examples (rule and figures in the report)")
+    _print_claims(run_claims(data))
     print("does mixup's FGSM gain survive a strong attack? (paired, on the same examples)")
-    for v in strong_attack_verdicts(data["attack_rows"], data["worst_case"]):
+    for v in strong_attack_verdicts(data["attack_rows"], data["worst_case"], data["claim_eps"]):
         print(f"  {v.mode} box: {v.sentence}")
     print(f"report: {path.resolve().as_uri()}")
     return 0

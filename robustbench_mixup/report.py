@@ -22,6 +22,8 @@ from typing import Any
 
 from . import paper
 from .claims import (
+    ALPHA,
+    MARGIN,
     RULE,
     STRONG,
     STRONG_RULE,
@@ -31,14 +33,15 @@ from .claims import (
     RunResults,
     StrongVerdict,
     assess,
+    seeds_statement,
     strong_attack_verdicts,
 )
 from .commands import attack_command, stage_commands
-from .config import ATTACKS, PAIR, ProbeConfig, preset_of
+from .config import ATTACKS, CLAIM_EPS, PAIR, ProbeConfig, preset_of, surrogate_seed
 from .errors import UsageError
 from .fsutil import atomic_write_text
-from .layout import Layout
-from .results import ResultsDB
+from .layout import Layout, check_run_name
+from .results import ResultsDB, read_stored
 from .runs import read_run_json, resolve_run
 from .tables import table2, with_methods
 
@@ -118,10 +121,14 @@ def collect(out: str | Path, run: str) -> dict[str, Any]:
         worst = db.worst_case(run)
         indicators = db.indicators(run)
         flags = db.attack_flags(run)
-        probe_rows = db.probe_rows(run)
+        probe_rows = db.probe_rows(run, outcomes=True)  # `missed`, `norms` per pair: None before v6
+        clean_rows = db.clean_rows(run)
         sweep = db.get_sweep(run)
         sweep_jobs = db.sweep_jobs(run) if sweep else []
     assert record is not None
+    made_by = preset_of(record["environment"].get("argv"))
+    if made_by is not None:  # a run of a group carries its own seed (the preset's sweep seed follows it)
+        made_by = dataclasses.replace(made_by, seed=record["config"]["seed"])
     stored = read_run_json(layout, run)
     described = stored["dataset"] if stored is not None else {}
     final = {}
@@ -130,8 +137,10 @@ def collect(out: str | Path, run: str) -> dict[str, Any]:
     return {
         "run": run, "root": layout.root, "record": record, "epochs": epochs, "attack_rows": attack_rows,
         "worst_case": worst, "indicators": indicators, "flags": flags, "probe_rows": probe_rows,
-        "sweep": sweep, "sweep_jobs": with_methods(sweep_jobs), "dataset": described, "final": final,
-        "commands": stage_commands(layout.root, run, record["config"], preset_of(record["environment"].get("argv"))),
+        "clean_rows": clean_rows, "sweep": sweep, "sweep_jobs": with_methods(sweep_jobs), "dataset": described,
+        "final": final, "commands": stage_commands(layout.root, run, record["config"], made_by),
+        "claim_eps": made_by.claim_eps if made_by is not None else CLAIM_EPS.get(record["config"]["dataset"]),
+        "surrogate_seed": surrogate_seed(record["config"]["seed"]),
     }  # fmt: skip
 
 
@@ -139,19 +148,139 @@ def _sweep_table(data: dict[str, Any]) -> list[dict[str, Any]]:
     return table2(data["sweep_jobs"]) if data["sweep_jobs"] else []
 
 
-def run_claims(data: dict[str, Any]) -> list[Claim]:
-    """The paper's claims judged on one run's collected results (`collect`)."""
+def run_results(data: dict[str, Any]) -> RunResults:
+    """What the claims read of one run's collected results (`collect`)."""
     cfg = data["record"]["config"]
-    same_data = data["sweep"] is not None and data["sweep"]["config"].get("dataset") == cfg["dataset"]
-    results = RunResults(
-        final_test_acc={m: e["test_acc"] for m, e in data["final"].items()},
-        n_test=int(data["dataset"].get("n_test") or 0),
-        attack_rows=data["attack_rows"],
-        probe_rows=data["probe_rows"],
-        sweep_jobs=data["sweep_jobs"] if same_data else [],
-        n_train=data["dataset"].get("n_train"),
-    )
-    return assess(results, commands=data["commands"])
+    return RunResults(
+        dataset=cfg["dataset"], model=cfg["model"], claim_eps=data["claim_eps"], clean_rows=data["clean_rows"],
+        attack_rows=data["attack_rows"], probe_rows=data["probe_rows"],
+        sweep_config=None if data["sweep"] is None else data["sweep"]["config"], sweep_jobs=data["sweep_jobs"],
+    )  # fmt: skip
+
+
+def run_claims(data: dict[str, Any]) -> list[Claim]:
+    """The paper's claims judged on one run's collected results (`collect`): a group of one seed."""
+    return assess([run_results(data)], commands=data["commands"])
+
+
+def group_claims(datas: Sequence[dict[str, Any]]) -> list[Claim]:
+    """The paper's claims judged on a group of runs that differ only in their seed, pooled."""
+    return assess([run_results(d) for d in datas], commands=datas[0]["commands"])
+
+
+def _effect_text(c: Claim, value: float) -> str:
+    return f"{100 * value:+.2f}" if c.unit == "%" else f"{value:+.3g}"
+
+
+def forest_figure(claims: Sequence[Claim]) -> str | None:
+    """One row per measured claim: mixup − ERM with its 95% interval, 0 marked, the margin of "no worse"
+    dashed, the paper's difference (where it gives one) as a hollow diamond. Points for % claims; the gradient
+    norm, in its own unit, on a panel of its own."""
+    from . import figures
+
+    shown = [c for c in claims if c.effect is not None]
+    if not shown:
+        return None
+    panels = [("%", "mixup − ERM, points"), ("", "mixup − ERM, gradient norm")]
+    panels = [(u, label) for u, label in panels if any(c.unit == u for c in shown)]
+    colours = {"reproduced": "#029e73", "contradicted": "#d55e00", "inconclusive": "#949494"}
+    with figures.theme():
+        heights = [sum(1 for c in shown if c.unit == u) for u, _ in panels]
+        fig, axes = figures.new_figure(len(panels), 1, figsize=(7.5, 0.9 + 0.45 * len(shown)), squeeze=False,
+                                       gridspec_kw={"height_ratios": heights})  # fmt: skip
+        for ax, (unit, label) in zip(axes[:, 0], panels, strict=True):
+            mine = [c for c in shown if c.unit == unit]
+            scale = 100 if unit == "%" else 1
+            for y, c in enumerate(reversed(mine)):
+                e = c.effect
+                ax.errorbar([scale * e.diff], [y], xerr=[[scale * (e.diff - e.lo)], [scale * (e.hi - e.diff)]],
+                            fmt="o", color=colours.get(c.verdict, "#949494"), capsize=3)  # fmt: skip
+                if c.paper_diff is not None:
+                    ax.plot([c.paper_diff], [y], marker="D", mfc="none", color="#0173b2", linestyle="none",
+                            label="paper" if y == 0 else None)  # fmt: skip
+                if c.direction == "no_worse":
+                    ax.plot([-100 * MARGIN] * 2, [y - 0.35, y + 0.35], linestyle="--", color="#de8f05", linewidth=1)
+            ax.axvline(0, color=".3", linewidth=1)
+            ax.set_yticks(range(len(mine)))
+            ax.set_yticklabels([_short(c) for c in reversed(mine)], fontsize=7)
+            ax.set_xlabel(label)
+            ax.set_ylim(-0.6, len(mine) - 0.4)
+            if any(c.paper_diff is not None for c in mine):
+                ax.legend(fontsize=7, loc="lower right")
+        fig.tight_layout()
+        return _png(fig)
+
+
+SHORT = {
+    "fgsm_white": "FGSM error, white", "fgsm_black": "FGSM error, black", "ifgsm_black": "I-FGSM error, black",
+    "probe_miss_rate": "miss rate", "probe_grad_norm": "gradient norm", "memorization": "corrupted-label error",
+    "clean_accuracy": "clean accuracy",
+}  # fmt: skip  # a claim's name in the forest plot
+
+
+def _short(c: Claim) -> str:
+    where = {"ε": f" (ε {c.at:.3g})", "λ": f" (λ {c.at:.2f})"}.get(c.axis, "") if c.at is not None else ""
+    return SHORT.get(c.key, c.key) + where
+
+
+def compare_figure(runs: Sequence[str], claims: Mapping[str, Sequence[Claim]]) -> str | None:
+    """Each %-claim's effect per run, side by side (one marker per run, offset vertically), 0 marked: where a
+    claim holds and where it flips."""
+    from . import figures
+
+    keys = [c.key for c in claims[runs[0]] if c.unit == "%" and any(_by_key(claims[r], c.key) for r in runs)]
+    if not keys:
+        return None
+    colours = figures.palette(len(runs))
+    with figures.theme():
+        fig, ax = figures.new_figure(1, 1, figsize=(7.5, 1.0 + 0.5 * len(keys)))
+        for k, run in enumerate(runs):
+            offset = 0.3 * (k - (len(runs) - 1) / 2) / max(len(runs) - 1, 1)
+            for y, key in enumerate(reversed(keys)):
+                c = _by_key(claims[run], key)
+                if c is None:
+                    continue
+                e = c.effect
+                ax.errorbar([100 * e.diff], [y + offset], xerr=[[100 * (e.diff - e.lo)], [100 * (e.hi - e.diff)]],
+                            fmt="o", color=colours[k], capsize=2, label=run)  # fmt: skip
+        ax.axvline(0, color=".3", linewidth=1)
+        ax.set_yticks(range(len(keys)))
+        ax.set_yticklabels([SHORT.get(k, k) for k in reversed(keys)], fontsize=7)
+        ax.set_xlabel("mixup − ERM, points")
+        handles, labels = ax.get_legend_handles_labels()
+        unique = dict(zip(labels, handles, strict=True))
+        ax.legend(unique.values(), unique.keys(), fontsize=7)
+        fig.tight_layout()
+        return _png(fig)
+
+
+def _by_key(claims: Sequence[Claim], key: str) -> Claim | None:
+    return next((c for c in claims if c.key == key and c.effect is not None), None)
+
+
+def curve_figure(c: Claim) -> str | None:
+    """A claim's effect across its ε or λ grid: the difference with its 95% band, 0 marked, the point the
+    verdict reads ringed."""
+    from . import figures
+
+    if len(c.points) < 2:
+        return None
+    scale = 100 if c.unit == "%" else 1
+    xs = [x for x, _ in c.points]
+    with figures.theme():
+        fig, axes = figures.new_figure(1, 1, figsize=(2.6, 1.5))
+        ax = axes if not hasattr(axes, "__len__") else axes[0]
+        ax.fill_between(xs, [scale * e.lo for _, e in c.points], [scale * e.hi for _, e in c.points], alpha=0.3,
+                        linewidth=0)  # fmt: skip
+        ax.plot(xs, [scale * e.diff for _, e in c.points], marker=".")
+        ax.axhline(0, color=".3", linewidth=0.8)
+        if c.at is not None:
+            e = dict(c.points)[c.at]
+            ax.plot([c.at], [scale * e.diff], marker="o", mfc="none", color="#d55e00", markersize=8)
+        ax.set_xlabel(c.axis, fontsize=7)
+        ax.tick_params(labelsize=6)
+        fig.tight_layout(pad=0.3)
+        return _png(fig)
 
 
 # --- does the FGSM gain survive a strong attack? ------------------------------------------------------------
@@ -172,7 +301,7 @@ def strong_sections(data: dict[str, Any]) -> list[StrongSection]:
     """`claims.strong_attack_verdicts` on one run's collected results, with the commands its `needs` name."""
     n_test = data["dataset"].get("n_test")
     out = []
-    for v in strong_attack_verdicts(data["attack_rows"], data["worst_case"]):
+    for v in strong_attack_verdicts(data["attack_rows"], data["worst_case"], data["claim_eps"]):
         met = {g.attack: g.label for at in v.table for g in at.strong}
         columns = [met[a] for a in (*STRONG, WORST) if a in met]  # the registry's order, the worst case last
         rows = []
@@ -280,12 +409,24 @@ def _env() -> Any:
     )
 
 
+def claim_curves(claims: Sequence[Claim]) -> dict[str, str]:
+    """Each claim's effect-across-the-grid figure, by key (claims measured at one setting have none)."""
+    return {c.key: fig for c in claims if c.effect is not None and (fig := curve_figure(c)) is not None}
+
+
 def build(out: str | Path = ".", run: str | None = None) -> Path:
-    """Write `reports/RUN/index.html` for `run` (default: the latest); returns its path."""
+    """Write `reports/RUN/index.html` for `run` (default: the latest), or, when `run` names a group of seeds,
+    the group's pooled report (`build_group`); returns its path."""
     layout = Layout(out)
+    if run is not None:
+        check_run_name(run)
+        group = read_stored(layout.database, lambda db: db.get_group(run))
+        if group is not None:
+            return build_group(out, run, group)
     run, _ = resolve_run(out, run)
     data = collect(out, run)
     cfg = data["record"]["config"]
+    claims = run_claims(data)
     figures = {
         "training": training_figure(data["epochs"]) if data["epochs"] else None,
         "robustness": robustness_figure(data["attack_rows"], data["worst_case"]) if data["attack_rows"] else None,
@@ -293,13 +434,36 @@ def build(out: str | Path = ".", run: str | None = None) -> Path:
         "sweep": _file_png(layout.sweep_figure(run)),
     }  # fmt: skip
     html = _env().get_template("report.html.j2").render(
-        run=run, cfg=cfg, data=data, claims=run_claims(data), rule=RULE, figures=figures, commands=data["commands"],
-        attacks=ATTACKS, strong=strong_sections(data), strong_rule=STRONG_RULE, flags=split_flags(data["flags"]),
+        run=run, cfg=cfg, data=data, claims=claims, rule=RULE, figures=figures, commands=data["commands"],
+        claim_curves=claim_curves(claims), forest=forest_figure(claims), seeds_statement=seeds_statement(claims),
+        alpha=ALPHA, attacks=ATTACKS, strong=strong_sections(data), strong_rule=STRONG_RULE,
+        flags=split_flags(data["flags"]),
         indicators=indicator_tables(data["indicators"]) if data["indicators"] else [],
         robustness=robustness_rows(data["attack_rows"], data["worst_case"]),
         sweep_rows=_sweep_table(data), paper=paper, environment=data["record"]["environment"],
     )  # fmt: skip
     path = layout.report(run)
+    atomic_write_text(path, html)
+    return path
+
+
+def build_group(out: str | Path, group: str, runs: Sequence[str]) -> Path:
+    """Write `reports/GROUP/index.html`: the claims pooled over the group's seeds (a run not trained yet is
+    left out, and the report says which), each seed's effects, and each seed's strong-attack verdicts."""
+    layout = Layout(out)
+    trained = [r for r in runs if read_stored(layout.database, lambda db, r=r: db.get_run(r)) is not None]
+    if not trained:
+        raise UsageError(f"group {group!r} has no trained run yet ({', '.join(runs)}): run it with its --seeds")
+    datas = [collect(out, resolve_run(out, r)[0]) for r in trained]
+    claims = group_claims(datas)
+    per_seed = {d["run"]: run_claims(d) for d in datas}
+    html = _env().get_template("group.html.j2").render(
+        group=group, runs=list(runs), trained=trained, datas=datas, claims=claims, per_seed=per_seed, rule=RULE,
+        claim_curves=claim_curves(claims), forest=forest_figure(claims), seeds_statement=seeds_statement(claims),
+        alpha=ALPHA, strong={d["run"]: strong_sections(d) for d in datas}, strong_rule=STRONG_RULE, paper=paper,
+        cfg=datas[0]["record"]["config"],
+    )  # fmt: skip
+    path = layout.report(group)
     atomic_write_text(path, html)
     return path
 
@@ -369,8 +533,11 @@ def build_comparison(out: str | Path, runs: list[str]) -> Path:
     datas = {name: collect(out, name) for name in names}
     claims = {name: run_claims(datas[name]) for name in names}
     datasets = sorted({d["record"]["config"]["dataset"] for d in datas.values()})
+    configs = [datas[n]["record"]["config"] for n in names]
+    differs = sorted({k for c in configs for k in c if any(o.get(k) != c.get(k) for o in configs)})
     html = _env().get_template("compare.html.j2").render(
-        runs=names, datas=datas, claims=claims, rule=RULE, paper=paper, datasets=datasets,
+        runs=names, datas=datas, claims=claims, rule=RULE, paper=paper, datasets=datasets, differs=differs,
+        forest=compare_figure(names, claims),
         strong={name: strong_sections(datas[name]) for name in names}, strong_rule=STRONG_RULE,
         flags={name: split_flags(datas[name]["flags"]) for name in names},
         overlay=overlay_figure(datas), groups=seed_groups(datas),

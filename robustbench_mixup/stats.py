@@ -1,11 +1,27 @@
-"""Confidence intervals for the suite's measurements."""
+"""Intervals, tests and sample sizes for the suite's measurements.
+
+Every comparison here is paired: ERM ("a") and mixup ("b") are scored on the SAME test examples, and the
+quantity reported is the difference b − a. Training seeds add a second level of variation: `pooled_effect`
+combines several seeds' paired differences into one effect whose interval accounts for both levels. `holm`
+adjusts a family of p-values, and the `*_for_power` functions say how many examples, units or seeds would
+detect an observed difference.
+
+numpy and the standard library only: the HTML report imports this module and must not load torch. Inputs
+may still be CPU torch tensors (they convert with `np.asarray`). Every random draw comes from an explicit seed.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
+
+import numpy as np
+
+# Bytes a vectorized bootstrap or randomization step may hold at once; larger jobs are split into chunks.
+_CHUNK_BYTES = 200_000_000
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -38,29 +54,48 @@ def mcnemar_p(n01: int, n10: int) -> float:
     m, k = n01 + n10, min(n01, n10)
     if m == 0:
         return 1.0
-    tail = sum(math.comb(m, i) for i in range(k + 1))  # exact integers: no underflow for large m
-    return min(1.0, 2 * tail / 2**m)
+    term = total = 1  # C(m, 0), then C(m, i) from C(m, i − 1): exact integers, no underflow for large m
+    for i in range(1, k + 1):
+        term = term * (m - i + 1) // i
+        total += term
+    return min(1.0, 2 * total / 2**m)
 
 
-def paired_difference(correct_a: Any, correct_b: Any, *, confidence: float = 0.95) -> PairedDifference:
-    """The difference of two proportions measured on the same examples (Newcombe 1998, method 10: the
-    two Wilson intervals combined with the correlation of the pairs), and the exact McNemar p-value.
+def _as_array(x: Any) -> np.ndarray:
+    """`x` as a numpy array; a torch tensor is detached and moved to the CPU first (without importing torch)."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):
+        x = x.detach().cpu()
+    return np.asarray(x)
 
-    Pairing is what makes a small difference detectable: the examples both models get right or both
-    get wrong carry no information about which is better, and only the discordant ones are tested.
-    """
-    import torch  # here: `stats` stays importable without torch for the report's readers
 
-    a, b = (torch.as_tensor(c) for c in (correct_a, correct_b))
-    if a.dtype != torch.bool or b.dtype != torch.bool or a.ndim != 1 or a.shape != b.shape:
-        raise TypeError("correct_a and correct_b must be bool tensors of the same shape (N,)")
+def _bool_pair(correct_a: Any, correct_b: Any) -> tuple[np.ndarray, np.ndarray]:
+    a, b = _as_array(correct_a), _as_array(correct_b)
+    if a.dtype != np.bool_ or b.dtype != np.bool_ or a.ndim != 1 or a.shape != b.shape:
+        raise TypeError("correct_a and correct_b must be bool arrays or tensors of the same shape (N,)")
+    return a, b
+
+
+def _float_pair(values_a: Any, values_b: Any) -> tuple[np.ndarray, np.ndarray]:
+    a, b = _as_array(values_a), _as_array(values_b)
+    for v in (a, b):
+        if not (np.issubdtype(v.dtype, np.floating) or np.issubdtype(v.dtype, np.integer)):
+            raise TypeError(f"values_a and values_b must be real numbers, got dtype {v.dtype}")
+    if a.ndim != 1 or a.shape != b.shape:
+        raise TypeError(f"values_a and values_b must have the same shape (N,), got {a.shape} and {b.shape}")
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("values_a and values_b must be finite")
+    return a, b
+
+
+def _check_confidence(confidence: float) -> None:
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
-    n = len(a)
-    n11, n10 = int((a & b).sum()), int((a & ~b).sum())
-    n01, n00 = int((~a & b).sum()), n - n11 - n10 - int((~a & b).sum())
-    if n == 0:
-        return PairedDifference(0.0, -1.0, 1.0, 1.0, 0, 0, 0)
+
+
+def _newcombe(n11: int, n10: int, n01: int, n00: int, confidence: float) -> tuple[float, float, float]:
+    """diff = pb − pa and its interval from the 2×2 table of paired outcomes (Newcombe 1998, method 10)."""
+    n = n11 + n10 + n01 + n00
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
     pa, pb = (n11 + n10) / n, (n11 + n01) / n
     l1, u1 = wilson_interval(n11 + n10, n, z)
@@ -70,4 +105,410 @@ def paired_difference(correct_a: Any, correct_b: Any, *, confidence: float = 0.9
     below = math.sqrt(max(0.0, (pb - l2) ** 2 - 2 * phi * (pb - l2) * (u1 - pa) + (u1 - pa) ** 2))
     above = math.sqrt(max(0.0, (u2 - pb) ** 2 - 2 * phi * (u2 - pb) * (pa - l1) + (pa - l1) ** 2))
     diff = pb - pa
-    return PairedDifference(diff, max(-1.0, diff - below), min(1.0, diff + above), mcnemar_p(n01, n10), n, n01, n10)
+    return diff, max(-1.0, diff - below), min(1.0, diff + above)
+
+
+def paired_difference(correct_a: Any, correct_b: Any, *, confidence: float = 0.95) -> PairedDifference:
+    """The difference of two proportions measured on the same examples (Newcombe 1998, method 10: the
+    two Wilson intervals combined with the correlation of the pairs), and the exact McNemar p-value.
+
+    Pairing is what makes a small difference detectable: the examples both models get right or both
+    get wrong carry no information about which is better, and only the discordant ones are tested.
+    `correct_a`, `correct_b`: bool arrays (or CPU torch tensors) of shape (N,).
+    """
+    a, b = _bool_pair(correct_a, correct_b)
+    _check_confidence(confidence)
+    n = len(a)
+    if n == 0:
+        return PairedDifference(0.0, -1.0, 1.0, 1.0, 0, 0, 0)
+    n11, n10, n01 = int((a & b).sum()), int((a & ~b).sum()), int((~a & b).sum())
+    diff, lo, hi = _newcombe(n11, n10, n01, n - n11 - n10 - n01, confidence)
+    return PairedDifference(diff, lo, hi, mcnemar_p(n01, n10), n, n01, n10)
+
+
+# Student's t distribution, for the few-seed intervals (scipy is not a dependency of the package).
+
+
+def _beta_fraction(a: float, b: float, x: float) -> float:
+    """The continued fraction 1 + d1/(1 + d2/(1 + …)) of the regularized incomplete beta function, by the
+    modified Lentz method; it converges quickly for x < (a + 1) / (a + b + 2)."""
+    tiny = 1e-300
+    f, c, d = 1.0, 1.0, 0.0
+    for j in range(1, 1000):
+        m = j // 2
+        if j % 2:
+            coefficient = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
+        else:
+            coefficient = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
+        d = 1.0 + coefficient * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + coefficient / c
+        c = c if abs(c) > tiny else tiny
+        f *= c * d
+        if abs(c * d - 1.0) < 1e-15:
+            break
+    return f
+
+
+def _incomplete_beta(a: float, b: float, x: float, y: float) -> float:
+    """I_x(a, b), with y = 1 − x passed in separately so that x close to 1 loses no precision."""
+    if x <= 0.0:
+        return 0.0
+    if y <= 0.0:
+        return 1.0
+    if x > (a + 1) / (a + b + 2):
+        return 1.0 - _incomplete_beta(b, a, y, x)
+    log_front = a * math.log(x) + b * math.log(y) - math.log(a) + math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+    return math.exp(log_front) / _beta_fraction(a, b, x)
+
+
+def _t_two_sided(t: float, df: float) -> float:
+    """P(|T| ≥ |t|) for Student's T with `df` degrees of freedom: I_{df/(df+t²)}(df/2, 1/2)."""
+    if math.isinf(t):
+        return 0.0
+    t2 = t * t
+    return _incomplete_beta(df / 2, 0.5, df / (df + t2), t2 / (df + t2))
+
+
+def _t_pdf(t: float, df: float) -> float:
+    log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+    return math.exp(log_norm - (df + 1) / 2 * math.log1p(t * t / df))
+
+
+def student_t_cdf(t: float, df: float) -> float:
+    """P(T ≤ t) for Student's T with `df` > 0 degrees of freedom."""
+    if not df > 0:
+        raise ValueError(f"df must be positive, got {df}")
+    half_tail = _t_two_sided(t, df) / 2
+    return 1.0 - half_tail if t > 0 else half_tail
+
+
+def student_t_quantile(p: float, df: float) -> float:
+    """The t with P(T ≤ t) = p for Student's T with `df` > 0 degrees of freedom.
+
+    Solved in the upper tail (P(T ≥ t) = min(p, 1 − p)), which keeps its precision for p near 0 or 1,
+    by Newton's method from the normal quantile, kept inside a bracket that bisection falls back on.
+    """
+    if not df > 0:
+        raise ValueError(f"df must be positive, got {df}")
+    if not 0 < p < 1:
+        raise ValueError(f"p must lie in (0, 1), got {p}")
+    if p == 0.5:
+        return 0.0
+    q = min(p, 1 - p)  # the upper-tail probability to reach
+    lo, hi = 0.0, max(1.0, NormalDist().inv_cdf(1 - q))
+    while _t_two_sided(hi, df) / 2 > q:  # the t quantile lies beyond the normal one: widen until bracketed
+        lo, hi = hi, 2 * hi
+    t = (lo + hi) / 2
+    for _ in range(200):
+        excess = _t_two_sided(t, df) / 2 - q  # decreasing in t
+        if excess > 0:
+            lo = t
+        else:
+            hi = t
+        step = excess / _t_pdf(t, df)
+        newton = t + step
+        t_next = newton if lo < newton < hi else (lo + hi) / 2
+        if abs(t_next - t) <= 1e-14 * max(1.0, abs(t)) or hi - lo <= 1e-14 * max(1.0, hi):
+            t = t_next
+            break
+        t = t_next
+    return t if p > 0.5 else -t
+
+
+def _t_interval(estimate: float, se: float, df: int, confidence: float) -> tuple[float, float, float]:
+    """(lo, hi, two-sided p of estimate = 0) for an estimate with standard error `se` and `df` degrees of freedom."""
+    half = student_t_quantile((1 + confidence) / 2, df) * se
+    if se == 0:  # no spread at all: the estimate is exact
+        return estimate, estimate, 1.0 if estimate == 0 else 0.0
+    return estimate - half, estimate + half, min(1.0, _t_two_sided(estimate / se, df))
+
+
+# Continuous paired outcomes.
+
+
+@dataclass(frozen=True)
+class MeanDifference:
+    """mean(b − a) over pairs of real-valued outcomes (the same units measured under both methods), with a
+    bootstrap interval and a sign-flip randomization p-value."""
+
+    diff: float
+    lo: float
+    hi: float
+    p_value: float
+    n: int
+    sd: float  # of the per-pair differences (nan for a single pair)
+
+
+def _rows_per_chunk(width: int, bytes_per_cell: int) -> int:
+    return max(1, _CHUNK_BYTES // (max(1, width) * bytes_per_cell))
+
+
+def _bootstrap_means(d: np.ndarray, draws: int, rng: np.random.Generator) -> np.ndarray:
+    """`draws` means of `d` resampled with replacement, in chunks of bounded memory."""
+    n = len(d)
+    index = np.int32 if n < 2**31 else np.int64  # 32-bit indices draw and gather faster
+    out = np.empty(draws)
+    rows = _rows_per_chunk(n, 16)  # an index and a gathered value per cell
+    for start in range(0, draws, rows):
+        stop = min(draws, start + rows)
+        out[start:stop] = d[rng.integers(0, n, size=(stop - start, n), dtype=index)].mean(axis=1)
+    return out
+
+
+def _sign_flip_p(d: np.ndarray, draws: int, rng: np.random.Generator) -> float:
+    """Two-sided randomization p-value of mean(d) = 0: under the null each difference is as likely to have
+    the opposite sign, so flipping signs at random draws from the null distribution of the mean."""
+    total = float(d.sum())
+    # A flipped sum equal to the observed one in exact arithmetic may differ in the last bits: such ties count.
+    tolerance = 1e-9 * float(np.abs(d).sum())
+    n = len(d)
+    rows = _rows_per_chunk(n, 10)  # a flip as a bit, a byte and a float per cell
+    extreme = 0
+    for start in range(0, draws, rows):
+        random_bytes = rng.integers(0, 256, size=(min(draws, start + rows) - start, (n + 7) // 8), dtype=np.uint8)
+        flips = np.unpackbits(random_bytes, axis=1, count=n).astype(np.float64)  # fair coins, 8 to a random byte
+        flipped = total - 2 * (flips @ d)  # the sum with the flipped differences' signs reversed
+        extreme += int((np.abs(flipped) >= abs(total) - tolerance).sum())
+    return (1 + extreme) / (1 + draws)
+
+
+def paired_mean_difference(
+    values_a: Any, values_b: Any, *, confidence: float = 0.95, draws: int = 4000, seed: int = 0
+) -> MeanDifference:
+    """mean(b − a) for two real-valued outcomes measured on the same N units (e.g. per-pair gradient norms
+    of two models at the same pairs), with a percentile bootstrap interval over the pairs and the p-value of
+    a sign-flip randomization test, p = (1 + #{|mean*| ≥ |mean|}) / (1 + draws).
+
+    Neither needs the differences to be normal; both draw `draws` times from `np.random.default_rng(seed)`.
+    """
+    a, b = _float_pair(values_a, values_b)
+    _check_confidence(confidence)
+    if len(a) == 0:
+        raise ValueError("no pairs to compare")
+    if draws < 1:
+        raise ValueError(f"draws must be at least 1, got {draws}")
+    d = b - a
+    rng = np.random.default_rng(seed)
+    means = _bootstrap_means(d, draws, rng)
+    lo, hi = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])
+    diff = float(d.mean())
+    sd = float(d.std(ddof=1)) if len(d) > 1 else math.nan
+    return MeanDifference(diff, min(float(lo), diff), max(float(hi), diff), _sign_flip_p(d, draws, rng), len(d), sd)
+
+
+# Several training seeds.
+
+
+@dataclass(frozen=True)
+class Effect:
+    """The difference b − a pooled over training seeds: the mean over seeds of each seed's paired
+    difference, its interval and two-sided p-value, and what the power calculations need."""
+
+    diff: float
+    lo: float
+    hi: float
+    p_value: float
+    seeds: int
+    n: int  # units per seed (the smallest, when seeds differ)
+    method: str  # in a few words, for the report
+    per_seed: tuple[float, ...]  # each seed's paired difference
+    sd_unit: float  # sd of the per-unit differences within a seed, pooled over seeds
+    sd_seed: float | None  # sd of the per-seed differences; None with one seed
+    n01: int | None  # binary outcomes: a wrong, b right, summed over seeds; None for real values
+    n10: int | None  # a right, b wrong, likewise
+
+
+def _pooled_sd(diffs: Sequence[np.ndarray]) -> float:
+    """The within-seed sd of the per-unit differences, pooled over seeds (nan with one unit per seed)."""
+    df = sum(len(d) - 1 for d in diffs)
+    if df == 0:
+        return math.nan
+    return math.sqrt(sum(float(((d - d.mean()) ** 2).sum()) for d in diffs) / df)
+
+
+def _hierarchical_draws(
+    resamplers: Sequence[Callable[[int, np.random.Generator], np.ndarray]], draws: int, rng: np.random.Generator
+) -> np.ndarray:
+    """`draws` bootstrap replicates of the mean over seeds: each replicate picks S seeds with replacement,
+    then resamples the units of each pick independently; `resamplers[s](m, rng)` returns m such
+    resampled differences of seed s."""
+    s = len(resamplers)
+    picks = rng.integers(0, s, size=(draws, s))
+    values = np.empty((draws, s))
+    for seed_index, resample in enumerate(resamplers):
+        chosen = picks == seed_index
+        values[chosen] = resample(int(chosen.sum()), rng)
+    return values.mean(axis=1)
+
+
+def _binary_resampler(n01: int, n10: int, n: int) -> Callable[[int, np.random.Generator], np.ndarray]:
+    """Resampling n paired binary outcomes only changes the three counts: (n01, n10, concordant) ~ multinomial."""
+    probabilities = [n01 / n, n10 / n, max(0.0, 1.0 - (n01 + n10) / n)]
+
+    def resample(m: int, rng: np.random.Generator) -> np.ndarray:
+        counts = rng.multinomial(n, probabilities, size=m)
+        return (counts[:, 0] - counts[:, 1]) / n
+
+    return resample
+
+
+def _continuous_resampler(d: np.ndarray) -> Callable[[int, np.random.Generator], np.ndarray]:
+    return lambda m, rng: _bootstrap_means(d, m, rng)
+
+
+def pooled_effect(
+    pairs: Sequence[tuple[Any, Any]], *, confidence: float = 0.95, draws: int = 4000, seed: int = 0
+) -> Effect:
+    """The effect of b over a across training seeds: `pairs[s]` holds the per-unit outcomes of both methods
+    for seed s (the same units within a seed; the number of units may differ between seeds), bool arrays for
+    right/wrong outcomes or real arrays for measured values. The effect is the mean over seeds of each seed's
+    mean(b) − mean(a).
+
+    - One seed: `paired_difference` (bool) or `paired_mean_difference` (real); seed-to-seed variation is then
+      not part of the interval.
+    - 2 to 4 seeds: a hierarchical bootstrap (seeds with replacement, then units within each picked seed) gives
+      the standard error SE, and the interval is estimate ± t·SE with the t quantile of S − 1 degrees of
+      freedom (and the p-value from the same t). A percentile interval from so few seeds is far too narrow
+      when the seeds differ more than the units' sampling noise does: the replicates only ever recombine the
+      S observed seeds, so with 3 seeds they scarcely leave the range of 3 values, which contains the
+      population mean just 75% of the time. The t quantile with S − 1 degrees of freedom widens the interval
+      for the few seeds that estimated the spread.
+    - 5 seeds or more: the t interval over the per-seed estimates, SE = sd/√S with S − 1 degrees of freedom.
+
+    Random draws (bootstrap, sign flips) come from `np.random.default_rng(seed)`.
+    """
+    _check_confidence(confidence)
+    if draws < 2:
+        raise ValueError(f"draws must be at least 2, got {draws}")
+    if not pairs:
+        raise ValueError("no seeds to pool")
+    arrays = [(_as_array(a), _as_array(b)) for a, b in pairs]
+    binary = all(a.dtype == np.bool_ and b.dtype == np.bool_ for a, b in arrays)
+    if binary:
+        checked = [_bool_pair(a, b) for a, b in arrays]
+        diffs = [b.astype(np.int8) - a.astype(np.int8) for a, b in checked]
+    else:
+        if any(a.dtype == np.bool_ or b.dtype == np.bool_ for a, b in arrays):
+            raise TypeError("every seed's outcomes must be all bool (right/wrong) or all real values, not a mix")
+        checked = [_float_pair(a, b) for a, b in arrays]
+        diffs = [b - a for a, b in checked]
+    if any(len(d) == 0 for d in diffs):
+        raise ValueError("every seed needs at least one unit")
+    s, n = len(diffs), min(len(d) for d in diffs)
+    sd_unit = _pooled_sd(diffs)
+    n01 = sum(int((d == 1).sum()) for d in diffs) if binary else None
+    n10 = sum(int((d == -1).sum()) for d in diffs) if binary else None
+    if s == 1:
+        if binary:
+            one = paired_difference(*checked[0], confidence=confidence)
+            method = "paired, Newcombe interval, exact McNemar"
+        else:
+            one = paired_mean_difference(*checked[0], confidence=confidence, draws=draws, seed=seed)
+            method = "paired bootstrap over pairs, sign-flip test"
+        return Effect(one.diff, one.lo, one.hi, one.p_value, 1, n, method, (one.diff,), sd_unit, None, n01, n10)
+    per_seed = np.array([float(d.mean()) for d in diffs])
+    estimate, sd_seed = float(per_seed.mean()), float(per_seed.std(ddof=1))
+    if s < 5:
+        if binary:
+            resamplers = [_binary_resampler(int((d == 1).sum()), int((d == -1).sum()), len(d)) for d in diffs]
+        else:
+            resamplers = [_continuous_resampler(d) for d in diffs]
+        se = float(_hierarchical_draws(resamplers, draws, np.random.default_rng(seed)).std(ddof=1))
+        method = f"hierarchical bootstrap over {s} seeds, t with {s - 1} df"
+    else:
+        se = sd_seed / math.sqrt(s)
+        method = f"t over {s} seeds"
+    lo, hi, p = _t_interval(estimate, se, s - 1, confidence)
+    return Effect(estimate, lo, hi, p, s, n, method, tuple(float(v) for v in per_seed), sd_unit, sd_seed, n01, n10)
+
+
+# Multiple comparisons.
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the order given: rejecting those ≤ α keeps the chance of any
+    false rejection in the family at most α, without assuming the tests are independent."""
+    p = [float(v) for v in p_values]
+    if any(not 0 <= v <= 1 for v in p):
+        raise ValueError(f"p-values must lie in [0, 1], got {p}")
+    m = len(p)
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(sorted(range(m), key=lambda i: p[i])):
+        running = max(running, min(1.0, (m - rank) * p[i]))  # never below a smaller p-value's adjustment
+        adjusted[i] = running
+    return adjusted
+
+
+# Sample sizes that would detect the observed difference.
+
+
+def _z_sum(power: float, alpha: float) -> tuple[float, float]:
+    if not 0 < alpha < 1 or not 0 < power < 1:
+        raise ValueError(f"alpha and power must lie in (0, 1), got alpha={alpha}, power={power}")
+    unit = NormalDist()
+    return unit.inv_cdf(1 - alpha / 2), unit.inv_cdf(power)
+
+
+def _ceil(x: float) -> int:
+    return math.ceil(x - 1e-9)  # 40.0000000001 from rounding is 40
+
+
+def examples_for_power(n01: int, n10: int, n: int, *, power: float = 0.8, alpha: float = 0.05) -> int | None:
+    """Paired examples a two-sided McNemar test at level `alpha` needs to detect, with probability `power`,
+    a difference like the observed one (discordant proportions n01/n and n10/n), by Connor's (1987)
+    approximation n = (z_{1−α/2}·√ψ + z_power·√(ψ − δ²))² / δ² with ψ = p01 + p10 and δ = p01 − p10.
+    None when the observed difference is 0: no number of examples detects it."""
+    if n <= 0 or n01 < 0 or n10 < 0 or n01 + n10 > n:
+        raise ValueError(f"need 0 ≤ n01, n10 and n01 + n10 ≤ n > 0, got n01={n01}, n10={n10}, n={n}")
+    z_alpha, z_power = _z_sum(power, alpha)
+    if n01 == n10:
+        return None
+    psi, delta = (n01 + n10) / n, (n01 - n10) / n
+    root = z_alpha * math.sqrt(psi) + z_power * math.sqrt(max(0.0, psi - delta * delta))
+    return max(1, _ceil(root * root / (delta * delta)))
+
+
+def units_for_power(diff: float, sd: float, *, power: float = 0.8, alpha: float = 0.05) -> int | None:
+    """Pairs a two-sided test of a paired mean difference at level `alpha` needs to detect `diff` with
+    probability `power`, when the per-pair differences have standard deviation `sd` (normal approximation,
+    ((z_{1−α/2} + z_power)·sd/diff)²). None when `diff` is 0."""
+    if not sd >= 0:
+        raise ValueError(f"sd must be ≥ 0, got {sd}")
+    z_alpha, z_power = _z_sum(power, alpha)
+    if diff == 0:
+        return None
+    return max(1, _ceil(((z_alpha + z_power) * sd / diff) ** 2))
+
+
+def seeds_for_power(
+    diff: float, sd_seed: float | None, *, power: float = 0.8, alpha: float = 0.05, max_seeds: int = 1000
+) -> int | None:
+    """Training seeds a two-sided t test over seeds at level `alpha` needs to detect `diff` with probability
+    `power`, when the per-seed differences have standard deviation `sd_seed`: the smallest S ≥ 2 with
+    S ≥ ((t_{S−1, 1−α/2} + t_{S−1, power})·sd_seed/diff)². None when `diff` is 0 or `sd_seed` unknown (one
+    seed); `max_seeds` when even that many are not enough."""
+    if max_seeds < 2:
+        raise ValueError(f"max_seeds must be at least 2, got {max_seeds}")
+    _z_sum(power, alpha)
+    if sd_seed is None or diff == 0:
+        return None
+    if not sd_seed >= 0:
+        raise ValueError(f"sd_seed must be ≥ 0, got {sd_seed}")
+    ratio = sd_seed / diff
+
+    def enough(s: int) -> bool:  # monotone in s: the left side grows and the t quantiles shrink
+        t_sum = student_t_quantile(1 - alpha / 2, s - 1) + student_t_quantile(power, s - 1)
+        return s >= (t_sum * ratio) ** 2
+
+    if not enough(max_seeds):
+        return max_seeds
+    lo, hi = 1, max_seeds  # enough(hi) holds; lo is below every candidate
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if enough(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi

@@ -1,14 +1,16 @@
-"""The claims table and its selection rules, on hand-made rows shaped like the database's."""
+"""The claims: selection rules on hand-made rows, the paired verdict rule, pooling over seeds, Holm's
+correction, and the strong-attack verdicts."""
 
 from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 import torch
 
 from robustbench_mixup import claims, stats
-from robustbench_mixup.claims import CLAIMS, ClaimSpec, RunResults, assess
+from robustbench_mixup.claims import ALPHA, CLAIMS, MARGIN, ClaimSpec, RunResults, assess
 from robustbench_mixup.config import ATTACKS
 from robustbench_mixup.stats import wilson_interval
 
@@ -21,217 +23,9 @@ COMMANDS = {
 }
 
 
-def attack_row(model, eps, top1, *, attack="fgsm", mode="white", backend="native", n=100, half=0.05):
-    return {
-        "run": "r", "model": model, "attack": attack, "mode": mode, "source": "erm" if mode == "black" else model,
-        "eps": eps, "steps": 1, "step_size": eps, "backend": backend, "split": "test", "n": n,
-        "top1": top1, "top1_lo": top1 - half, "top1_hi": top1 + half,
-        "top5": 1.0, "top5_lo": 0.99, "top5_hi": 1.0, "clean_top1": 0.99,
-    }  # fmt: skip
-
-
-def probe_row(model, lam, miss, norm, *, pairs=100, split="train", same_class="exclude", seed=0):
-    return {
-        "model": model, "split": split, "same_class": same_class, "pairs": pairs, "seed": seed, "lam": lam,
-        "miss_rate": miss, "miss_lo": miss - 0.01, "miss_hi": miss + 0.01,
-        "grad_norm": norm, "norm_lo": norm - 0.01, "norm_hi": norm + 0.01,
-    }  # fmt: skip
-
-
-def job(noise, alpha, err, *, seed=0, dropout=0.0):
-    return {"noise": noise, "alpha": alpha, "dropout": dropout, "seed": seed, "train_corrupted_err": err,
-            "test_err": 0.2, "history": []}  # fmt: skip
-
-
-def by_key(results: RunResults, commands=COMMANDS) -> dict[str, claims.Claim]:
-    return {c.key: c for c in assess(results, commands=commands)}
-
-
-# --- the table ----------------------------------------------------------------------------------------------
-
-
-def test_every_claim_row_has_a_distinct_key_and_a_valid_direction_stage_and_unit():
-    keys = [s.key for s in CLAIMS]
-    assert len(keys) == len(set(keys)) == 7
-    for spec in CLAIMS:
-        assert spec.direction in claims.DIRECTIONS and spec.stage in claims.FILLED_BY
-        assert spec.unit in ("%", "") and spec.claim and spec.paper and callable(spec.select)
-    assert [s.unit for s in CLAIMS].count("") == 1  # only the gradient norm is not a proportion
-    with pytest.raises(ValueError, match="stage"):
-        ClaimSpec("k", "c", "p", "lower", "%", "eval", lambda r: (None, None, ""))
-    with pytest.raises(ValueError, match="direction"):
-        ClaimSpec("k", "c", "p", "sideways", "%", "train", lambda r: (None, None, ""))
-
-
-def test_an_unmeasured_claim_carries_the_command_of_its_stage():
-    got = assess(RunResults(), commands=COMMANDS)
-    assert [c.key for c in got] == [s.key for s in CLAIMS]
-    for spec, c in zip(CLAIMS, got, strict=True):
-        assert c.verdict == "not measured" and c.erm is None and c.mixup is None
-        assert c.command == COMMANDS[spec.stage] and c.unit == spec.unit
-    assert by_key(RunResults(), commands={})["probe_miss_rate"].command == ""
-
-
-# --- attacks ------------------------------------------------------------------------------------------------
-
-
-def test_attack_claims_use_the_largest_eps():
-    rows = [
-        attack_row("erm", 0.0, 0.99), attack_row("mixup", 0.0, 0.99),
-        attack_row("erm", 0.03, 0.50), attack_row("mixup", 0.03, 0.60),
-        attack_row("erm", 0.1, 0.10), attack_row("mixup", 0.1, 0.40),
-    ]  # fmt: skip
-    erm, mix, where = claims.attack_error(RunResults(attack_rows=rows), attack="fgsm", mode="white")
-    assert (erm.value, erm.lo, erm.hi) == pytest.approx((0.9, 0.85, 0.95))  # error: the accuracy interval flipped
-    assert mix.value == pytest.approx(0.6) and where == "ε = 0.1, n = 100"
-    c = by_key(RunResults(attack_rows=rows))
-    assert c["fgsm_white"].verdict == "reproduced"  # error 60% [55, 65] entirely below 90% [85, 95]
-    assert c["fgsm_black"].verdict == "not measured"  # another mode is another claim
-
-
-def test_a_non_native_backend_row_is_ignored():
-    rows = [
-        attack_row("erm", 0.1, 0.10), attack_row("mixup", 0.1, 0.40),
-        attack_row("erm", 0.1, 0.90, backend="torchattacks"), attack_row("mixup", 0.1, 0.05, backend="torchattacks"),
-        attack_row("erm", 0.3, 0.00, backend="foolbox"), attack_row("mixup", 0.3, 0.00, backend="foolbox"),
-    ]  # fmt: skip
-    erm, mix, where = claims.attack_error(RunResults(attack_rows=rows), attack="fgsm", mode="white")
-    assert (erm.value, mix.value) == (pytest.approx(0.9), pytest.approx(0.6)) and where.startswith("ε = 0.1,")
-    only_other = [r for r in rows if r["backend"] != "native"]
-    assert claims.attack_error(RunResults(attack_rows=only_other), attack="fgsm", mode="white") == (None, None, "")
-
-
-def test_an_attack_claim_needs_both_models_at_its_eps():
-    rows = [attack_row("erm", 0.1, 0.1), attack_row("mixup", 0.03, 0.4)]
-    assert claims.attack_error(RunResults(attack_rows=rows), attack="fgsm", mode="white") == (None, None, "")
-
-
-# --- probe --------------------------------------------------------------------------------------------------
-
-
-def test_probe_reads_the_lambda_nearest_one_half():
-    rows = [probe_row(m, lam, miss, 0.3) for m, miss in (("erm", 0.3), ("mixup", 0.1)) for lam in (0.0, 0.45, 0.7, 1.0)]
-    rows += [probe_row(m, 0.45, 0.9, 0.3, pairs=50) for m in ("erm", "mixup")]  # fewer pairs: not read
-    results = RunResults(probe_rows=rows)
-    pairs, lam, at = claims.probe_setting(rows)
-    assert (pairs, lam, set(at)) == (100, 0.45, {"erm", "mixup"})
-    erm, mix, where = claims.probe_quantity(results, value="miss_rate", lo="miss_lo", hi="miss_hi")
-    assert (erm.value, mix.value, where) == (0.3, 0.1, "λ = 0.45, 100 pairs")
-
-
-def test_probe_prefers_the_train_split_with_same_class_pairs_excluded():
-    rows = [
-        probe_row("erm", 0.5, 0.40, 0.30, split="test"), probe_row("mixup", 0.5, 0.41, 0.31, split="test"),
-        probe_row("erm", 0.5, 0.30, 0.20), probe_row("mixup", 0.5, 0.10, 0.05),
-        probe_row("erm", 0.5, 0.50, 0.50, same_class="include"),
-        probe_row("mixup", 0.5, 0.52, 0.51, same_class="include"),
-    ]  # fmt: skip
-    c = by_key(RunResults(probe_rows=rows))
-    assert (c["probe_miss_rate"].erm.value, c["probe_miss_rate"].mixup.value) == (0.30, 0.10)
-    assert (c["probe_grad_norm"].erm.value, c["probe_grad_norm"].mixup.value) == (0.20, 0.05)
-    assert c["probe_grad_norm"].unit == "" and c["probe_miss_rate"].unit == "%"
-    assert c["probe_miss_rate"].verdict == c["probe_grad_norm"].verdict == "reproduced"
-    # without train/exclude rows, every row at the largest pair count is a candidate
-    test_only = [r for r in rows if r["split"] == "test"]
-    assert by_key(RunResults(probe_rows=test_only))["probe_miss_rate"].verdict == "inconclusive"
-
-
-def test_probe_without_one_of_the_models_is_not_measured():
-    results = RunResults(probe_rows=[probe_row("erm", 0.5, 0.3, 0.2)])
-    assert by_key(results)["probe_miss_rate"].verdict == "not measured"
-
-
-# --- memorization -------------------------------------------------------------------------------------------
-
-
-def test_memorization_reads_the_noise_nearest_one_half():
-    jobs = [job(0.2, 0.0, 0.01), job(0.2, 8.0, 0.99), job(0.6, 0.0, 0.05), job(0.6, 8.0, 0.70)]
-    noise, alpha, erm, mix = claims.memorization_setting(jobs)
-    assert (noise, alpha) == (0.6, 8.0) and [j["noise"] for j in erm + mix] == [0.6, 0.6]
-    c = by_key(RunResults(sweep_jobs=jobs, n_train=1000))["memorization"]
-    assert (c.erm.value, c.mixup.value) == (0.05, 0.70)
-    assert c.where == "60% noise, mixup α = 8, 1 seed(s)" and c.verdict == "reproduced"
-
-
-def test_memorization_compares_alpha_zero_with_the_largest_alpha_without_dropout():
-    jobs = [
-        job(0.5, 0.0, 0.02), job(0.5, 1.0, 0.30), job(0.5, 32.0, 0.80),
-        job(0.5, 64.0, 0.99, dropout=0.3), job(0.5, 0.0, 0.95, dropout=0.5),
-    ]  # fmt: skip
-    noise, alpha, erm, mix = claims.memorization_setting(jobs)
-    assert (noise, alpha) == (0.5, 32.0) and [j["train_corrupted_err"] for j in erm + mix] == [0.02, 0.80]
-    erm_e, mix_e, where = claims.memorization(RunResults(sweep_jobs=jobs, n_train=1000))
-    assert (erm_e.value, mix_e.value) == (0.02, 0.80) and "α = 32" in where
-    assert claims.memorization_setting([job(0.5, 0.0, 0.1), job(0.5, 0.0, 0.2, seed=1)]) is None  # no mixup job
-    assert claims.memorization(RunResults(sweep_jobs=jobs, n_train=None)) == (None, None, "")
-    assert claims.memorization(RunResults(sweep_jobs=[{**jobs[0], "train_corrupted_err": None}], n_train=10)) == (
-        None, None, "",
-    )  # fmt: skip
-
-
-def test_memorization_pools_the_seeds_in_one_wilson_interval():
-    per_seed = ((0.1, 0.8), (0.2, 0.9), (0.3, 0.7))  # (ERM, mixup) error on corrupted labels, seeds 0, 1, 2
-    jobs = [job(0.5, a, e, seed=s) for s, errs in enumerate(per_seed) for a, e in zip((0.0, 8.0), errs, strict=True)]
-    erm, mix, where = claims.memorization(RunResults(sweep_jobs=jobs, n_train=200))
-    pooled_n = 100 * 3  # 50% of 200 corrupted examples per seed, three seeds
-    assert erm.value == pytest.approx(0.2) and mix.value == pytest.approx(0.8)
-    assert (erm.lo, erm.hi) == pytest.approx(wilson_interval(round(0.2 * pooled_n), pooled_n))
-    assert (mix.lo, mix.hi) == pytest.approx(wilson_interval(round(0.8 * pooled_n), pooled_n))
-    assert (erm.lo, erm.hi) != pytest.approx(wilson_interval(20, 100))  # not one seed's interval
-    assert where == "50% noise, mixup α = 8, 3 seed(s)"
-
-
-# --- clean accuracy and verdicts ----------------------------------------------------------------------------
-
-
-def test_clean_accuracy_has_a_wilson_interval_over_n_test():
-    erm, mix, where = claims.clean_accuracy(RunResults(final_test_acc={"erm": 0.9, "mixup": 0.92}, n_test=500))
-    assert (erm.lo, erm.hi) == pytest.approx(wilson_interval(450, 500)) and mix.value == 0.92
-    assert where == "test split, n = 500"
-    erm, mix, _ = claims.clean_accuracy(RunResults(final_test_acc={"erm": 0.9}, n_test=500))
-    assert erm is not None and mix is None
-
-
-@pytest.mark.parametrize(
-    "erm_acc, mix_acc, expected",
-    [
-        (0.90, 0.80, "not reproduced"),  # mixup entirely below ERM: worse
-        (0.90, 0.89, "reproduced"),  # overlapping: no worse
-        (0.80, 0.90, "reproduced"),  # better
-    ],
-)
-def test_clean_accuracy_verdict_follows_the_no_worse_rule(erm_acc, mix_acc, expected):
-    c = by_key(RunResults(final_test_acc={"erm": erm_acc, "mixup": mix_acc}, n_test=1000))["clean_accuracy"]
-    assert c.verdict == expected and c.command == COMMANDS["train"]
-
-
-def test_verdicts_on_a_full_hand_made_run():
-    results = RunResults(
-        final_test_acc={"erm": 0.95, "mixup": 0.70},
-        n_test=1000,
-        attack_rows=[
-            attack_row("erm", 0.1, 0.20), attack_row("mixup", 0.1, 0.60),  # white FGSM: mixup lower error
-            attack_row("erm", 0.1, 0.60, mode="black"), attack_row("mixup", 0.1, 0.20, mode="black"),  # higher
-            attack_row("erm", 0.1, 0.50, attack="ifgsm", mode="black"),
-            attack_row("mixup", 0.1, 0.52, attack="ifgsm", mode="black"),  # overlapping
-        ],
-        probe_rows=[probe_row("erm", 0.5, 0.3, 0.1), probe_row("mixup", 0.5, 0.1, 0.3)],
-        sweep_jobs=[job(0.5, 0.0, 0.01), job(0.5, 8.0, 0.9)],
-        n_train=1000,
-    )  # fmt: skip
-    got = {k: c.verdict for k, c in by_key(results).items()}
-    assert got == {
-        "fgsm_white": "reproduced",
-        "fgsm_black": "not reproduced",
-        "ifgsm_black": "inconclusive",
-        "probe_miss_rate": "reproduced",
-        "probe_grad_norm": "not reproduced",
-        "memorization": "reproduced",
-        "clean_accuracy": "not reproduced",
-    }
-
-
-# --- does the FGSM gain survive a strong attack? ---------------------------------------------------------
+def right(n, k, start=0):
+    """Examples start, ..., start + k - 1 of n are True."""
+    return (np.arange(n) >= start) & (np.arange(n) < start + k)
 
 
 def outcome_row(model, attack, eps, k, *, n=1000, mode="white", stored=True, steps=None, backend="native",
@@ -253,6 +47,223 @@ def outcome_row(model, attack, eps, k, *, n=1000, mode="white", stored=True, ste
 def pair(attack, eps, erm, mixup, *, shift=0, **kw):
     """ERM right on the first `erm` examples, mixup on `mixup` examples starting at `shift` (discordance both ways)."""
     return [outcome_row("erm", attack, eps, erm, **kw), outcome_row("mixup", attack, eps, mixup, start=shift, **kw)]
+
+
+def probe_rows(lam, erm_missed, mix_missed, erm_norms=None, mix_norms=None, *, pairs=None, split="train",
+               same_class="exclude"):  # fmt: skip
+    pairs = len(erm_missed) if pairs is None else pairs
+    erm_norms = np.ones(pairs) if erm_norms is None else erm_norms
+    mix_norms = np.ones(pairs) if mix_norms is None else mix_norms
+    return [{"model": m, "split": split, "same_class": same_class, "pairs": pairs, "seed": 0, "lam": lam,
+             "miss_rate": float(np.mean(miss)), "grad_norm": float(np.mean(norms)), "missed": miss, "norms": norms}
+            for m, miss, norms in (("erm", erm_missed, erm_norms), ("mixup", mix_missed, mix_norms))]  # fmt: skip
+
+
+def job(noise, alpha, fits, *, seed=0, dropout=0.0):
+    """A finished sweep job; `fits`: per corrupted example, whether the model predicts its corrupted label."""
+    fits = np.asarray(fits, dtype=bool)
+    return {"noise": noise, "alpha": alpha, "dropout": dropout, "seed": seed, "train_corrupted_err": 1 - fits.mean(),
+            "corrupted_fit": fits, "n_corrupted": len(fits), "test_err": 0.2, "history": []}  # fmt: skip
+
+
+def clean(erm, mixup):
+    return [{"model": "erm", "split": "test", "n": len(erm), "correct": erm},
+            {"model": "mixup", "split": "test", "n": len(mixup), "correct": mixup}]  # fmt: skip
+
+
+SWEEP = {"dataset": "mnist-5k", "model": "smallcnn"}
+
+
+def results(**kw) -> RunResults:
+    return RunResults(**{"dataset": "mnist-5k", "model": "smallcnn", "claim_eps": 0.1, **kw})
+
+
+def by_key(group, commands=COMMANDS) -> dict[str, claims.Claim]:
+    group = [group] if isinstance(group, RunResults) else group
+    return {c.key: c for c in assess(group, commands=commands)}
+
+
+# --- the table ----------------------------------------------------------------------------------------------
+
+
+def test_every_claim_row_has_a_distinct_key_and_a_valid_direction_stage_and_unit():
+    assert len({s.key for s in CLAIMS}) == len(CLAIMS)
+    for s in CLAIMS:
+        assert s.direction in claims.DIRECTIONS and s.stage in claims.FILLED_BY and s.unit in ("%", "")
+    with pytest.raises(ValueError, match="direction"):
+        ClaimSpec("k", "c", "p", "sideways", "%", "fgsm", claims.clean_points)
+    with pytest.raises(ValueError, match="stage"):
+        ClaimSpec("k", "c", "p", "lower", "%", "nowhere", claims.clean_points)
+
+
+def test_an_unmeasured_claim_says_why_and_carries_the_command_of_its_stage():
+    got = by_key(results())
+    assert all(c.verdict == "not measured" and c.effect is None for c in got.values())
+    assert got["fgsm_white"].command == COMMANDS["fgsm"] and got["memorization"].command == COMMANDS["sweep"]
+    assert got["fgsm_white"].note == "FGSM has not been run in the white box"
+    assert got["probe_miss_rate"].note == "the probe has not been run"
+    assert "no memorization sweep" in got["memorization"].note
+
+
+# --- the rule -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "lo, hi, direction, expected",
+    [
+        (-0.05, -0.01, "lower", "claimed"), (0.01, 0.05, "lower", "other"), (-0.01, 0.01, "lower", "neither"),
+        (0.01, 0.05, "higher", "claimed"), (-0.05, -0.01, "higher", "other"), (-0.01, 0.0, "higher", "neither"),
+        (-0.005, 0.02, "no_worse", "claimed"), (-0.05, -0.02, "no_worse", "other"),
+        (-0.02, 0.01, "no_worse", "neither"),
+    ],
+)  # fmt: skip
+def test_the_side_of_an_interval(lo, hi, direction, expected):
+    effect = stats.PairedDifference((lo + hi) / 2, lo, hi, 0.5, 100, 0, 0)
+    assert claims.side(effect, direction) == expected
+
+
+def test_attack_claims_read_the_claim_eps_and_keep_every_eps_for_the_curve():
+    rows = pair("fgsm", 0.05, 600, 650) + pair("fgsm", 0.1, 500, 700) + pair("fgsm", 0.2, 300, 250)
+    rows += pair("fgsm", 0.0, 990, 990)  # ε = 0 is no attack
+    c = by_key(results(attack_rows=rows))["fgsm_white"]
+    assert c.at == 0.1 and [x for x, _ in c.points] == [0.05, 0.1, 0.2] and c.axis == "ε"
+    expected = stats.paired_difference(~right(1000, 500), ~right(1000, 700))  # error, paired per example
+    assert (c.effect.diff, c.effect.lo, c.effect.hi) == pytest.approx((expected.diff, expected.lo, expected.hi))
+    assert c.effect.diff == pytest.approx(-0.2) and c.verdict == "reproduced" and c.erm == pytest.approx(0.5)
+    assert c.where == "ε = 0.1, n = 1000" and c.note == ""
+    # not evaluated at the claim's ε: the nearest ε is read, and the note says so
+    c = by_key(results(attack_rows=rows, claim_eps=0.17))["fgsm_white"]
+    assert c.at == 0.2 and c.verdict == "contradicted" and "claim's ε = 0.17" in c.note
+
+
+def test_an_attack_claim_ignores_other_backends_and_needs_both_models_with_outcomes():
+    rows = pair("fgsm", 0.1, 500, 700, backend="torchattacks")
+    assert by_key(results(attack_rows=rows))["fgsm_white"].verdict == "not measured"
+    rows = [outcome_row("erm", "fgsm", 0.1, 500)]
+    assert by_key(results(attack_rows=rows))["fgsm_white"].verdict == "not measured"
+    rows = pair("fgsm", 0.1, 500, 700, stored=False)
+    c = by_key(results(attack_rows=rows))["fgsm_white"]
+    assert c.verdict == "not measured" and "per-example outcomes" in c.note
+
+
+def test_black_box_claims_read_the_surrogate_rows():
+    rows = pair("fgsm", 0.1, 500, 500, mode="black") + pair("fgsm", 0.1, 900, 100, mode="black", source="x.st")
+    c = by_key(results(attack_rows=rows))["fgsm_black"]
+    assert c.effect.diff == 0 and "source surrogate" in c.where
+
+
+def test_probe_claims_hold_only_at_every_lambda():
+    n = 400
+    rows = []
+    for lam in (0.0, 0.25, 0.5, 0.75, 1.0):  # λ = 0 and 1 are the training points: not part of the claim
+        rows += probe_rows(lam, right(n, 80), right(n, 20))
+    c = by_key(results(probe_rows=rows))["probe_miss_rate"]
+    assert [x for x, _ in c.points] == [0.25, 0.5, 0.75] and c.verdict == "reproduced"
+    assert c.holds == "holds at every λ (3)"
+    # one λ where mixup misses significantly more: the claim as worded is contradicted there
+    rows += probe_rows(0.1, right(n, 10), right(n, 90))
+    c = by_key(results(probe_rows=rows))["probe_miss_rate"]
+    assert c.verdict == "contradicted" and c.at == 0.1 and c.effect.diff == pytest.approx(0.2)
+    assert c.holds == "holds at 3 of 4 λ: 0.25, 0.50, 0.75"
+    # one λ with no difference: not contradicted, not reproduced
+    rows[-2:] = probe_rows(0.1, right(n, 10), right(n, 10))
+    c = by_key(results(probe_rows=rows))["probe_miss_rate"]
+    assert c.verdict == "inconclusive" and c.at == 0.1 and c.power
+
+
+def test_probe_prefers_the_largest_pair_count_and_training_pairs_of_different_classes():
+    n = 200
+    rows = probe_rows(0.5, right(n, 50), right(n, 10))
+    rows += probe_rows(0.5, right(n, 10), right(n, 50), split="test")
+    rows += probe_rows(0.5, right(n, 10), right(n, 50), same_class="include")
+    rows += probe_rows(0.5, right(100, 10), right(100, 50))  # fewer pairs
+    c = by_key(results(probe_rows=rows))["probe_miss_rate"]
+    assert c.verdict == "reproduced" and c.where.startswith("200 train pairs of different classes")
+    no_blobs = [dict(r, missed=None, norms=None) for r in probe_rows(0.5, right(n, 50), right(n, 10))]
+    c = by_key(results(probe_rows=no_blobs))["probe_miss_rate"]
+    assert c.verdict == "not measured" and "again" in c.note
+
+
+def test_the_gradient_norm_claim_is_a_paired_mean_difference():
+    rng = np.random.default_rng(0)
+    erm = rng.gamma(4.0, 1.0, 500)
+    mix = erm * 0.5 + rng.normal(0, 0.1, 500)
+    rows = probe_rows(0.5, right(500, 0), right(500, 0), erm, mix)
+    c = by_key(results(probe_rows=rows))["probe_grad_norm"]
+    expected = stats.paired_mean_difference(erm, mix)
+    assert c.effect.diff == pytest.approx(expected.diff) and c.effect.diff == pytest.approx(np.mean(mix - erm))
+    assert c.verdict == "reproduced" and c.unit == ""
+
+
+def test_memorization_pairs_erm_and_the_largest_alpha_of_the_same_seed_on_the_same_corrupted_set():
+    n = 300
+    jobs = [job(0.5, 0.0, right(n, 290)), job(0.5, 1.0, right(n, 200)), job(0.5, 8.0, right(n, 100)),
+            job(0.5, 8.0, right(n, 0), dropout=0.5), job(0.2, 8.0, right(n, 0)),
+            job(0.8, 0.0, right(n, 300))]  # fmt: skip
+    c = by_key(results(sweep_config=SWEEP, sweep_jobs=jobs))["memorization"]
+    expected = stats.paired_difference(~right(n, 290), ~right(n, 100))
+    assert c.effect.diff == pytest.approx(expected.diff) and c.verdict == "reproduced"
+    assert c.where == "50% noise, mixup α = 8, sweep seed(s) 0"
+    # every seed of the sweep is a replicate
+    jobs += [job(0.5, 0.0, right(n, 280), seed=1), job(0.5, 8.0, right(n, 120), seed=1)]
+    c = by_key(results(sweep_config=SWEEP, sweep_jobs=jobs))["memorization"]
+    assert c.effect.seeds == 2 and c.effect.per_seed == pytest.approx((190 / n, 160 / n))
+
+
+def test_memorization_uses_only_a_sweep_of_the_runs_dataset_and_network():
+    jobs = [job(0.5, 0.0, right(100, 90)), job(0.5, 8.0, right(100, 10))]
+    other = {"dataset": "mnist-5k", "model": "smallcnn"}
+    c = by_key(results(dataset="digits", model="mlp", sweep_config=other, sweep_jobs=jobs))["memorization"]
+    assert c.verdict == "not measured"
+    assert c.note == "the sweep named like the run trained smallcnn on mnist-5k, not this run's mlp on digits"
+
+
+@pytest.mark.parametrize("erm_k, mix_k, shift, expected", [(900, 896, 0, "reproduced"), (900, 800, 0, "contradicted"),
+                                                            (900, 880, 60, "inconclusive")])  # fmt: skip
+def test_clean_accuracy_is_judged_against_the_margin(erm_k, mix_k, shift, expected):
+    c = by_key(results(clean_rows=clean(right(1000, erm_k), right(1000, mix_k, shift))))["clean_accuracy"]
+    assert c.verdict == expected and c.effect.diff == pytest.approx((mix_k - erm_k) / 1000)
+    assert MARGIN == 0.01 and claims.claim_p(c.effect, "no_worse") < 1
+
+
+def test_seeds_are_replicates_pooled_by_the_hierarchical_bootstrap():
+    runs = [results(attack_rows=pair("fgsm", 0.1, 500, 700 - 10 * s)) for s in range(3)]
+    c = by_key(runs)["fgsm_white"]
+    assert c.effect.seeds == 3 and c.seeds == 3 and c.runs == 3 and "3 seeds" in c.effect.method
+    assert c.effect.per_seed == pytest.approx((-0.2, -0.19, -0.18))
+    assert c.effect.diff == pytest.approx(-0.19) and c.verdict == "reproduced"
+    assert "seed-to-seed" in claims.seeds_statement([c])
+    # a run that has not measured it is left out, and the note says so
+    runs.append(results())
+    c = by_key(runs)["fgsm_white"]
+    assert c.effect.seeds == 3 and "measured in 3 of 4 runs" in c.note
+    assert "not accounted for" in claims.seeds_statement(list(by_key(runs[0]).values()))
+
+
+def test_holm_turns_a_verdict_that_is_significant_alone_inconclusive():
+    # counts whose exact McNemar p lies between ALPHA / 2 and ALPHA, with an interval that excludes 0
+    n01, n10 = next((a, b) for a in range(20, 60) for b in range(a) if ALPHA / 2 < stats.mcnemar_p(a, b) < ALPHA)
+    erm = np.zeros(1000, bool)
+    erm[:n10] = True  # ERM alone right on n10 examples, mixup alone right on n01
+    mix = np.zeros(1000, bool)
+    mix[n10 : n10 + n01] = True
+    alone = stats.paired_difference(erm, mix)
+    assert alone.lo > 0  # mixup's clean accuracy is higher: "no worse" holds on its own
+    rows = pair("fgsm", 0.1, 500, 700)  # a second, clear claim: Holm now runs over two
+    got = by_key(results(attack_rows=rows, clean_rows=clean(right(1000, 500) | erm, right(1000, 500) | mix)))
+    assert got["fgsm_white"].verdict == "reproduced" and got["fgsm_white"].p_holm < ALPHA
+    fgsm_p = got["fgsm_white"].p_value
+    mcnemar = [c for c in got.values() if c.p_value is not None]
+    assert [c.p_holm for c in mcnemar] == pytest.approx(stats.holm([c.p_value for c in mcnemar]))
+    assert fgsm_p < 1e-6
+
+
+def test_an_inconclusive_claim_says_how_many_examples_would_detect_it():
+    erm, mix = right(1000, 500), right(1000, 510, start=100)  # discordant both ways: 100 and 110 examples
+    c = by_key(results(attack_rows=pair("fgsm", 0.1, 500, 510, shift=100)))["fgsm_white"]
+    d = stats.paired_difference(~erm, ~mix)
+    assert c.verdict == "inconclusive"
+    assert c.power.startswith(f"about {stats.examples_for_power(d.n01, d.n10, d.n):,} test examples")
 
 
 def worst_rows(eps, erm, mixup, *, n=1000, shift=100, attacks=("apgd-ce", "fgsm", "pgd")):

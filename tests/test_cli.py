@@ -53,6 +53,8 @@ def test_console_script_trains_and_prints_the_table(tmp_path):
         (["--width", "8"], ["--width applies to preact-resnet18 only"]),
         (["--run", "../escape"], ["invalid run name"]),
         (["--device", "tpu"], ["--device", "invalid choice"]),
+        (["--seeds", "0", "0"], ["--seeds must list each seed once"]),
+        (["--seed", "1", "--seeds", "0", "1"], ["either --seed or --seeds"]),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(capsys, tmp_path, extra, needles):

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from helpers import assert_one_line_error, run_cli
 
-from robustbench_mixup.claims import strong_attack_verdicts
+from robustbench_mixup.claims import CLAIMS, strong_attack_verdicts
 from robustbench_mixup.config import AttackConfig, ProbeConfig
 from robustbench_mixup.evaluation import evaluate_run
 from robustbench_mixup.indicators import INDICATORS
@@ -56,11 +56,16 @@ def test_claims_table_has_one_row_per_claim_with_a_verdict(full):
     _, html = full
     table = html[html.index('<table id="claims-table">') :]
     table = table[: table.index("</table>")]
-    rows = re.findall(r"<tr>.*?</tr>", table, re.S)[1:]
-    assert len(rows) == 7
+    rows = re.findall(r'<tr id="claim-([a-z_]+)">(.*?)</tr>', table, re.S)
+    assert [key for key, _ in rows] == [s.key for s in CLAIMS]
     verdicts = re.findall(r'class="v-[a-z]+">([a-z ]+)<', table)
-    assert len(verdicts) == 7 and set(verdicts) <= {"reproduced", "not reproduced", "inconclusive"}
-    assert "Rule: A claim that mixup lowers" in html
+    assert len(verdicts) == 7 and set(verdicts) <= {"reproduced", "contradicted", "inconclusive"}
+    for _, row in rows:  # each claim as a paired effect with its interval and both p-values
+        assert re.search(r"<strong>[+-]\d[\d.]*</strong> \[[+-][\d.]+, [+-][\d.]+\]", row), row
+        assert re.search(r"<td>[\d.e-]+ · [\d.e-]+</td>", row), row
+    assert "Rule: Each claim is judged on the paired difference" in html
+    assert "1 seed: the intervals cover test-sample variation only" in html
+    assert re.search(r'id="fig-forest" alt="[^"]+" src="data:image/png;base64,', html)
 
 
 def test_user_strings_are_escaped(full):
