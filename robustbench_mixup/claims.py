@@ -161,7 +161,7 @@ def attack_points(results: RunResults, *, attack: str, mode: str) -> Measured | 
         points[eps] = [(~erm, ~mix)]  # errors: the claims are about error
     if not points:
         if unpaired:
-            return "stored without per-example outcomes (by robust-eval before 0.5): run the attack again"
+            return "stored without per-example outcomes (by an older robust-eval): run the attack again"
         return f"{ATTACKS[attack].label} has not been run on both models in the {mode} box"
     decisive = _nearest(list(points), results.claim_eps)
     note = ""
@@ -187,7 +187,7 @@ def probe_points(results: RunResults, *, column: str) -> Measured | str:
         if erm is None or mix is None:
             continue
         if erm.get(column) is None or mix.get(column) is None:
-            return "stored without per-pair outcomes (by robust-eval before 0.6): run the probe again"
+            return "stored without per-pair outcomes (by an older robust-eval): run the probe again"
         points[lam] = [(erm[column], mix[column])]
     if not points:
         return "the probe has not been run on both models"
@@ -222,7 +222,8 @@ def memorization_points(results: RunResults) -> Measured | str:
     for s in seeds:
         a, b = erm[s].get("corrupted_fit"), mix[s].get("corrupted_fit")
         if a is None or b is None:
-            return "stored without per-example outcomes (by robust-eval before 0.6): run the sweep again"
+            return ("stored without per-example outcomes (by an older robust-eval): run the sweep again (finished "
+                    "jobs are read back from their checkpoints, not retrained)")  # fmt: skip
         replicates.append((~a, ~b))  # error on the corrupted labels: not memorized
     where = f"{noise:.0%} noise, mixup α = {alpha:g}, sweep seed(s) {', '.join(map(str, seeds))}"
     return Measured({0.0: replicates}, "", 0.0, where, unit_name="corrupted examples")
@@ -232,7 +233,7 @@ def clean_points(results: RunResults) -> Measured | str:
     """Clean top-1 accuracy of ERM and mixup after the last epoch, paired per test example."""
     rows = {r["model"]: r for r in results.clean_rows if r["split"] == "test"}
     if "erm" not in rows or "mixup" not in rows:
-        return "no per-example test outcomes stored (trained by robust-eval before 0.6): resume the training"
+        return "no per-example test outcomes stored (trained by an older robust-eval): resume the training"
     erm, mix = rows["erm"], rows["mixup"]
     return Measured({0.0: [(erm["correct"], mix["correct"])]}, "", 0.0, f"test split, n = {erm['n']}")
 

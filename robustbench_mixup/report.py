@@ -191,15 +191,25 @@ def forest_figure(claims: Sequence[Claim]) -> str | None:
         for ax, (unit, label) in zip(axes[:, 0], panels, strict=True):
             mine = [c for c in shown if c.unit == unit]
             scale = 100 if unit == "%" else 1
+            ends = [scale * v for c in mine for v in (c.effect.lo, c.effect.hi)] + [0.0]
+            pad = 0.08 * (max(ends) - min(ends) or 1.0)
+            left, right = min(ends) - pad, max(ends) + pad
             for y, c in enumerate(reversed(mine)):
                 e = c.effect
-                ax.errorbar([scale * e.diff], [y], xerr=[[scale * (e.diff - e.lo)], [scale * (e.hi - e.diff)]],
-                            fmt="o", color=colours.get(c.verdict, "#949494"), capsize=3)  # fmt: skip
-                if c.paper_diff is not None:
-                    ax.plot([c.paper_diff], [y], marker="D", mfc="none", color="#0173b2", linestyle="none",
-                            label="paper" if y == 0 else None)  # fmt: skip
                 if c.direction == "no_worse":
                     ax.plot([-100 * MARGIN] * 2, [y - 0.35, y + 0.35], linestyle="--", color="#de8f05", linewidth=1)
+                ax.errorbar([scale * e.diff], [y], xerr=[[scale * (e.diff - e.lo)], [scale * (e.hi - e.diff)]],
+                            fmt="o", color=colours.get(c.verdict, "#949494"), capsize=3)  # fmt: skip
+                if c.paper_diff is None:
+                    continue
+                # the paper's difference, where it falls inside the data's range; else at the edge, in words
+                x = min(max(c.paper_diff, left + pad / 2), right - pad / 2)
+                ax.plot([x], [y], marker="D", mfc="none", color="#0173b2", linestyle="none",
+                        label="paper" if not ax.get_legend_handles_labels()[1] else None)  # fmt: skip
+                if x != c.paper_diff:
+                    ax.annotate(f"paper {c.paper_diff:+.1f}", (x, y), xytext=(0, 7), textcoords="offset points",
+                                ha="right" if x > 0 else "left", fontsize=6, color="#0173b2")  # fmt: skip
+            ax.set_xlim(left, right)
             ax.axvline(0, color=".3", linewidth=1)
             ax.set_yticks(range(len(mine)))
             ax.set_yticklabels([_short(c) for c in reversed(mine)], fontsize=7)

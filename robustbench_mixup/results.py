@@ -692,7 +692,11 @@ class ResultsDB:
             )
 
     def finished_jobs(self, name: str) -> set[str]:
-        rows = self.conn.execute("SELECT key FROM sweep_jobs WHERE sweep=? AND status='done'", (name,))
+        """Keys of the jobs that are done and carry their per-example outcomes (a job finished before v6 is
+        handed out again: its checkpoint is read back, nothing is retrained, and the outcomes are stored)."""
+        rows = self.conn.execute(
+            "SELECT key FROM sweep_jobs WHERE sweep=? AND status='done' AND corrupted_fit IS NOT NULL", (name,)
+        )
         return {r[0] for r in rows}
 
     def mark_started(self, name: str, keys: list[str]) -> None:

@@ -315,3 +315,31 @@ def test_ordering_flags_check_each_setting_and_transfer_source_apart():
     assert [(f["check"], f["eps"], f["status"]) for f in small] == [("monotone_in_eps", 0.3, "noise")]
     large = ordering_flags([*stored, row("white", 0.3, 0.6)], {"erm": 0.9})
     assert [(f["check"], f["eps"], f["status"]) for f in large] == [("monotone_in_eps", 0.3, "failed")]
+
+
+_PROBE = ("INSERT INTO probe_results (run, model, split, same_class, pairs, seed, lam, miss_rate, miss_lo, miss_hi, "
+          "grad_norm, norm_lo, norm_hi, created, missed, norms) VALUES ('d', 'erm', 'train', 'exclude', 2, 0, 0.5, "
+          "0, 0, 1, 1, 0, 2, 'now', {missed}, {norms})")  # fmt: skip
+_SWEEP = ("INSERT INTO sweeps (name, kind, config, created, updated) VALUES ('d', 'corrupt', '{}', 'now', 'now')",
+          "INSERT INTO sweep_jobs (sweep, key, noise, alpha, dropout, seed, status, updated, train_corrupted_err, "
+          "n_corrupted, corrupted_fit) VALUES ('d', 'k', 0.5, 0, 0, 0, 'done', 'now', 0.5, 10, x'00')")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "statements, argv, needle",
+    [
+        (["UPDATE clean_results SET correct = x'00'"], [], "clean_results.correct of run 'd'"),
+        ([_PROBE.format(missed="x'00'", norms="x'0000'")], [], "probe_results of run 'd': 2 bytes for 2 values"),
+        ([_PROBE.format(missed="x'00'", norms="x'0000c07f0000803f'")], [], "a value is not finite"),  # NaN
+        (list(_SWEEP), [], "sweep_jobs.corrupted_fit of 'd': 1 bytes for 10 examples"),
+        (["INSERT INTO run_groups VALUES ('g', '[1, 2]', 'now', 'now')"], ["--run", "g"], "run_groups.runs of 'g'"),
+    ],
+)
+def test_a_damaged_outcome_blob_or_group_is_refused_with_one_line(capsys, copy, statements, argv, needle):
+    """The per-example outcomes the claims read (schema 6) are checked where they are read: a blob of the wrong
+    size, a non-finite gradient norm or a group that is not a list of run names is one line, exit 2."""
+    _sql(copy, *statements)
+    before = _hashes(copy)
+    code, _, err = run_cli(capsys, "report", *argv, "--out", str(copy))
+    assert_one_line_error(code, err, "is damaged", needle)
+    _assert_untouched(copy, before)

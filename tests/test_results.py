@@ -96,3 +96,29 @@ def test_environment_records_whether_the_tree_is_dirty():
     env = environment("cpu")
     assert "git_dirty" in env
     assert env["git_dirty"] is None or isinstance(env["git_dirty"], bool)
+
+
+def test_a_version_5_database_is_migrated_and_its_rows_are_read_without_outcomes(tmp_path):
+    """Rows stored before per-example outcomes were kept read back as None, and the claims then say to re-run."""
+    from robustbench_mixup import claims, results
+
+    path = tmp_path / "results.sqlite"
+    con = sqlite3.connect(path, isolation_level=None)
+    for steps in results.MIGRATIONS[:5]:
+        for sql in steps:
+            con.execute(sql)
+    con.execute("PRAGMA user_version = 5")
+    con.execute("INSERT INTO runs (name, kind, status, created, updated, config, environment) "
+                "VALUES ('r', 'train', 'done', 'now', 'now', '{}', '{}')")  # fmt: skip
+    for model in ("erm", "mixup"):
+        con.execute("INSERT INTO probe_results (run, model, split, same_class, pairs, seed, lam, miss_rate, miss_lo, "
+                    f"miss_hi, grad_norm, norm_lo, norm_hi, created) VALUES ('r', '{model}', 'train', 'exclude', 10, "
+                    "0, 0.5, 0.1, 0, 0.3, 1, 0.9, 1.1, 'now')")  # fmt: skip
+    con.close()
+    with ResultsDB(path) as db:
+        assert db.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+        rows = db.probe_rows("r", outcomes=True)
+        assert [(r["missed"], r["norms"]) for r in rows] == [(None, None)] * 2
+        assert db.clean_rows("r") == [] and db.get_group("r") is None
+    measured = claims.probe_points(claims.RunResults(probe_rows=rows), column="missed")
+    assert measured == "stored without per-pair outcomes (by an older robust-eval): run the probe again"

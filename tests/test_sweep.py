@@ -34,7 +34,7 @@ def test_table2_output_of_a_tiny_sweep(capsys, tmp_path):
     )  # fmt: skip
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0] == "sweep tiny: digits, mlp, 3 epochs, seeds [0, 1] (error %, mean ± std)"
+    assert lines[0] == "sweep tiny: digits, mlp, 3 epochs, seeds [0, 1] (error %, mean ± std over seeds)"
     assert lines[1].split()[:2] == ["noise", "method"]
     methods = [ln[7:41].strip() for ln in lines[2:10]]
     assert methods == ["ERM", "ERM + dropout (p=0.5)", "mixup (α=2)", "mixup + dropout (α=2, p=0.5)"] * 2
@@ -183,3 +183,37 @@ def test_a_name_reused_with_other_settings(capsys, tmp_path):
 def test_sweep_help_has_examples(capsys):
     code, out, _ = run_cli(capsys, "sweep", "corrupt", "--help")
     assert code == 0 and "robust-eval sweep corrupt --dataset mnist-5k" in out
+
+
+def test_a_job_stores_which_corrupted_labels_it_memorized_and_old_jobs_are_read_back(tmp_path, capsys):
+    """Per corrupted example, whether the last epoch predicts its corrupted label: the mean agrees with the stored
+    error, and a job finished before these were kept is read back from its checkpoint, not retrained."""
+    from robustbench_mixup.layout import Layout
+    from robustbench_mixup.results import ResultsDB
+
+    argv = ("sweep", "corrupt", "--dataset", "digits", "--model", "mlp", "--noise", "0.5", "--alpha", "0", "--epochs",
+            "1", "--batch-size", "64", "--name", "m", "--out", str(tmp_path), "--device", "cpu")  # fmt: skip
+    code, stdout, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    assert "(error %, 1 seed: no spread)" in stdout and "±" not in stdout.split("\n", 2)[2]
+    layout = Layout(tmp_path)
+
+    def job() -> dict:
+        with ResultsDB(layout.database) as db:
+            (j,) = db.sweep_jobs("m")
+        return j
+
+    first = job()
+    n_train = len(load_dataset("digits").train_labels)
+    assert first["n_corrupted"] == round(0.5 * n_train) == len(first["corrupted_fit"])
+    assert 1 - first["corrupted_fit"].mean() == pytest.approx(first["train_corrupted_err"])
+    con = sqlite3.connect(layout.database)
+    con.execute("UPDATE sweep_jobs SET corrupted_fit = NULL, n_corrupted = NULL")
+    con.commit()
+    con.close()
+    checkpoint = layout.sweep_checkpoint("m", first["key"])
+    before = checkpoint.read_bytes()
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    assert checkpoint.read_bytes() == before  # not retrained
+    assert (job()["corrupted_fit"] == first["corrupted_fit"]).all()
