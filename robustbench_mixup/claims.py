@@ -24,6 +24,7 @@ function below; `assess` pools the runs of a group and applies the rule. To add 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -80,6 +81,7 @@ class Measured:
     where: str  # the setting, in words
     unit_name: str = "test examples"  # what a unit is, for the power sentence
     note: str = ""
+    shared: bool = False  # every run of a group measures the same units (the test images), not units of its own
 
 
 @dataclass(frozen=True)
@@ -168,7 +170,10 @@ def attack_points(results: RunResults, *, attack: str, mode: str) -> Measured | 
     if results.claim_eps is not None and decisive != results.claim_eps:
         note = f"not evaluated at the claim's ε = {results.claim_eps:.4g}: read at the nearest, ε = {decisive:.4g}"
     where = f"ε = {decisive:.4g}, n = {n}" + (f", source {source}" if mode == "black" else "")
-    return Measured(points, "ε", decisive, where, note=note)
+    return Measured(points, "ε", decisive, where, note=note, shared=True)
+
+
+PROBE_SETTINGS = (("train", "exclude"), ("train", "include"), ("test", "exclude"), ("test", "include"))
 
 
 def probe_points(results: RunResults, *, column: str) -> Measured | str:
@@ -177,9 +182,14 @@ def probe_points(results: RunResults, *, column: str) -> Measured | str:
     rows = results.probe_rows
     if not rows:
         return "the probe has not been run"
-    pairs = max(r["pairs"] for r in rows)
-    at_pairs = [r for r in rows if r["pairs"] == pairs]
-    chosen = [r for r in at_pairs if r["split"] == "train" and r["same_class"] == "exclude"] or at_pairs
+    # ONE setting, both models probed in it: training pairs of different classes when there are any
+    complete = [s for s in PROBE_SETTINGS if {"erm", "mixup"} <= {r["model"] for r in rows
+                                                                  if (r["split"], r["same_class"]) == s}]  # fmt: skip
+    if not complete:
+        return "the probe has not been run on both models"
+    mine = [r for r in rows if (r["split"], r["same_class"]) == complete[0]]
+    pairs = max(r["pairs"] for r in mine)
+    chosen = [r for r in mine if r["pairs"] == pairs]
     by = {(r["model"], r["lam"]): r for r in chosen}
     points: dict[float, list[Replicate]] = {}
     for lam in sorted({r["lam"] for r in chosen if 0 < r["lam"] < 1}):
@@ -233,9 +243,10 @@ def clean_points(results: RunResults) -> Measured | str:
     """Clean top-1 accuracy of ERM and mixup after the last epoch, paired per test example."""
     rows = {r["model"]: r for r in results.clean_rows if r["split"] == "test"}
     if "erm" not in rows or "mixup" not in rows:
-        return "no per-example test outcomes stored (trained by an older robust-eval): resume the training"
+        return ("no per-example test outcomes stored (training unfinished, or by an older robust-eval): finish or "
+                "resume the training")  # fmt: skip
     erm, mix = rows["erm"], rows["mixup"]
-    return Measured({0.0: [(erm["correct"], mix["correct"])]}, "", 0.0, f"test split, n = {erm['n']}")
+    return Measured({0.0: [(erm["correct"], mix["correct"])]}, "", 0.0, f"test split, n = {erm['n']}", shared=True)
 
 
 # --- the claims ----------------------------------------------------------------------------------------------
@@ -317,11 +328,11 @@ def claim_p(effect: Any, direction: Direction) -> float:
     the side the estimate lies on (a normal approximation from the interval's width)."""
     if direction != "no_worse":
         return float(effect.p_value)
-    z = NormalDist().inv_cdf(0.975)
-    se = (effect.hi - effect.lo) / (2 * z)
-    if se <= 0:
+    from .stats import t_upper_tail
+
+    if not effect.se > 0:
         return 0.0 if effect.diff != -MARGIN else 1.0
-    return 1 - NormalDist().cdf(abs(effect.diff + MARGIN) / se)
+    return t_upper_tail(abs(effect.diff + MARGIN) / effect.se, effect.df)
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
@@ -331,7 +342,7 @@ def holm(p_values: Sequence[float]) -> list[float]:
 
 
 def _least_favourable(points: Sequence[tuple[float, Any]], direction: Direction) -> tuple[float, Any]:
-    sign = -1 if direction == "higher" else 1
+    sign = 1 if direction == "lower" else -1  # the point furthest toward the side the claim says mixup avoids
     return max(points, key=lambda xe: sign * xe[1].diff)
 
 
@@ -344,17 +355,34 @@ def _holds(points: Sequence[tuple[float, Any]], direction: Direction, axis: str)
     return f"holds at {len(held)} of {len(points)} {axis}: " + ", ".join(f"{x:.2f}" for x in held)
 
 
+POWER = 0.8
+
+
 def _power(effect: Any, direction: Direction, unit_name: str) -> str:
-    from .stats import examples_for_power, seeds_for_power, units_for_power
+    """What would detect the observed difference (from 0, or for "no worse" from the margin) with 80% power at
+    the 5% level, in words: test examples for one seed; seeds for a group, unless the variation of the test
+    examples every seed shares is already too large for any number of seeds."""
+    from .stats import examples_for_power, units_for_power
 
     diff = effect.diff + (MARGIN if direction == "no_worse" else 0.0)
+    if diff == 0:
+        return "no difference was observed: no sample size would detect it"
     if effect.seeds >= 2:
-        needed = seeds_for_power(diff, effect.sd_seed)
-        return "" if needed is None else f"about {needed} seeds would detect this difference with 80% power"
-    if direction != "no_worse" and getattr(effect, "n01", None) is not None and effect.n01 + effect.n10 > 0:
+        z = NormalDist().inv_cdf(1 - ALPHA / 2) + NormalDist().inv_cdf(POWER)
+        room = (diff / z) ** 2 - effect.var_units  # what the seeds' term may leave of the variance
+        if not (math.isfinite(room) and math.isfinite(effect.var_seeds)):
+            return ""
+        if room <= 0:
+            return (f"the variation of the {effect.n:,} {unit_name} all seeds share hides it: more {unit_name}, not "
+                    "more seeds, would detect it")  # fmt: skip
+        needed = max(effect.seeds + 1, math.ceil(effect.var_seeds / room))
+        return f"about {needed} seeds would detect this difference with 80% power"
+    if direction != "no_worse" and effect.n01 is not None and effect.n01 + effect.n10 > 0:
         needed = examples_for_power(effect.n01, effect.n10, effect.n)
-    else:
+    elif math.isfinite(effect.sd_unit):
         needed = units_for_power(diff, effect.sd_unit)
+    else:
+        return ""  # a single unit: nothing to size from
     if needed is None:
         return "no difference was observed: no sample size would detect it"
     return f"about {needed:,} {unit_name} (or more seeds) would detect this difference with 80% power"
@@ -373,9 +401,10 @@ def judge(spec: ClaimSpec, measured: Sequence[Measured | str], *, command: str =
 
     first = got[0]
     pooled: list[tuple[float, Any]] = []
-    for x in sorted(first.points):
+    for x in sorted({x for m in got for x in m.points}):  # every point any run measured
         replicates = [r for m in got for r in m.points.get(x, ())]
-        pooled.append((x, pooled_effect(replicates, seed=seed)))
+        shared = first.shared and len(got) > 1  # one replicate per run, all on the same test images
+        pooled.append((x, pooled_effect(replicates, seed=seed, shared_units=shared)))
     notes = [first.note] if first.note else []
     if len(got) < len(measured):
         notes.append(f"measured in {len(got)} of {len(measured)} runs")
@@ -399,10 +428,13 @@ def judge(spec: ClaimSpec, measured: Sequence[Measured | str], *, command: str =
             at, effect = _least_favourable(pooled, spec.direction)
         holds = _holds(pooled, spec.direction, first.axis)
     erm, mix = _means([r for m in got for r in m.points.get(at, ())])
+    contributing = sum(1 for m in got if at in m.points)
+    if contributing < len(got):
+        notes.append(f"{first.axis} = {at:.3g} measured in {contributing} of {len(got)} runs")
     power = _power(effect, spec.direction, first.unit_name) if verdict == "inconclusive" else ""
     return Claim(**base, verdict=verdict, where=first.where, effect=effect, at=at, axis=first.axis,
                  points=tuple(pooled), erm=erm, mixup=mix, p_value=p, holds=holds, power=power,
-                 note="; ".join(notes), seeds=effect.seeds, runs=len(got))  # fmt: skip
+                 note="; ".join(notes), seeds=effect.seeds, runs=contributing)  # fmt: skip
 
 
 def _means(replicates: Sequence[Replicate]) -> tuple[float, float]:
@@ -440,15 +472,22 @@ def _unit_name(key: str) -> str:
 
 
 def seeds_statement(claims: Sequence[Claim]) -> str:
-    """What the intervals account for, in words."""
-    seeds = max((c.seeds for c in claims), default=0)
-    if seeds == 0:
+    """What the intervals account for, in words, from the claim with the fewest seeds (naming the claims
+    that rest on one seed when others rest on more)."""
+    measured = [c for c in claims if c.effect is not None]
+    if not measured:
         return ""
-    if seeds == 1:
+    single = [c for c in measured if c.seeds == 1]
+    if len(single) == len(measured):
         return ("1 seed: the intervals cover test-sample variation only; seed-to-seed variation is not accounted "
                 "for (run a group of seeds with 'robust-eval run --seeds 0 1 2').")  # fmt: skip
-    return (f"{seeds} seeds: each seed's paired difference is one replicate, and the intervals account for both "
-            "seed-to-seed and test-sample variation.")  # fmt: skip
+    fewest = min(c.seeds for c in measured if c.seeds > 1)
+    text = (f"{fewest} seeds or more: each seed's paired difference is one replicate, and the intervals account for "
+            "both seed-to-seed and test-sample variation.")  # fmt: skip
+    if single:
+        text += (" Only 1 seed, so test-sample variation only: "
+                 + "; ".join(f"{c.claim}" for c in single) + ".")  # fmt: skip
+    return text
 
 
 # --- does the FGSM gain survive a strong attack? -------------------------------------------------------------

@@ -555,12 +555,13 @@ def _cmd_sweep_corrupt(args: argparse.Namespace, argv: Sequence[str]) -> int:
         f"{'noise':>5}  {'method':<34} {'test best':>12} {'test last':>12} {'train real':>12} {'train corrupted':>15}"
     )
 
-    def cell(v: tuple[float, float] | None, width: int) -> str:
-        if v is None:
-            return f"{'—':>{width}}"
-        return f"{f'{v[0]:.2f} ± {v[1]:.2f}' if len(cfg.seeds) > 1 else f'{v[0]:.2f}':>{width}}"
-
     for row in table2(result.jobs):
+
+        def cell(v: tuple[float, float] | None, width: int, seeds: int = row["seeds"]) -> str:
+            if v is None:
+                return f"{'—':>{width}}"
+            return f"{f'{v[0]:.2f} ± {v[1]:.2f}' if seeds > 1 else f'{v[0]:.2f}':>{width}}"
+
         print(
             f"{row['noise']:>5.0%}  {row['method']:<34} {cell(row['best_test_err'], 12)}"
             f" {cell(row['last_test_err'], 12)} {cell(row['train_real_err'], 12)}"

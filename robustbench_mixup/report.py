@@ -458,10 +458,15 @@ def build(out: str | Path = ".", run: str | None = None) -> Path:
 
 
 def build_group(out: str | Path, group: str, runs: Sequence[str]) -> Path:
-    """Write `reports/GROUP/index.html`: the claims pooled over the group's seeds (a run not trained yet is
-    left out, and the report says which), each seed's effects, and each seed's strong-attack verdicts."""
+    """Write `reports/GROUP/index.html`: the claims pooled over the group's seeds (a run whose training has not
+    finished is left out, and the report says which), each seed's effects, and each seed's strong-attack verdicts."""
     layout = Layout(out)
-    trained = [r for r in runs if read_stored(layout.database, lambda db, r=r: db.get_run(r)) is not None]
+
+    def done(run: str) -> bool:  # a run still training (or never trained) is not pooled: its numbers may change
+        record = read_stored(layout.database, lambda db: db.get_run(run))
+        return record is not None and record["status"] == "done"
+
+    trained = [r for r in runs if done(r)]
     if not trained:
         raise UsageError(f"group {group!r} has no trained run yet ({', '.join(runs)}): run it with its --seeds")
     datas = [collect(out, resolve_run(out, r)[0]) for r in trained]

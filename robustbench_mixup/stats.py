@@ -101,7 +101,11 @@ def _newcombe(n11: int, n10: int, n01: int, n00: int, confidence: float) -> tupl
     l1, u1 = wilson_interval(n11 + n10, n, z)
     l2, u2 = wilson_interval(n11 + n01, n, z)
     denominator = (n11 + n10) * (n01 + n00) * (n11 + n01) * (n10 + n00)
-    phi = (n11 * n00 - n10 * n01) / math.sqrt(denominator) if denominator else 0.0
+    # Newcombe's continuity-corrected correlation: without it, a table with no discordant example has
+    # φ = 1 and an interval of width 0, however few the examples.
+    cross = n11 * n00 - n10 * n01
+    corrected = cross - n / 2 if cross > n / 2 else 0.0 if cross >= 0 else cross
+    phi = corrected / math.sqrt(denominator) if denominator else 0.0
     below = math.sqrt(max(0.0, (pb - l2) ** 2 - 2 * phi * (pb - l2) * (u1 - pa) + (u1 - pa) ** 2))
     above = math.sqrt(max(0.0, (u2 - pb) ** 2 - 2 * phi * (u2 - pb) * (pa - l1) + (pa - l1) ** 2))
     diff = pb - pa
@@ -216,12 +220,22 @@ def student_t_quantile(p: float, df: float) -> float:
     return t if p > 0.5 else -t
 
 
-def _t_interval(estimate: float, se: float, df: int, confidence: float) -> tuple[float, float, float]:
+def t_quantile(p: float, df: float) -> float:
+    """`student_t_quantile`, and the normal quantile for infinite `df`."""
+    return NormalDist().inv_cdf(p) if math.isinf(df) else student_t_quantile(p, df)
+
+
+def t_upper_tail(t: float, df: float) -> float:
+    """P(T ≥ t) for Student's T with `df` degrees of freedom (normal for infinite `df`)."""
+    return 1 - NormalDist().cdf(t) if math.isinf(df) else 1 - student_t_cdf(t, df)
+
+
+def _t_interval(estimate: float, se: float, df: float, confidence: float) -> tuple[float, float, float]:
     """(lo, hi, two-sided p of estimate = 0) for an estimate with standard error `se` and `df` degrees of freedom."""
-    half = student_t_quantile((1 + confidence) / 2, df) * se
+    half = t_quantile((1 + confidence) / 2, df) * se
     if se == 0:  # no spread at all: the estimate is exact
         return estimate, estimate, 1.0 if estimate == 0 else 0.0
-    return estimate - half, estimate + half, min(1.0, _t_two_sided(estimate / se, df))
+    return estimate - half, estimate + half, min(1.0, 2 * t_upper_tail(abs(estimate) / se, df))
 
 
 # Continuous paired outcomes.
@@ -317,6 +331,12 @@ class Effect:
     sd_seed: float | None  # sd of the per-seed differences; None with one seed
     n01: int | None  # binary outcomes: a wrong, b right, summed over seeds; None for real values
     n10: int | None  # a right, b wrong, likewise
+    se: float = math.nan  # the standard error the interval uses (from its width, for one seed)
+    df: float = math.inf  # its degrees of freedom (infinite: a normal-theory interval)
+    # se² ≈ var_seeds / seeds + var_units: the part more seeds shrink, and the part they do not (the variation
+    # of the test examples every seed shares; 0 when each seed has its own units)
+    var_seeds: float = math.nan
+    var_units: float = math.nan
 
 
 def _pooled_sd(diffs: Sequence[np.ndarray]) -> float:
@@ -343,8 +363,10 @@ def _hierarchical_draws(
 
 
 def _binary_resampler(n01: int, n10: int, n: int) -> Callable[[int, np.random.Generator], np.ndarray]:
-    """Resampling n paired binary outcomes only changes the three counts: (n01, n10, concordant) ~ multinomial."""
-    probabilities = [n01 / n, n10 / n, max(0.0, 1.0 - (n01 + n10) / n)]
+    """Resampling n paired binary outcomes only changes the three counts: (n01, n10, concordant) ~ multinomial.
+    Half an example is added to each discordant count, so a seed without a discordant example still varies
+    (the resamples of an observed 0 would otherwise all be 0)."""
+    probabilities = [(n01 + 0.5) / (n + 1), (n10 + 0.5) / (n + 1), max(0.0, 1.0 - (n01 + n10 + 1) / (n + 1))]
 
     def resample(m: int, rng: np.random.Generator) -> np.ndarray:
         counts = rng.multinomial(n, probabilities, size=m)
@@ -357,8 +379,32 @@ def _continuous_resampler(d: np.ndarray) -> Callable[[int, np.random.Generator],
     return lambda m, rng: _bootstrap_means(d, m, rng)
 
 
+def _crossed(diffs: Sequence[np.ndarray], binary: bool, confidence: float) -> tuple[float, float, float, float, float]:
+    """(estimate, se, df, var_seeds, var_units) of the mean over seeds when every seed measured the SAME units
+    (the same test images): the units' own variation is shared by all seeds and does not average out over
+    them. se² = sd_seed²/S + var_i(d̄_i)/N, where d̄_i is unit i's difference averaged over the seeds (each
+    term also holds a little of the seed × unit interaction: slightly conservative), with Welch-Satterthwaite
+    degrees of freedom. For binary outcomes the units' term is at least that of one discordant unit each way."""
+    d = np.stack(diffs).astype(np.float64)  # (S, N)
+    s, n = d.shape
+    per_seed = d.mean(axis=1)
+    var_seeds = float(per_seed.var(ddof=1))
+    var_units = float(d.mean(axis=0).var(ddof=1)) / n if n > 1 else 0.0
+    if binary:
+        var_units = max(var_units, 2 / (n * n))
+    se2 = var_seeds / s + var_units
+    a, b = var_seeds / s, var_units
+    df = se2 * se2 / (a * a / (s - 1) + (b * b / (n - 1) if n > 1 else 0.0)) if se2 > 0 else math.inf
+    return float(per_seed.mean()), math.sqrt(se2), df, var_seeds, var_units
+
+
 def pooled_effect(
-    pairs: Sequence[tuple[Any, Any]], *, confidence: float = 0.95, draws: int = 4000, seed: int = 0
+    pairs: Sequence[tuple[Any, Any]],
+    *,
+    confidence: float = 0.95,
+    draws: int = 4000,
+    seed: int = 0,
+    shared_units: bool = False,
 ) -> Effect:
     """The effect of b over a across training seeds: `pairs[s]` holds the per-unit outcomes of both methods
     for seed s (the same units within a seed; the number of units may differ between seeds), bool arrays for
@@ -375,6 +421,9 @@ def pooled_effect(
       population mean just 75% of the time. The t quantile with S − 1 degrees of freedom widens the interval
       for the few seeds that estimated the spread.
     - 5 seeds or more: the t interval over the per-seed estimates, SE = sd/√S with S − 1 degrees of freedom.
+    - `shared_units` (every seed measured the same units, as every run of a group is scored on the same test
+      images), 2 seeds or more: the crossed design of `_crossed`; the two designs above assume each seed drew
+      its own units, and with shared units they leave out the test set's own variation.
 
     Random draws (bootstrap, sign flips) come from `np.random.default_rng(seed)`.
     """
@@ -406,9 +455,18 @@ def pooled_effect(
         else:
             one = paired_mean_difference(*checked[0], confidence=confidence, draws=draws, seed=seed)
             method = "paired bootstrap over pairs, sign-flip test"
-        return Effect(one.diff, one.lo, one.hi, one.p_value, 1, n, method, (one.diff,), sd_unit, None, n01, n10)
+        se = (one.hi - one.lo) / (2 * NormalDist().inv_cdf((1 + confidence) / 2))
+        return Effect(one.diff, one.lo, one.hi, one.p_value, 1, n, method, (one.diff,), sd_unit, None, n01, n10,
+                      se=se, df=math.inf, var_seeds=math.nan, var_units=se * se)  # fmt: skip
     per_seed = np.array([float(d.mean()) for d in diffs])
     estimate, sd_seed = float(per_seed.mean()), float(per_seed.std(ddof=1))
+    per = tuple(float(v) for v in per_seed)
+    if shared_units and len({len(d) for d in diffs}) == 1:
+        estimate, se, df, var_seeds, var_units = _crossed(diffs, binary, confidence)
+        lo, hi, p = _t_interval(estimate, se, df, confidence)
+        method = f"{s} seeds × the same {n} units (crossed), t with {df:.0f} df"
+        return Effect(estimate, lo, hi, p, s, n, method, per, sd_unit, sd_seed, n01, n10, se=se, df=df,
+                      var_seeds=var_seeds, var_units=var_units)  # fmt: skip
     if s < 5:
         if binary:
             resamplers = [_binary_resampler(int((d == 1).sum()), int((d == -1).sum()), len(d)) for d in diffs]
@@ -420,7 +478,8 @@ def pooled_effect(
         se = sd_seed / math.sqrt(s)
         method = f"t over {s} seeds"
     lo, hi, p = _t_interval(estimate, se, s - 1, confidence)
-    return Effect(estimate, lo, hi, p, s, n, method, tuple(float(v) for v in per_seed), sd_unit, sd_seed, n01, n10)
+    return Effect(estimate, lo, hi, p, s, n, method, per, sd_unit, sd_seed, n01, n10, se=se, df=s - 1,
+                  var_seeds=se * se * s, var_units=0.0)  # fmt: skip
 
 
 # Multiple comparisons.

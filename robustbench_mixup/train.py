@@ -338,6 +338,12 @@ def _prepare_members(
             model, opt, meta = load_trainable(path, cfg, device)
             if meta.get("member") != name:
                 raise UsageError(f"checkpoint {str(path)!r} holds {meta.get('member')!r}, not {name!r}")
+            stored = meta.get("seed")
+            if name == "surrogate" and isinstance(stored, int) and not isinstance(stored, bool):
+                seed = stored  # one started before it had a seed stream of its own (seed + 1) goes on as it began
+            elif stored != seed:
+                raise UsageError(f"checkpoint {str(path)!r} was trained with seed {stored!r}, not the run's {seed}: "
+                                 "restore the run's own checkpoints, or train it again under another name")  # fmt: skip
             members.append(Member(name, alpha, seed, model, opt, meta["epoch"]))
             continue
         if seed not in fresh:

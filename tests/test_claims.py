@@ -174,11 +174,18 @@ def test_probe_claims_hold_only_at_every_lambda():
 def test_probe_prefers_the_largest_pair_count_and_training_pairs_of_different_classes():
     n = 200
     rows = probe_rows(0.5, right(n, 50), right(n, 10))
+    rows += probe_rows(0.5, right(400, 10), right(400, 50), split="test")  # more pairs, but another setting
     rows += probe_rows(0.5, right(n, 10), right(n, 50), split="test")
     rows += probe_rows(0.5, right(n, 10), right(n, 50), same_class="include")
     rows += probe_rows(0.5, right(100, 10), right(100, 50))  # fewer pairs
     c = by_key(results(probe_rows=rows))["probe_miss_rate"]
     assert c.verdict == "reproduced" and c.where.startswith("200 train pairs of different classes")
+    # without training pairs of different classes, ONE other setting is read, never a mix of two
+    mixed = probe_rows(0.5, right(n, 10), right(n, 50), split="test")[:1]
+    mixed += probe_rows(0.5, right(n, 50), right(n, 10), same_class="include")[1:]
+    mixed += probe_rows(0.5, right(n, 50), right(n, 10), same_class="include")[:1]
+    c = by_key(results(probe_rows=mixed))["probe_miss_rate"]
+    assert c.effect.diff == pytest.approx(-0.2) and c.where.startswith("200 train pairs (same class included)")
     no_blobs = [dict(r, missed=None, norms=None) for r in probe_rows(0.5, right(n, 50), right(n, 10))]
     c = by_key(results(probe_rows=no_blobs))["probe_miss_rate"]
     assert c.verdict == "not measured" and "again" in c.note
@@ -232,30 +239,49 @@ def test_seeds_are_replicates_pooled_by_the_hierarchical_bootstrap():
     assert c.effect.seeds == 3 and c.seeds == 3 and c.runs == 3 and "3 seeds" in c.effect.method
     assert c.effect.per_seed == pytest.approx((-0.2, -0.19, -0.18))
     assert c.effect.diff == pytest.approx(-0.19) and c.verdict == "reproduced"
+    assert c.effect.method.startswith("3 seeds × the same 1000 units (crossed)")  # the same test images
     assert "seed-to-seed" in claims.seeds_statement([c])
     # a run that has not measured it is left out, and the note says so
     runs.append(results())
     c = by_key(runs)["fgsm_white"]
     assert c.effect.seeds == 3 and "measured in 3 of 4 runs" in c.note
     assert "not accounted for" in claims.seeds_statement(list(by_key(runs[0]).values()))
+    # a claim resting on one seed beside claims on several is named
+    runs[0] = results(attack_rows=pair("fgsm", 0.1, 500, 700), clean_rows=clean(right(1000, 900), right(1000, 900)))
+    statement = claims.seeds_statement(list(by_key(runs).values()))
+    assert statement.startswith("3 seeds or more") and statement.endswith("mixup's clean accuracy is no worse "
+                                                                           "(by at most 1 point).")  # fmt: skip
+
+
+def test_the_power_of_a_group_names_seeds_or_test_examples():
+    # seeds that differ more than the shared test images do: more seeds would settle it
+    runs = [results(attack_rows=pair("fgsm", 0.1, 500, 500 + k)) for k in (10, 30, 50)]
+    c = by_key(runs)["fgsm_white"]
+    assert c.verdict == "inconclusive" and re.fullmatch(r"about \d+ seeds would detect .*", c.power), c.power
+    assert int(c.power.split()[1]) > 3
+    # a difference the shared test images' own variation hides: more seeds cannot help
+    runs = [results(attack_rows=pair("fgsm", 0.1, 500, 501, shift=300)) for _ in range(3)]
+    c = by_key(runs)["fgsm_white"]
+    assert c.verdict == "inconclusive" and "more test examples, not more seeds" in c.power, c.power
 
 
 def test_holm_turns_a_verdict_that_is_significant_alone_inconclusive():
-    # counts whose exact McNemar p lies between ALPHA / 2 and ALPHA, with an interval that excludes 0
-    n01, n10 = next((a, b) for a in range(20, 60) for b in range(a) if ALPHA / 2 < stats.mcnemar_p(a, b) < ALPHA)
-    erm = np.zeros(1000, bool)
-    erm[:n10] = True  # ERM alone right on n10 examples, mixup alone right on n01
-    mix = np.zeros(1000, bool)
-    mix[n10 : n10 + n01] = True
-    alone = stats.paired_difference(erm, mix)
-    assert alone.lo > 0  # mixup's clean accuracy is higher: "no worse" holds on its own
-    rows = pair("fgsm", 0.1, 500, 700)  # a second, clear claim: Holm now runs over two
-    got = by_key(results(attack_rows=rows, clean_rows=clean(right(1000, 500) | erm, right(1000, 500) | mix)))
-    assert got["fgsm_white"].verdict == "reproduced" and got["fgsm_white"].p_holm < ALPHA
-    fgsm_p = got["fgsm_white"].p_value
-    mcnemar = [c for c in got.values() if c.p_value is not None]
-    assert [c.p_holm for c in mcnemar] == pytest.approx(stats.holm([c.p_value for c in mcnemar]))
-    assert fgsm_p < 1e-6
+    # FGSM: discordant counts whose exact McNemar p lies between ALPHA / 2 and ALPHA, interval excluding 0
+    def fgsm(n01, n10):  # ERM alone right on n10 examples, mixup alone on n01
+        return pair("fgsm", 0.1, 500, 500 + n01 - n10, shift=n10)
+
+    n01, n10 = next((a, b) for a in range(20, 80) for b in range(a) if ALPHA / 2 < stats.mcnemar_p(a, b) < ALPHA
+                    and stats.paired_difference(right(1000, 500), right(1000, 500 + a - b, b)).lo > 0)  # fmt: skip
+    alone = by_key(results(attack_rows=fgsm(n01, n10)))["fgsm_white"]
+    assert alone.verdict == "reproduced" and alone.p_holm == alone.p_value  # one claim: nothing to correct
+    # beside a second claim that finds nothing (black box, p = 1), Holm doubles the smaller p-value
+    got = by_key(results(attack_rows=fgsm(n01, n10) + pair("fgsm", 0.1, 500, 500, mode="black")))
+    c = got["fgsm_white"]
+    assert got["fgsm_black"].p_value == 1 and got["fgsm_black"].verdict == "inconclusive"
+    assert c.p_holm == pytest.approx(2 * c.p_value) and c.p_holm >= ALPHA
+    assert c.verdict == "inconclusive" and c.effect.hi < 0  # its interval alone would say reproduced
+    assert "reproduced alone" in c.note and "not after Holm's correction over 2 claims" in c.note
+    assert c.power.startswith("about ")
 
 
 def test_an_inconclusive_claim_says_how_many_examples_would_detect_it():

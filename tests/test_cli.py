@@ -156,3 +156,18 @@ def test_cuda_asked_for_without_a_gpu(capsys, tmp_path):
 def test_a_missing_command_is_one_line_naming_the_choices(capsys, argv, commands):
     code, _, err = run_cli(capsys, *argv)
     assert_one_line_error(code, err, "a command is required", commands)
+
+
+def test_train_seeds_trains_one_run_per_seed_and_records_the_group(capsys, tmp_path):
+    from robustbench_mixup.layout import Layout
+    from robustbench_mixup.results import ResultsDB
+
+    code, stdout, err = run_cli(capsys, "train", *TINY, "--seeds", "3", "4", "--run", "g", "--out", str(tmp_path))
+    assert code == 0, err
+    assert "run g-s3: digits, mlp" in stdout and "seed 4" in stdout
+    assert "group g: runs g-s3, g-s4; pooled report: robust-eval report --run g" in stdout
+    with ResultsDB(Layout(tmp_path).database) as db:
+        assert db.get_group("g") == ["g-s3", "g-s4"]
+        assert [db.get_run(r)["config"]["seed"] for r in ("g-s3", "g-s4")] == [3, 4]
+    code, stdout, err = run_cli(capsys, "report", "--run", "g", "--out", str(tmp_path))
+    assert code == 0 and stdout.strip().endswith("reports/g/index.html"), err

@@ -47,7 +47,7 @@ def seed_outcomes(rng: np.random.Generator, n: int, effect: float, agree: float)
 
 def newcombe_10(both: int, only_a: int, only_b: int, neither: int, z: float = Z95) -> tuple[float, float, float]:
     """Newcombe (1998) method 10 for θ = P(b right) − P(a right), from the cells, with each Wilson limit
-    as a root of its quadratic (written independently of the package's version)."""
+    as a root of its quadratic and the continuity-corrected φ (written independently of the package's version)."""
     n = both + only_a + only_b + neither
     right_b, right_a = both + only_b, both + only_a
 
@@ -58,7 +58,8 @@ def newcombe_10(both: int, only_a: int, only_b: int, neither: int, z: float = Z9
     (lb, ub), (la, ua) = wilson(right_b), wilson(right_a)
     pb, pa = right_b / n, right_a / n
     margins = right_a * (only_b + neither) * right_b * (only_a + neither)
-    phi = 0.0 if margins == 0 else (both * neither - only_a * only_b) / math.sqrt(margins)
+    cross = both * neither - only_a * only_b
+    phi = 0.0 if margins == 0 else (cross - n / 2 if cross > n / 2 else min(cross, 0)) / math.sqrt(margins)
     theta = pb - pa
     lower = theta - math.sqrt(max(0.0, (pb - lb) ** 2 - 2 * phi * (pb - lb) * (ua - pa) + (ua - pa) ** 2))
     upper = theta + math.sqrt(max(0.0, (ub - pb) ** 2 - 2 * phi * (ub - pb) * (pa - la) + (pa - la) ** 2))
@@ -72,6 +73,15 @@ def newcombe_10(both: int, only_a: int, only_b: int, neither: int, z: float = Z9
 def test_mcnemar_is_the_exact_binomial_test(n01, n10):
     expected = scipy_stats.binomtest(min(n01, n10), n01 + n10, 0.5).pvalue
     assert mcnemar_p(n01, n10) == pytest.approx(expected, rel=1e-9, abs=1e-300)
+
+
+def test_no_discordant_example_still_leaves_an_interval_around_zero():
+    """Without Newcombe's correction of φ, identical outcomes would claim the difference is exactly 0."""
+    d = paired_difference(*outcomes(500, 0, 0, 500))
+    assert d.diff == 0 and d.lo < -0.001 and d.hi > 0.001
+    shared = [outcomes(500, 0, 0, 500)] * 3  # three seeds, the same 1,000 test examples, never discordant
+    for pooled in (pooled_effect(shared), pooled_effect(shared, shared_units=True)):
+        assert pooled.diff == 0 and pooled.lo < 0 < pooled.hi
 
 
 def test_mcnemar_without_discordant_examples_is_one():
@@ -253,6 +263,39 @@ def test_the_hierarchical_bootstrap_covers_the_seed_population_mean_continuous()
         result = pooled_effect(pairs, draws=1000, seed=i)
         covered += result.lo <= 0.3 <= result.hi
     assert covered / 200 >= 0.93  # measured: 100% (a plain percentile interval: about 92%)
+
+
+def shared_test_set(rng: np.random.Generator, seeds: int, n: int = 1000) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Seeds scored on ONE test set of `n` images drawn from a population where 85% are easy for both methods,
+    7% favour b, 5% favour a and 3% are hard for both; each seed adds its own shift to the favoured ones. The
+    population difference b − a is 0.07·0.6 − 0.05·0.6 = 1.2 points."""
+    kind = rng.choice(4, size=n, p=[0.85, 0.07, 0.05, 0.03])
+    pa = np.array([0.98, 0.2, 0.8, 0.05])[kind]
+    pb = np.array([0.98, 0.8, 0.2, 0.05])[kind]
+    pairs = []
+    for shift in rng.normal(0.0, 0.03, seeds):  # seed-to-seed variation with mean 0
+        favoured = np.clip(pb + shift * (kind == 1), 0, 1)
+        pairs.append((rng.random(n) < pa, rng.random(n) < favoured))
+    return pairs
+
+
+@pytest.mark.parametrize("seeds", [3, 5])
+def test_seeds_scored_on_the_same_test_set_are_a_crossed_design(seeds):
+    """Every run of a group is scored on the same test images: their variation is shared by the seeds and does
+    not average out. The crossed interval covers the population difference; intervals that treat each seed's
+    examples as its own draw (nested) do not."""
+    rng = np.random.default_rng(11)
+    truth = 0.07 * 0.6 - 0.05 * 0.6
+    crossed = nested = 0
+    for i in range(200):
+        pairs = shared_test_set(rng, seeds)
+        a, b = pooled_effect(pairs, shared_units=True, seed=i), pooled_effect(pairs, draws=500, seed=i)
+        crossed += a.lo <= truth <= a.hi
+        nested += b.lo <= truth <= b.hi
+    assert a.method.startswith(f"{seeds} seeds × the same 1000 units (crossed)") and a.var_units > 0
+    assert crossed / 200 >= 0.93
+    if seeds == 5:  # the t interval over 5 seeds sees only the seeds' spread: measured 82% (crossed: 97%)
+        assert nested / 200 < 0.9
 
 
 def test_pooled_effect_checks_its_inputs():

@@ -174,3 +174,26 @@ def test_cuda_run_pairs_models_and_its_checkpoints_load_on_cpu(tmp_path):
     assert abs(acc - result.final["erm"]["test_acc"]) < 0.02
     cnn = TrainConfig(dataset="digits", model="preact-resnet18", width=8, epochs=1, batch_size=64)
     assert train_run(cnn, run="c", out=tmp_path, device="cuda").final["mixup"]["test_acc"] > 0.1
+
+
+def test_a_surrogate_started_with_seed_plus_one_resumes_as_it_began(tmp_path, monkeypatch):
+    """Before the surrogate had a seed stream of its own it trained with seed + 1: such a run, interrupted, is
+    finished with that seed (bitwise as if never interrupted), not silently switched to the new one."""
+    from robustbench_mixup import config
+
+    cfg = TrainConfig(dataset="digits", model="mlp", epochs=2, batch_size=64)
+    monkeypatch.setattr(config, "surrogate_seed", lambda seed: seed + 1)  # how older versions seeded it
+    train_run(cfg, run="r", out=tmp_path / "whole", device="cpu")
+
+    def stop(member, epoch, metrics):
+        if member == "surrogate" and epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_run(cfg, run="r", out=tmp_path / "cut", device="cpu", on_epoch=stop)
+    monkeypatch.undo()  # this version's seed stream, from here on
+    assert config.surrogate_seed(0) != 1
+    train_run(cfg, run="r", out=tmp_path / "cut", device="cpu", resume=True)
+    whole, cut = _tensors(tmp_path / "whole", "r", "surrogate"), _tensors(tmp_path / "cut", "r", "surrogate")
+    assert all(torch.equal(whole[k], cut[k]) for k in whole)
+    assert checkpoints.load(Path(tmp_path / "cut" / "checkpoints" / "r" / "surrogate.safetensors"))[1]["seed"] == 1
