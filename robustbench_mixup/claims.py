@@ -235,7 +235,7 @@ def memorization_points(results: RunResults) -> Measured | str:
             return ("stored without per-example outcomes (by an older robust-eval): run the sweep again (finished "
                     "jobs are read back from their checkpoints, not retrained)")  # fmt: skip
         replicates.append((~a, ~b))  # error on the corrupted labels: not memorized
-    where = f"{noise:.0%} noise, mixup α = {alpha:g}, sweep seed(s) {', '.join(map(str, seeds))}"
+    where = f"{noise:.0%} noise, mixup α = {alpha:g}"  # its seeds: in the method's words
     return Measured({0.0: replicates}, "", 0.0, where, unit_name="corrupted examples")
 
 
@@ -458,7 +458,7 @@ def assess(group: Sequence[RunResults], *, commands: Mapping[str, str]) -> list[
     for c, adjusted in zip(measured, holm([c.p_value for c in measured]), strict=True):
         c.p_holm = adjusted
         if c.verdict in ("reproduced", "contradicted") and adjusted >= ALPHA:
-            c.note = "; ".join(filter(None, [c.note, f"{c.verdict} alone (p = {c.p_value:.2g}), not after Holm's "
+            c.note = "; ".join(filter(None, [c.note, f"{c.verdict} alone (p = {format_p(c.p_value)}), not after Holm's "
                                              f"correction over {len(measured)} claims"]))  # fmt: skip
             c.verdict = "inconclusive"
             c.power = _power(c.effect, c.direction, _unit_name(c.key))
@@ -471,6 +471,11 @@ def _unit_name(key: str) -> str:
     )
 
 
+def format_p(p: float) -> str:
+    """A p-value for people: two significant digits; one too small for a float is '< 1e-300', not 0."""
+    return "< 1e-300" if p < 1e-300 else f"{p:.2g}"
+
+
 def seeds_statement(claims: Sequence[Claim]) -> str:
     """What the intervals account for, in words, from the claim with the fewest seeds (naming the claims
     that rest on one seed when others rest on more)."""
@@ -481,9 +486,10 @@ def seeds_statement(claims: Sequence[Claim]) -> str:
     if len(single) == len(measured):
         return ("1 seed: the intervals cover test-sample variation only; seed-to-seed variation is not accounted "
                 "for (run a group of seeds with 'robust-eval run --seeds 0 1 2').")  # fmt: skip
-    fewest = min(c.seeds for c in measured if c.seeds > 1)
-    text = (f"{fewest} seeds or more: each seed's paired difference is one replicate, and the intervals account for "
-            "both seed-to-seed and test-sample variation.")  # fmt: skip
+    counts = {c.seeds for c in measured if c.seeds > 1}
+    seeds = f"{min(counts)} seeds" if len(counts) == 1 else f"{min(counts)} to {max(counts)} seeds"
+    text = (f"{seeds}: each seed's paired difference is one replicate, and the intervals account for both "
+            "seed-to-seed and test-sample variation.")  # fmt: skip
     if single:
         text += (" Only 1 seed, so test-sample variation only: "
                  + "; ".join(f"{c.claim}" for c in single) + ".")  # fmt: skip

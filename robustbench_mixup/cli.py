@@ -585,7 +585,7 @@ def _cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 def _print_claims(claims: Sequence[Any]) -> None:
     """The claims as `robust-eval run` prints them: verdict, paired effect with its interval, where."""
-    from .claims import seeds_statement
+    from .claims import format_p, seeds_statement
 
     for c in claims:
         if c.effect is None:
@@ -595,8 +595,9 @@ def _print_claims(claims: Sequence[Any]) -> None:
         e = c.effect
         effect = f"{fmt.format(scale * e.diff)} [{fmt.format(scale * e.lo)}, {fmt.format(scale * e.hi)}]"
         unit = " points" if c.unit == "%" else ""
-        print(f"  {c.verdict:<14} {c.claim}: mixup − erm {effect}{unit}, p = {c.p_value:.2g} (Holm {c.p_holm:.2g}); "
-              f"{c.where}{'; ' + c.holds if c.holds else ''}")  # fmt: skip
+        p = f"p = {format_p(c.p_value)} (Holm {format_p(c.p_holm)})"
+        print(f"  {c.verdict:<14} {c.claim}: mixup − erm {effect}{unit}, {p}; {c.where}"
+              f"{'; ' + c.holds if c.holds else ''}")  # fmt: skip
     print(f"  {seeds_statement(claims)}")
 
 

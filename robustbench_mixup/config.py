@@ -471,7 +471,7 @@ PRESETS = {
         attacks=(AttackConfig("fgsm", _SMALL_EPS), AttackConfig("ifgsm", (0.02, 0.05, 0.1), steps=10),
                  AttackConfig("pgd", (0.05, 0.1, 0.2), steps=20)),
         probe_pairs=2000, probe_lambdas=21, sweep_noise=(0.5,), sweep_alpha=(0.0, 8.0), sweep_epochs=40,
-        summary="mnist-5k, smallcnn; about 7 min on 2 CPU cores",
+        summary="mnist-5k, smallcnn; about 12 min on 2 CPU cores",
     ),
     "fashion": Preset(
         name="fashion", dataset="fashion-mnist", model="smallcnn", epochs=30, alpha=1.0,

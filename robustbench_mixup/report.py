@@ -33,6 +33,7 @@ from .claims import (
     RunResults,
     StrongVerdict,
     assess,
+    format_p,
     seeds_statement,
     strong_attack_verdicts,
 )
@@ -414,9 +415,11 @@ def split_flags(flags: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[st
 def _env() -> Any:
     from jinja2 import Environment, PackageLoader, select_autoescape
 
-    return Environment(
+    env = Environment(
         loader=PackageLoader("robustbench_mixup", "templates"), autoescape=select_autoescape(["html", "j2"])
     )
+    env.filters["pvalue"] = format_p
+    return env
 
 
 def claim_curves(claims: Sequence[Claim]) -> dict[str, str]:

@@ -210,7 +210,7 @@ def test_memorization_pairs_erm_and_the_largest_alpha_of_the_same_seed_on_the_sa
     c = by_key(results(sweep_config=SWEEP, sweep_jobs=jobs))["memorization"]
     expected = stats.paired_difference(~right(n, 290), ~right(n, 100))
     assert c.effect.diff == pytest.approx(expected.diff) and c.verdict == "reproduced"
-    assert c.where == "50% noise, mixup α = 8, sweep seed(s) 0"
+    assert c.where == "50% noise, mixup α = 8" and c.effect.seeds == 1
     # every seed of the sweep is a replicate
     jobs += [job(0.5, 0.0, right(n, 280), seed=1), job(0.5, 8.0, right(n, 120), seed=1)]
     c = by_key(results(sweep_config=SWEEP, sweep_jobs=jobs))["memorization"]
@@ -249,7 +249,7 @@ def test_seeds_are_replicates_pooled_by_the_hierarchical_bootstrap():
     # a claim resting on one seed beside claims on several is named
     runs[0] = results(attack_rows=pair("fgsm", 0.1, 500, 700), clean_rows=clean(right(1000, 900), right(1000, 900)))
     statement = claims.seeds_statement(list(by_key(runs).values()))
-    assert statement.startswith("3 seeds or more") and statement.endswith("mixup's clean accuracy is no worse "
+    assert statement.startswith("3 seeds: each seed") and statement.endswith("mixup's clean accuracy is no worse "
                                                                            "(by at most 1 point).")  # fmt: skip
 
 
@@ -424,3 +424,8 @@ def test_the_strongest_exact_setting_of_an_attack_is_read():
     (g,) = strong(rows).table[0].strong
     assert (g.erm_top1, g.mixup_top1, g.setting) == (0.2, 0.3, "50 steps, 5 restarts")
     assert claims.paired_rows(rows, "pgd", "white", 0.1, 999) is None
+
+
+def test_a_p_value_too_small_for_a_float_is_not_printed_as_zero():
+    assert claims.format_p(0.0) == "< 1e-300" and claims.format_p(0.0123) == "0.012"
+    assert stats.mcnemar_p(2000, 0) == 0.0  # 2 · 2^-2000 underflows

@@ -62,7 +62,7 @@ def test_claims_table_has_one_row_per_claim_with_a_verdict(full):
     assert len(verdicts) == 7 and set(verdicts) <= {"reproduced", "contradicted", "inconclusive"}
     for _, row in rows:  # each claim as a paired effect with its interval and both p-values
         assert re.search(r"<strong>[+-]\d[\d.]*</strong> \[[+-][\d.]+, [+-][\d.]+\]", row), row
-        assert re.search(r"<td>[\d.e-]+ · [\d.e-]+</td>", row), row
+        assert re.search(r"<td>(&lt; )?[\d.e-]+ · (&lt; )?[\d.e-]+</td>", row), row
     assert "Rule: Each claim is judged on the paired difference" in html
     assert "1 seed: the intervals cover test-sample variation only" in html
     assert re.search(r'id="fig-forest" alt="[^"]+" src="data:image/png;base64,', html)
