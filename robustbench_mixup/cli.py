@@ -314,16 +314,19 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
 
 def _add_report(sub: argparse._SubParsersAction) -> None:
     p = _command(
-        sub, "report", "the HTML report of a run",
+        sub, "report", "the HTML report of a run, a group of seeds, or a comparison",
         "Write OUT/reports/RUN/index.html: one self-contained file (figures inline, nothing fetched) built\n"
         "from the results database and the run's files alone. It shows the summary, the paper's claims\n"
-        "with this run's verdicts, training curves, robust accuracy, the probe, the memorization sweep\n"
-        "named like the run, and provenance. A stage not run yet is named with the command that fills it.",
+        "judged on the paired difference mixup − ERM (interval, p-value, verdict, forest plot), training\n"
+        "curves, robust accuracy, the probe, the memorization sweep named like the run, and provenance.\n"
+        "A stage not run yet is named with the command that fills it. For a group of seeds (made by\n"
+        "'run --seeds' or 'train --seeds') the report pools the claims over the seeds.",
         ["robust-eval report", "robust-eval report --run mnist-5k-smallcnn-a1-s0 --out runs/",
-         "robust-eval report --compare quick-s0 quick-s1 quick-s2   # side by side; means over seeds"],
+         "robust-eval report --run quick                          # a group: the claims pooled over its seeds",
+         "robust-eval report --compare quick-a1 quick-a8          # each claim's effect per run, side by side"],
         resume="nothing was written: run the same command again",
     )  # fmt: skip
-    p.add_argument("--run", metavar="NAME", help="the run to report (default: the latest)")
+    p.add_argument("--run", metavar="NAME", help="the run or group of seeds to report (default: the latest run)")
     p.add_argument("--compare", nargs="+", metavar="RUN", help="one report comparing two or more runs")
     _add_out(p)
     p.set_defaults(handler=_cmd_report)
@@ -333,9 +336,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     presets = "\n".join(f"  {name:<8} {p.summary}" for name, p in PRESETS.items())
     p = _command(
         sub, "run", "the main job end to end: train, attack, probe, sweep, report",
-        "Run every stage of a preset: paired training (+ surrogate), FGSM and I-FGSM white and black box\n"
-        "over an ε grid, the probes, a small memorization sweep, and the HTML report. At the end it prints\n"
-        "the paper's claims with this run's verdicts and where the report is.\n"
+        "Run every stage of a preset: paired training (+ surrogate), FGSM, I-FGSM and PGD white and black\n"
+        "box over an ε grid, the probes, a small memorization sweep, and the HTML report. At the end it prints\n"
+        "the paper's claims with this run's verdicts (paired mixup − ERM differences) and where the report is.\n"
         "Run it again after an interruption: finished stages are skipped, an interrupted one resumes.\n"
         f"presets:\n{presets}",
         ["robust-eval run", "robust-eval run --seeds 0 1 2        # runs quick-s0..2 and their pooled report 'quick'",
