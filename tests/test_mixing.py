@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import beta
 
-from robustbench_mixup.mixing import mixup_batch
+from robustbench_mixup.mixing import cutmix_batch, mixup_batch
 
 
 def _batch(n=16, k=5):
@@ -84,3 +84,75 @@ def test_wrong_types_raise_type_error():
         mixup_batch(x, y.float(), 1.0, num_classes=5)
     with pytest.raises(TypeError, match="images"):
         mixup_batch(x.long(), y, 1.0, num_classes=5)
+
+
+# --- CutMix ---------------------------------------------------------------------------------------------------
+
+
+def _drawn_lambda(seed: int, alpha: float) -> float:
+    """The λ ~ Beta(α, α) a call with `torch.Generator().manual_seed(seed)` draws (its first number seeds it)."""
+    import numpy as np
+
+    first = int(torch.randint(0, 2**62, (1,), generator=torch.Generator().manual_seed(seed)))
+    return float(np.random.default_rng(first).beta(alpha, alpha))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_cutmix_pastes_one_box_of_the_permuted_batch_and_weighs_labels_by_area(seed):
+    n, k, h, w = 8, 5, 12, 10
+    x = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 3, h, w).clone()  # image i is all i
+    y = torch.arange(n) % k
+    mb = cutmix_batch(x, y, 1.0, num_classes=k, generator=torch.Generator().manual_seed(seed))
+    assert torch.equal(mb.index.sort().values, torch.arange(n))  # a permutation
+    inside = mb.images != x  # where an image now shows its partner (partners differ: the values are distinct)
+    moved = mb.index != torch.arange(n)
+    box = inside[moved.nonzero()[0, 0], 0]  # the box, read off an image whose partner is another image
+    rows, cols = box.any(1), box.any(0)
+    assert torch.equal(box, rows[:, None] & cols[None, :])  # one axis-aligned rectangle
+    assert torch.equal(mb.images, torch.where(box, x[mb.index], x))  # inside the partner, outside unchanged
+    area = int(box.sum()) / (h * w)
+    assert mb.lam == pytest.approx(1 - area)  # λ recomputed from the clipped box
+    onehot = F.one_hot(y, k).float()
+    torch.testing.assert_close(mb.targets, mb.lam * onehot + (1 - mb.lam) * onehot[mb.index])
+    torch.testing.assert_close(mb.targets.sum(1), torch.ones(n))
+    # its sides: ⌊H·√(1−λ)⌋ rounded down to even before clipping, so the area is at most 1 − λ drawn
+    side = (1 - _drawn_lambda(seed, 1.0)) ** 0.5
+    assert int(rows.sum()) <= 2 * (int(h * side) // 2) and int(cols.sum()) <= 2 * (int(w * side) // 2)
+    assert area <= 1 - _drawn_lambda(seed, 1.0) + 1e-9
+
+
+def test_cutmix_box_is_centred_uniformly_and_clipped_at_the_border():
+    """Over many batches every pixel is covered at some point, a clipped box is common, and the mean area
+    is below the mean of 1 − λ drawn (clipping only ever removes area)."""
+    x, y = torch.zeros(2, 1, 8, 8), torch.tensor([0, 1])
+    x[1] = 1.0
+    covered, areas, clipped = torch.zeros(8, 8, dtype=torch.bool), [], 0
+    for seed in range(300):
+        mb = cutmix_batch(x, y, 1.0, num_classes=2, generator=torch.Generator().manual_seed(seed))
+        if mb.index[0] == 1:
+            box = mb.images[0, 0] == 1
+            covered |= box
+            rows, cols = int(box.any(1).sum()), int(box.any(0).sum())
+            clipped += rows % 2 == 1 or cols % 2 == 1 or (box.any(1)[0] or box.any(1)[-1] or box.any(0)[0])
+            areas.append(1 - mb.lam)
+    assert bool(covered.all()) and clipped > 10
+    assert sum(areas) / len(areas) < 0.5  # E[1 − λ] = 0.5 for α = 1
+
+
+def test_cutmix_alpha_zero_is_erm_and_inputs_are_not_modified():
+    x, y = _batch()
+    x0 = x.clone()
+    mb = cutmix_batch(x, y, 0.0, num_classes=5)
+    assert mb.lam == 1.0 and torch.equal(mb.images, x) and torch.equal(mb.index, torch.arange(len(y)))
+    cutmix_batch(x, y, 1.0, num_classes=5, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(x, x0)
+    a = cutmix_batch(x, y, 1.0, num_classes=5, generator=torch.Generator().manual_seed(4))
+    b = cutmix_batch(x, y, 1.0, num_classes=5, generator=torch.Generator().manual_seed(4))
+    assert a.lam == b.lam and torch.equal(a.images, b.images)
+
+
+def test_cutmix_needs_images_with_height_and_width():
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        cutmix_batch(torch.zeros(4, 16), torch.zeros(4, dtype=torch.int64), 1.0, num_classes=2)
+    with pytest.raises(ValueError, match="alpha"):
+        cutmix_batch(torch.zeros(4, 1, 4, 4), torch.zeros(4, dtype=torch.int64), -1.0, num_classes=2)
