@@ -82,6 +82,7 @@ class Measured:
     unit_name: str = "test examples"  # what a unit is, for the power sentence
     note: str = ""
     shared: bool = False  # every run of a group measures the same units (the test images), not units of its own
+    setting: tuple = ()  # what must match for runs of a group to be pooled (n, source, probe setting, ...)
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,7 @@ def attack_points(results: RunResults, *, attack: str, mode: str) -> Measured | 
     if results.claim_eps is not None and decisive != results.claim_eps:
         note = f"not evaluated at the claim's ε = {results.claim_eps:.4g}: read at the nearest, ε = {decisive:.4g}"
     where = f"ε = {decisive:.4g}, n = {n}" + (f", source {source}" if mode == "black" else "")
-    return Measured(points, "ε", decisive, where, note=note, shared=True)
+    return Measured(points, "ε", decisive, where, note=note, shared=True, setting=(n, source))
 
 
 PROBE_SETTINGS = (("train", "exclude"), ("train", "include"), ("test", "exclude"), ("test", "include"))
@@ -204,7 +205,7 @@ def probe_points(results: RunResults, *, column: str) -> Measured | str:
     split, same = chosen[0]["split"], chosen[0]["same_class"]
     kind = "of different classes" if same == "exclude" else "(same class included)"
     where = f"{pairs} {split} pairs {kind}, λ = {min(points):.2f}-{max(points):.2f}"
-    return Measured(points, "λ", None, where, unit_name="pairs")
+    return Measured(points, "λ", None, where, unit_name="pairs", setting=(split, same, pairs))
 
 
 def memorization_points(results: RunResults) -> Measured | str:
@@ -236,7 +237,7 @@ def memorization_points(results: RunResults) -> Measured | str:
                     "jobs are read back from their checkpoints, not retrained)")  # fmt: skip
         replicates.append((~a, ~b))  # error on the corrupted labels: not memorized
     where = f"{noise:.0%} noise, mixup α = {alpha:g}"  # its seeds: in the method's words
-    return Measured({0.0: replicates}, "", 0.0, where, unit_name="corrupted examples")
+    return Measured({0.0: replicates}, "", 0.0, where, unit_name="corrupted examples", setting=(noise, alpha))
 
 
 def clean_points(results: RunResults) -> Measured | str:
@@ -246,7 +247,8 @@ def clean_points(results: RunResults) -> Measured | str:
         return ("no per-example test outcomes stored (training unfinished, or by an older robust-eval): finish or "
                 "resume the training")  # fmt: skip
     erm, mix = rows["erm"], rows["mixup"]
-    return Measured({0.0: [(erm["correct"], mix["correct"])]}, "", 0.0, f"test split, n = {erm['n']}", shared=True)
+    return Measured({0.0: [(erm["correct"], mix["correct"])]}, "", 0.0, f"test split, n = {erm['n']}", shared=True,
+                    setting=(erm["n"],))  # fmt: skip
 
 
 # --- the claims ----------------------------------------------------------------------------------------------
@@ -324,26 +326,24 @@ def side(effect: Any, direction: Direction) -> str:
 
 
 def claim_p(effect: Any, direction: Direction) -> float:
-    """The p-value of the claim's test: two-sided against 0; for "no worse", one-sided against −MARGIN toward
-    the side the estimate lies on (a normal approximation from the interval's width)."""
+    """The p-value of the claim's test: two-sided against 0; for "no worse", two-sided against −MARGIN (so it
+    matches the two-sided 95% interval the verdict reads, and stays a valid p-value for Holm at the margin),
+    from the effect's standard error and degrees of freedom."""
     if direction != "no_worse":
         return float(effect.p_value)
     from .stats import t_upper_tail
 
-    if not effect.se > 0:
+    if math.isnan(effect.se):
+        return 1.0
+    if effect.se == 0:
         return 0.0 if effect.diff != -MARGIN else 1.0
-    return t_upper_tail(abs(effect.diff + MARGIN) / effect.se, effect.df)
+    return min(1.0, 2 * t_upper_tail(abs(effect.diff + MARGIN) / effect.se, effect.df))
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
     from .stats import holm as _holm
 
     return _holm(p_values)
-
-
-def _least_favourable(points: Sequence[tuple[float, Any]], direction: Direction) -> tuple[float, Any]:
-    sign = 1 if direction == "lower" else -1  # the point furthest toward the side the claim says mixup avoids
-    return max(points, key=lambda xe: sign * xe[1].diff)
 
 
 def _holds(points: Sequence[tuple[float, Any]], direction: Direction, axis: str) -> str:
@@ -362,21 +362,21 @@ def _power(effect: Any, direction: Direction, unit_name: str) -> str:
     """What would detect the observed difference (from 0, or for "no worse" from the margin) with 80% power at
     the 5% level, in words: test examples for one seed; seeds for a group, unless the variation of the test
     examples every seed shares is already too large for any number of seeds."""
-    from .stats import examples_for_power, units_for_power
+    from .stats import examples_for_power, seeds_to_detect, units_for_power
 
     diff = effect.diff + (MARGIN if direction == "no_worse" else 0.0)
     if diff == 0:
         return "no difference was observed: no sample size would detect it"
     if effect.seeds >= 2:
+        needed = seeds_to_detect(diff, effect.var_seeds, effect.var_units, effect.n, start=effect.seeds + 1,
+                                 power=POWER, alpha=ALPHA)  # fmt: skip
+        if needed is not None:
+            return f"about {needed} seeds would detect this difference with 80% power"
         z = NormalDist().inv_cdf(1 - ALPHA / 2) + NormalDist().inv_cdf(POWER)
-        room = (diff / z) ** 2 - effect.var_units  # what the seeds' term may leave of the variance
-        if not (math.isfinite(room) and math.isfinite(effect.var_seeds)):
-            return ""
-        if room <= 0:
+        if math.isfinite(effect.var_units) and (z * z) * effect.var_units >= diff * diff:
             return (f"the variation of the {effect.n:,} {unit_name} all seeds share hides it: more {unit_name}, not "
                     "more seeds, would detect it")  # fmt: skip
-        needed = max(effect.seeds + 1, math.ceil(effect.var_seeds / room))
-        return f"about {needed} seeds would detect this difference with 80% power"
+        return "more than 1,000 seeds would be needed to detect this difference"
     if direction != "no_worse" and effect.n01 is not None and effect.n01 + effect.n10 > 0:
         needed = examples_for_power(effect.n01, effect.n10, effect.n)
     elif math.isfinite(effect.sd_unit):
@@ -400,14 +400,18 @@ def judge(spec: ClaimSpec, measured: Sequence[Measured | str], *, command: str =
     from .stats import pooled_effect
 
     first = got[0]
+    other = [m for m in got if m.setting != first.setting]  # measured otherwise (other n, pairs, ...): not pooled
+    got = [m for m in got if m.setting == first.setting]
     pooled: list[tuple[float, Any]] = []
     for x in sorted({x for m in got for x in m.points}):  # every point any run measured
         replicates = [r for m in got for r in m.points.get(x, ())]
         shared = first.shared and len(got) > 1  # one replicate per run, all on the same test images
         pooled.append((x, pooled_effect(replicates, seed=seed, shared_units=shared)))
     notes = [first.note] if first.note else []
-    if len(got) < len(measured):
-        notes.append(f"measured in {len(got)} of {len(measured)} runs")
+    if len(got) + len(other) < len(measured):
+        notes.append(f"measured in {len(got) + len(other)} of {len(measured)} runs")
+    if other:
+        notes.append(f"{len(other)} run(s) measured in another setting ({other[0].where}) left out of the pool")
     if first.decisive is not None:
         at, effect = next((x, e) for x, e in pooled if x == first.decisive)
         verdict = {"claimed": "reproduced", "other": "contradicted"}.get(side(effect, spec.direction), "inconclusive")
@@ -417,15 +421,16 @@ def judge(spec: ClaimSpec, measured: Sequence[Measured | str], *, command: str =
         adjusted = holm(p_points)
         against = [(adj, x, e) for adj, (x, e) in zip(adjusted, pooled, strict=True)
                    if side(e, spec.direction) == "other" and adj < ALPHA]  # fmt: skip
+        weakest = max(range(len(pooled)), key=lambda k: (p_points[k], -k))  # the λ whose p the claim's p is
         if all(side(e, spec.direction) == "claimed" for _, e in pooled):
-            verdict, p = "reproduced", max(p_points)
-            at, effect = _least_favourable(pooled, spec.direction)
+            verdict, p = "reproduced", p_points[weakest]
+            at, effect = pooled[weakest]
         elif against:
             adj, at, effect = min(against, key=lambda t: t[0])
             verdict, p = "contradicted", adj
         else:
-            verdict, p = "inconclusive", max(p_points)
-            at, effect = _least_favourable(pooled, spec.direction)
+            verdict, p = "inconclusive", p_points[weakest]
+            at, effect = pooled[weakest]
         holds = _holds(pooled, spec.direction, first.axis)
     erm, mix = _means([r for m in got for r in m.points.get(at, ())])
     contributing = sum(1 for m in got if at in m.points)
@@ -458,8 +463,10 @@ def assess(group: Sequence[RunResults], *, commands: Mapping[str, str]) -> list[
     for c, adjusted in zip(measured, holm([c.p_value for c in measured]), strict=True):
         c.p_holm = adjusted
         if c.verdict in ("reproduced", "contradicted") and adjusted >= ALPHA:
-            c.note = "; ".join(filter(None, [c.note, f"{c.verdict} alone (p = {format_p(c.p_value)}), not after Holm's "
-                                             f"correction over {len(measured)} claims"]))  # fmt: skip
+            why = (f"{c.verdict} by its interval, but its p = {format_p(c.p_value)} is not below {ALPHA:g}"
+                   if c.p_value >= ALPHA else f"{c.verdict} alone (p = {format_p(c.p_value)}), not after Holm's "
+                   f"correction over {len(measured)} claims")  # fmt: skip
+            c.note = "; ".join(filter(None, [c.note, why]))
             c.verdict = "inconclusive"
             c.power = _power(c.effect, c.direction, _unit_name(c.key))
     return claims

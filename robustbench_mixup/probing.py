@@ -76,6 +76,9 @@ def probe_run(
     for name, model in models.items():
         miss, norms = probe_points(model, images[i], labels[i], images[j], labels[j], lam, progress=tick)
         assert norms is not None
+        if not bool(norms.isfinite().all()):  # refused here, before anything is written: never stored
+            raise UsageError(f"the input-gradient norms of {name!r} in run {run!r} are not finite (a diverged model?): "
+                             "nothing was stored; check its training curves")  # fmt: skip
         per_pair[name] = (miss.cpu(), norms.cpu())
         hits = miss.sum(dim=1).tolist()
         wilson = [wilson_interval(int(h), spec.pairs) for h in hits]

@@ -226,8 +226,10 @@ def t_quantile(p: float, df: float) -> float:
 
 
 def t_upper_tail(t: float, df: float) -> float:
-    """P(T ≥ t) for Student's T with `df` degrees of freedom (normal for infinite `df`)."""
-    return 1 - NormalDist().cdf(t) if math.isinf(df) else 1 - student_t_cdf(t, df)
+    """P(T ≥ t) for Student's T with `df` degrees of freedom (normal for infinite `df`), accurate in the far tail."""
+    if math.isinf(df):
+        return NormalDist().cdf(-t)
+    return _t_two_sided(t, df) / 2 if t > 0 else 1 - _t_two_sided(t, df) / 2
 
 
 def _t_interval(estimate: float, se: float, df: float, confidence: float) -> tuple[float, float, float]:
@@ -382,19 +384,34 @@ def _continuous_resampler(d: np.ndarray) -> Callable[[int, np.random.Generator],
 def _crossed(diffs: Sequence[np.ndarray], binary: bool, confidence: float) -> tuple[float, float, float, float, float]:
     """(estimate, se, df, var_seeds, var_units) of the mean over seeds when every seed measured the SAME units
     (the same test images): the units' own variation is shared by all seeds and does not average out over
-    them. se² = sd_seed²/S + var_i(d̄_i)/N, where d̄_i is unit i's difference averaged over the seeds (each
-    term also holds a little of the seed × unit interaction: slightly conservative), with Welch-Satterthwaite
-    degrees of freedom. For binary outcomes the units' term is at least that of one discordant unit each way."""
+    them.
+
+    With the two-way table of differences d (seeds × units) and its mean squares MS_seeds, MS_units and MS_rest,
+    se² = (MS_seeds + MS_units)/(S·N) = sd_seed²/S + var_i(d̄_i)/N, d̄_i being unit i's difference averaged over
+    the seeds, with Welch-Satterthwaite degrees of freedom (the two mean squares are independent, on S − 1 and
+    N − 1 df). It counts the seed × unit interaction twice, so it is conservative (up to √2 too wide when the
+    interaction dominates, as it does for right/wrong outcomes); the ANOVA estimate without the double count
+    came out too narrow in simulation. For binary outcomes the units' term is at least that of one discordant
+    unit each way.
+
+    For the power sentence, the variance of the mean with S' seeds is split into what more seeds shrink and
+    what they do not: var_seeds/S' + var_units, var_seeds = σ²_seeds + σ²_rest/N and var_units = σ²_units/N,
+    from the usual ANOVA estimates (floored at 0)."""
     d = np.stack(diffs).astype(np.float64)  # (S, N)
     s, n = d.shape
-    per_seed = d.mean(axis=1)
-    var_seeds = float(per_seed.var(ddof=1))
-    var_units = float(d.mean(axis=0).var(ddof=1)) / n if n > 1 else 0.0
+    per_seed, per_unit = d.mean(axis=1), d.mean(axis=0)
+    ms_seeds = n * float(per_seed.var(ddof=1))
+    ms_units = s * float(per_unit.var(ddof=1)) if n > 1 else 0.0
+    residual = d - per_seed[:, None] - per_unit[None, :] + d.mean()
+    ms_rest = float((residual**2).sum()) / ((s - 1) * (n - 1)) if n > 1 else 0.0
+    a, b = ms_seeds / (s * n), ms_units / (s * n)
     if binary:
-        var_units = max(var_units, 2 / (n * n))
-    se2 = var_seeds / s + var_units
-    a, b = var_seeds / s, var_units
-    df = se2 * se2 / (a * a / (s - 1) + (b * b / (n - 1) if n > 1 else 0.0)) if se2 > 0 else math.inf
+        b = max(b, 2 / (n * n))
+    se2 = a + b
+    denominator = a * a / (s - 1) + (b * b / (n - 1) if n > 1 else 0.0)
+    df = se2 * se2 / denominator if denominator > 0 else math.inf
+    var_seeds = max(0.0, (ms_seeds - ms_rest) / n) + ms_rest / n
+    var_units = max(0.0, (ms_units - ms_rest) / s) / n
     return float(per_seed.mean()), math.sqrt(se2), df, var_seeds, var_units
 
 
@@ -473,6 +490,8 @@ def pooled_effect(
         else:
             resamplers = [_continuous_resampler(d) for d in diffs]
         se = float(_hierarchical_draws(resamplers, draws, np.random.default_rng(seed)).std(ddof=1))
+        # resampling S seeds with replacement shrinks their spread by (S − 1)/S: the t interval's own SE is a floor
+        se = max(se, sd_seed / math.sqrt(s))
         method = f"hierarchical bootstrap over {s} seeds, t with {s - 1} df"
     else:
         se = sd_seed / math.sqrt(s)
@@ -571,3 +590,24 @@ def seeds_for_power(
         else:
             lo = mid
     return hi
+
+
+def seeds_to_detect(
+    diff: float, var_seeds: float, var_units: float, units: int, *, start: int, power: float = 0.8,
+    alpha: float = 0.05, max_seeds: int = 1000,
+) -> int | None:  # fmt: skip
+    """The fewest seeds S' ≥ `start` whose mean has variance var_seeds/S' + var_units small enough for a two-sided
+    t test at level `alpha` (Welch-Satterthwaite df: S' − 1 for the seeds' part, `units` − 1 for the rest) to
+    detect `diff` with probability `power`: (t_{1−α/2} + t_power)²·variance ≤ diff². None when no count up to
+    `max_seeds` does (for instance when var_units alone is too large: more units are needed, not seeds)."""
+    _z_sum(power, alpha)
+    if diff == 0 or not (math.isfinite(var_seeds) and math.isfinite(var_units)):
+        return None
+    for s in range(max(start, 2), max_seeds + 1):
+        a, b = var_seeds / s, var_units
+        variance = a + b
+        denominator = a * a / (s - 1) + (b * b / (units - 1) if units > 1 else 0.0)
+        df = variance * variance / denominator if denominator > 0 else math.inf
+        if (t_quantile(1 - alpha / 2, df) + t_quantile(power, df)) ** 2 * variance <= diff * diff:
+            return s
+    return None

@@ -429,3 +429,25 @@ def test_the_strongest_exact_setting_of_an_attack_is_read():
 def test_a_p_value_too_small_for_a_float_is_not_printed_as_zero():
     assert claims.format_p(0.0) == "< 1e-300" and claims.format_p(0.0123) == "0.012"
     assert stats.mcnemar_p(2000, 0) == 0.0  # 2 · 2^-2000 underflows
+
+
+def test_the_no_worse_p_value_is_valid_at_the_margin():
+    """When mixup is exactly MARGIN worse, the p-value Holm receives is at most 5% in at most ~5% of draws."""
+    rng = np.random.default_rng(3)
+    small = 0
+    for table in rng.multinomial(1000, [0.85, 0.06, 0.05, 0.04], size=400):  # b − a = −1 point
+        both, only_a, only_b, _ = table
+        a = np.zeros(1000, bool)
+        b = np.zeros(1000, bool)
+        a[: both + only_a] = True
+        b[:both] = True
+        b[both + only_a : both + only_a + only_b] = True
+        small += claims.claim_p(stats.pooled_effect([(a, b)]), "no_worse") <= 0.05
+    assert small / 400 <= 0.075
+
+
+def test_runs_measured_in_another_setting_are_not_pooled():
+    runs = [results(attack_rows=pair("fgsm", 0.1, 500, 700)), results(attack_rows=pair("fgsm", 0.1, 250, 350, n=500))]
+    c = by_key(runs)["fgsm_white"]
+    assert c.effect.seeds == 1 and c.runs == 1
+    assert "1 run(s) measured in another setting (ε = 0.1, n = 500) left out of the pool" in c.note

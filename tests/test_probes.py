@@ -184,3 +184,30 @@ def test_progress_counts_every_pair_once_per_model(monkeypatch):
     seen = []
     probes.probe_points(nn.Sequential(nn.Flatten(), nn.Linear(16, 10)), *_pairs(), LAM, progress=seen.append)
     assert sum(seen) == 300 and max(seen) == 64
+
+
+def test_a_probe_of_a_diverged_model_stores_nothing_and_says_so(tmp_path, capsys, monkeypatch):
+    """Non-finite gradient norms are refused before anything is written: never a database the report rejects."""
+    import sqlite3
+
+    from helpers import assert_one_line_error, run_cli
+
+    from robustbench_mixup import probing
+    from robustbench_mixup.config import TrainConfig
+    from robustbench_mixup.layout import Layout
+    from robustbench_mixup.train import train_run
+
+    train_run(TrainConfig(dataset="digits", model="mlp", epochs=1, batch_size=64), run="d", out=tmp_path, device="cpu")
+    real = probing.probe_points
+
+    def diverged(*args, **kwargs):
+        miss, norms = real(*args, **kwargs)
+        return miss, norms * float("nan")
+
+    monkeypatch.setattr(probing, "probe_points", diverged)
+    argv = ("probe", "--pairs", "20", "--lambdas", "3", "--out", str(tmp_path), "--device", "cpu")
+    code, _, err = run_cli(capsys, *argv)
+    assert_one_line_error(code, err, "input-gradient norms of 'erm' in run 'd' are not finite")
+    con = sqlite3.connect(Layout(tmp_path).database)
+    assert con.execute("SELECT COUNT(*) FROM probe_results").fetchone()[0] == 0
+    con.close()

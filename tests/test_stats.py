@@ -22,6 +22,7 @@ from robustbench_mixup.stats import (
     paired_mean_difference,
     pooled_effect,
     seeds_for_power,
+    seeds_to_detect,
     student_t_cdf,
     student_t_quantile,
     units_for_power,
@@ -353,3 +354,38 @@ def test_units_and_seeds_for_power_in_closed_form():
 def test_stats_loads_without_torch():
     code = "import sys, robustbench_mixup.stats; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_few_seeds_that_differ_get_at_least_the_t_intervals_error():
+    """Resampling 2-4 seeds with replacement shrinks their spread by (S − 1)/S: the t interval's own SE is a floor."""
+    rng = np.random.default_rng(12)
+    pairs = []
+    for shift in (0.0, 1.0, 2.0):  # seeds far apart, little noise within each
+        a = rng.normal(0.0, 0.01, 400)
+        pairs.append((a, a + shift))
+    e = pooled_effect(pairs, draws=500)
+    assert e.se == pytest.approx(e.sd_seed / math.sqrt(3)) and e.sd_seed == pytest.approx(1.0, abs=1e-3)
+
+
+def test_seeds_to_detect_is_the_t_test_count_when_nothing_is_shared():
+    for diff, sd in ((0.02, 0.01), (0.05, 0.04), (1.0, 2.5)):
+        assert seeds_to_detect(diff, sd * sd, 0.0, 1000, start=2) == seeds_for_power(diff, sd)
+    # a variance the shared units keep that alone is too large: no count of seeds is enough
+    assert seeds_to_detect(0.01, 1e-6, 1e-4, 1000, start=2) is None
+    assert seeds_to_detect(0.0, 1e-4, 0.0, 1000, start=2) is None
+
+
+def test_the_crossed_split_calls_the_seed_by_example_interaction_shrinkable():
+    """Outcomes with no per-example effect at all (every seed's disagreements fall on other examples): what
+    the shared examples keep is ~0, and the interaction goes with the seeds."""
+    rng = np.random.default_rng(13)
+    pairs = [(np.ones(2000, bool), rng.random(2000) > 0.02) for _ in range(3)]
+    e = pooled_effect(pairs, shared_units=True)
+    assert e.var_units < 0.2 * e.var_seeds / 3
+    assert seeds_to_detect(e.diff, e.var_seeds, e.var_units, e.n, start=4) is not None
+
+
+def test_one_unit_per_seed_does_not_divide_by_zero():
+    one = (np.array([True]), np.array([True]))
+    e = pooled_effect([one, one], shared_units=True)
+    assert e.diff == 0 and e.lo < 0 < e.hi and math.isfinite(e.df) is False
