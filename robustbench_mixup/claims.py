@@ -83,6 +83,7 @@ class Measured:
     note: str = ""
     shared: bool = False  # every run of a group measures the same units (the test images), not units of its own
     setting: tuple = ()  # what must match for runs of a group to be pooled (n, source, probe setting, ...)
+    keys: Mapping[float, Sequence[Any]] | None = None  # per point, what identifies each replicate across runs
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,7 @@ def probe_points(results: RunResults, *, column: str) -> Measured | str:
             return "stored without per-pair outcomes (by an older robust-eval): run the probe again"
         points[lam] = [(erm[column], mix[column])]
     if not points:
-        return "the probe has not been run on both models"
+        return "the probe has no λ strictly between 0 and 1 (the claim is about those): run it with --lambdas 3 or more"
     split, same = chosen[0]["split"], chosen[0]["same_class"]
     kind = "of different classes" if same == "exclude" else "(same class included)"
     where = f"{pairs} {split} pairs {kind}, λ = {min(points):.2f}-{max(points):.2f}"
@@ -237,7 +238,8 @@ def memorization_points(results: RunResults) -> Measured | str:
                     "jobs are read back from their checkpoints, not retrained)")  # fmt: skip
         replicates.append((~a, ~b))  # error on the corrupted labels: not memorized
     where = f"{noise:.0%} noise, mixup α = {alpha:g}"  # its seeds: in the method's words
-    return Measured({0.0: replicates}, "", 0.0, where, unit_name="corrupted examples", setting=(noise, alpha))
+    return Measured({0.0: replicates}, "", 0.0, where, unit_name="corrupted examples", setting=(noise, alpha),
+                    keys={0.0: [f"sweep seed {s}" for s in seeds]})  # fmt: skip
 
 
 def clean_points(results: RunResults) -> Measured | str:
@@ -403,11 +405,22 @@ def judge(spec: ClaimSpec, measured: Sequence[Measured | str], *, command: str =
     other = [m for m in got if m.setting != first.setting]  # measured otherwise (other n, pairs, ...): not pooled
     got = [m for m in got if m.setting == first.setting]
     pooled: list[tuple[float, Any]] = []
+    repeated: set[Any] = set()
     for x in sorted({x for m in got for x in m.points}):  # every point any run measured
-        replicates = [r for m in got for r in m.points.get(x, ())]
+        replicates, seen = [], set()
+        for m in got:
+            for i, r in enumerate(m.points.get(x, ())):
+                key = None if m.keys is None else m.keys[x][i]
+                if key is not None and key in seen:  # the same replicate in two runs' results: counted once
+                    repeated.add(key)
+                    continue
+                seen.add(key)
+                replicates.append(r)
         shared = first.shared and len(got) > 1  # one replicate per run, all on the same test images
         pooled.append((x, pooled_effect(replicates, seed=seed, shared_units=shared)))
     notes = [first.note] if first.note else []
+    if repeated:
+        notes.append(f"{', '.join(sorted(map(str, repeated)))} appears in several runs' results: counted once")
     if len(got) + len(other) < len(measured):
         notes.append(f"measured in {len(got) + len(other)} of {len(measured)} runs")
     if other:

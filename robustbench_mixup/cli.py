@@ -74,7 +74,11 @@ def _json(obj: Any) -> str:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (what is wrong and where to look) and exit status 2."""
+    """argparse, but a usage error is one line (what is wrong and where to look) and exit status 2, and no
+    option is taken from an abbreviation ('run --seed 1' must not start a group of seeds)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{**kwargs, "allow_abbrev": False})
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")

@@ -91,11 +91,12 @@ def sweep_command(out: str | Path, run: str, sweep: SweepConfig) -> str:
 
 def run_sweep_config(config: dict[str, Any]) -> SweepConfig:
     """The sweep suggested for a run made by `robust-eval train`: its data, network and schedule, at the
-    paper's middle noise level, ERM against mixup with the paper's α for noisy labels."""
+    paper's middle noise level, ERM against mixup with the paper's α for noisy labels, on the run's own seed
+    (so the runs of a group of seeds get sweeps of their own seeds, not one seed counted several times)."""
     cfg = TrainConfig(**config)
     return SweepConfig(
         dataset=cfg.dataset, model=cfg.model, noise=SWEEP_NOISE, alpha=SWEEP_ALPHA, epochs=cfg.epochs,
-        batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, width=cfg.width,
+        seeds=(cfg.seed,), batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, width=cfg.width,
     )  # fmt: skip
 
 

@@ -472,6 +472,8 @@ def build_group(out: str | Path, group: str, runs: Sequence[str]) -> Path:
     trained = [r for r in runs if done(r)]
     if not trained:
         raise UsageError(f"group {group!r} has no trained run yet ({', '.join(runs)}): run it with its --seeds")
+    for r in trained:  # the group report links to each run's own report: (re)built first
+        build(out=out, run=r)
     datas = [collect(out, resolve_run(out, r)[0]) for r in trained]
     claims = group_claims(datas)
     per_seed = {d["run"]: run_claims(d) for d in datas}

@@ -34,6 +34,10 @@ def resolve_run(out: str | Path, run: str | None) -> tuple[str, dict[str, Any]]:
                 "(or 'robust-eval run')"
             )
         record = db.get_run(name)
+        group = db.get_group(name) if record is None else None
+        if group is not None:
+            raise UsageError(f"{name!r} is a group of seeds ({', '.join(group)}): give one of its runs, e.g. --run "
+                             f"{group[0]}; 'robust-eval report --run {name}' reports the group")  # fmt: skip
         if record is None:
             names = [r[0] for r in db.conn.execute("SELECT name FROM runs WHERE kind='train' ORDER BY created")]
             known = f"known runs are {', '.join(names)}" if names else "no run is recorded there"

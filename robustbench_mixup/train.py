@@ -265,6 +265,8 @@ def train_run(
     check_data(cfg, len(dataset.train_labels))
 
     ensure_writable_dir(layout.root)
+    if read_stored(layout.database, lambda db: db.get_group(run)) is not None:
+        raise UsageError(f"{run!r} names a group of seeds under {str(layout.root)!r}: choose another --run")
     with exclusive(layout.run_lock(run), f"run {run!r}"), contextlib.ExitStack() as stack:
         # Under the lock, so no other process on this name writes between these checks and our writes.
         previous = read_stored(layout.database, lambda db: db.get_run(run))

@@ -451,3 +451,17 @@ def test_runs_measured_in_another_setting_are_not_pooled():
     c = by_key(runs)["fgsm_white"]
     assert c.effect.seeds == 1 and c.runs == 1
     assert "1 run(s) measured in another setting (ε = 0.1, n = 500) left out of the pool" in c.note
+
+
+def test_a_sweep_seed_in_several_runs_results_is_counted_once():
+    """Two runs of a group whose sweeps used the same seed hold the same replicate: pooled once, and said."""
+    jobs = [job(0.5, 0.0, right(100, 90)), job(0.5, 8.0, right(100, 10))]
+    runs = [results(sweep_config=SWEEP, sweep_jobs=jobs), results(sweep_config=SWEEP, sweep_jobs=jobs)]
+    c = by_key(runs)["memorization"]
+    assert c.effect.seeds == 1 and "sweep seed 0 appears in several runs' results: counted once" in c.note
+
+
+def test_a_probe_without_an_inner_lambda_says_so():
+    rows = probe_rows(0.0, right(50, 5), right(50, 9)) + probe_rows(1.0, right(50, 5), right(50, 9))
+    c = by_key(results(probe_rows=rows))["probe_miss_rate"]
+    assert c.verdict == "not measured" and "no λ strictly between 0 and 1" in c.note and "--lambdas 3" in c.note

@@ -171,3 +171,15 @@ def test_train_seeds_trains_one_run_per_seed_and_records_the_group(capsys, tmp_p
         assert [db.get_run(r)["config"]["seed"] for r in ("g-s3", "g-s4")] == [3, 4]
     code, stdout, err = run_cli(capsys, "report", "--run", "g", "--out", str(tmp_path))
     assert code == 0 and stdout.strip().endswith("reports/g/index.html"), err
+
+
+def test_a_group_name_is_neither_trained_as_a_run_nor_evaluated_and_options_are_not_abbreviated(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "train", *TINY, "--seeds", "0", "1", "--run", "g", "--out", str(tmp_path))
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "train", *TINY, "--run", "g", "--out", str(tmp_path))
+    assert_one_line_error(code, err, "'g' names a group of seeds")
+    code, _, err = run_cli(capsys, "fgsm", "--eps", "0.1", "--run", "g", "--out", str(tmp_path), "--device", "cpu")
+    assert_one_line_error(code, err, "'g' is a group of seeds (g-s0, g-s1)", "--run g-s0")
+    code, _, err = run_cli(capsys, "run", "--seed", "1", "--out", str(tmp_path / "o"))  # not '--seeds 1'
+    assert_one_line_error(code, err, "unrecognized arguments: --seed 1")
+    assert not (tmp_path / "o").exists()
