@@ -132,6 +132,7 @@ class Claim:
     paper_diff: float | None = None
     seeds: int = 0
     runs: int = 0  # runs that measured it
+    unit_name: str = "test examples"  # what a unit is (`Measured.unit_name`), for the power sentence
 
 
 # --- selection rules: pure functions of one run's stored rows -------------------------------------------------
@@ -342,12 +343,6 @@ def claim_p(effect: Any, direction: Direction) -> float:
     return min(1.0, 2 * t_upper_tail(abs(effect.diff + MARGIN) / effect.se, effect.df))
 
 
-def holm(p_values: Sequence[float]) -> list[float]:
-    from .stats import holm as _holm
-
-    return _holm(p_values)
-
-
 def _holds(points: Sequence[tuple[float, Any]], direction: Direction, axis: str) -> str:
     held = [x for x, e in points if side(e, direction) == "claimed"]
     if not held:
@@ -431,6 +426,8 @@ def judge(spec: ClaimSpec, measured: Sequence[Measured | str], *, command: str =
         p, holds = claim_p(effect, spec.direction), ""
     else:  # at every point: an intersection-union test, contradicted where a point significantly goes the other way
         p_points = [claim_p(e, spec.direction) for _, e in pooled]
+        from .stats import holm
+
         adjusted = holm(p_points)
         against = [(adj, x, e) for adj, (x, e) in zip(adjusted, pooled, strict=True)
                    if side(e, spec.direction) == "other" and adj < ALPHA]  # fmt: skip
@@ -452,7 +449,7 @@ def judge(spec: ClaimSpec, measured: Sequence[Measured | str], *, command: str =
     power = _power(effect, spec.direction, first.unit_name) if verdict == "inconclusive" else ""
     return Claim(**base, verdict=verdict, where=first.where, effect=effect, at=at, axis=first.axis,
                  points=tuple(pooled), erm=erm, mixup=mix, p_value=p, holds=holds, power=power,
-                 note="; ".join(notes), seeds=effect.seeds, runs=contributing)  # fmt: skip
+                 note="; ".join(notes), seeds=effect.seeds, runs=contributing, unit_name=first.unit_name)  # fmt: skip
 
 
 def _means(replicates: Sequence[Replicate]) -> tuple[float, float]:
@@ -472,6 +469,8 @@ def assess(group: Sequence[RunResults], *, commands: Mapping[str, str]) -> list[
     if not group:
         raise ValueError("assess needs at least one run")
     claims = [judge(spec, [spec.select(r) for r in group], command=commands.get(spec.stage, "")) for spec in CLAIMS]
+    from .stats import holm
+
     measured = [c for c in claims if c.p_value is not None]
     for c, adjusted in zip(measured, holm([c.p_value for c in measured]), strict=True):
         c.p_holm = adjusted
@@ -481,14 +480,8 @@ def assess(group: Sequence[RunResults], *, commands: Mapping[str, str]) -> list[
                    f"correction over {len(measured)} claims")  # fmt: skip
             c.note = "; ".join(filter(None, [c.note, why]))
             c.verdict = "inconclusive"
-            c.power = _power(c.effect, c.direction, _unit_name(c.key))
+            c.power = _power(c.effect, c.direction, c.unit_name)
     return claims
-
-
-def _unit_name(key: str) -> str:
-    return {"probe_miss_rate": "pairs", "probe_grad_norm": "pairs", "memorization": "corrupted examples"}.get(
-        key, "test examples"
-    )
 
 
 def format_p(p: float) -> str:

@@ -169,10 +169,6 @@ def group_claims(datas: Sequence[dict[str, Any]]) -> list[Claim]:
     return assess([run_results(d) for d in datas], commands=datas[0]["commands"])
 
 
-def _effect_text(c: Claim, value: float) -> str:
-    return f"{100 * value:+.2f}" if c.unit == "%" else f"{value:+.3g}"
-
-
 def forest_figure(claims: Sequence[Claim]) -> str | None:
     """One row per measured claim: mixup − ERM with its 95% interval, 0 marked, the margin of "no worse"
     dashed, the paper's difference (where it gives one) as a hollow diamond. Points for % claims; the gradient
@@ -437,8 +433,13 @@ def build(out: str | Path = ".", run: str | None = None) -> Path:
         if group is not None:
             return build_group(out, run, group)
     run, _ = resolve_run(out, run)
-    data = collect(out, run)
-    cfg = data["record"]["config"]
+    return _write_run_report(layout, collect(out, run))[0]
+
+
+def _write_run_report(layout: Layout, data: dict[str, Any]) -> tuple[Path, list[Claim]]:
+    """Render one run's collected results (`collect`) to `reports/RUN/index.html`; returns the path and the
+    run's claims (a group report reuses them)."""
+    run, cfg = data["run"], data["record"]["config"]
     claims = run_claims(data)
     figures = {
         "training": training_figure(data["epochs"]) if data["epochs"] else None,
@@ -457,26 +458,22 @@ def build(out: str | Path = ".", run: str | None = None) -> Path:
     )  # fmt: skip
     path = layout.report(run)
     atomic_write_text(path, html)
-    return path
+    return path, claims
 
 
 def build_group(out: str | Path, group: str, runs: Sequence[str]) -> Path:
     """Write `reports/GROUP/index.html`: the claims pooled over the group's seeds (a run whose training has not
     finished is left out, and the report says which), each seed's effects, and each seed's strong-attack verdicts."""
     layout = Layout(out)
-
-    def done(run: str) -> bool:  # a run still training (or never trained) is not pooled: its numbers may change
-        record = read_stored(layout.database, lambda db: db.get_run(run))
-        return record is not None and record["status"] == "done"
-
-    trained = [r for r in runs if done(r)]
+    records = read_stored(layout.database, lambda db: {r: db.get_run(r) for r in runs}) or {}
+    # a run still training (or never trained) is not pooled: its numbers may change
+    trained = [r for r in runs if records.get(r) is not None and records[r]["status"] == "done"]
     if not trained:
         raise UsageError(f"group {group!r} has no trained run yet ({', '.join(runs)}): run it with its --seeds")
-    for r in trained:  # the group report links to each run's own report: (re)built first
-        build(out=out, run=r)
     datas = [collect(out, resolve_run(out, r)[0]) for r in trained]
+    # the group report links to each run's own report: (re)built from the same collected results
+    per_seed = {d["run"]: _write_run_report(layout, d)[1] for d in datas}
     claims = group_claims(datas)
-    per_seed = {d["run"]: run_claims(d) for d in datas}
     html = _env().get_template("group.html.j2").render(
         group=group, runs=list(runs), trained=trained, datas=datas, claims=claims, per_seed=per_seed, rule=RULE,
         claim_curves=claim_curves(claims), forest=forest_figure(claims), seeds_statement=seeds_statement(claims),

@@ -561,13 +561,19 @@ class ResultsDB:
                 )  # fmt: skip
         return flags
 
+    def _unpacked(self, where: str, unpack: Callable[[Any, int], Any], blob: Any, n: int) -> Any:
+        """`unpack(blob, n)`, a stored blob read back; one of the wrong size (or holding a non-finite value) is
+        refused as damage, naming `where` it was found."""
+        try:
+            return unpack(blob, n)
+        except ValueError as exc:
+            raise self._unusable(f"is damaged ({where}: {exc})") from None
+
     def _decoded(self, row: dict[str, Any]) -> dict[str, Any]:
         """A stored attack row with `correct` as a bool array (None where not stored); a blob of the wrong
         size is refused as damage."""
-        try:
-            row["correct"] = unpack_outcomes(row.get("correct"), row["n"])
-        except ValueError as exc:
-            raise self._unusable(f"is damaged (attack_results.correct of run {row['run']!r}: {exc})") from None
+        row["correct"] = self._unpacked(f"attack_results.correct of run {row['run']!r}", unpack_outcomes,
+                                        row.get("correct"), row["n"])  # fmt: skip
         return row
 
     def _record_worst_case(self, c: sqlite3.Connection, run: str, n: int, stored: list[dict[str, Any]],
@@ -649,10 +655,8 @@ class ResultsDB:
         """The run's `clean_results` rows, `correct` decoded to a numpy bool array."""
         rows = [dict(r) for r in self.conn.execute("SELECT * FROM clean_results WHERE run=? ORDER BY model", (run,))]
         for r in rows:
-            try:
-                r["correct"] = unpack_outcomes(r["correct"], r["n"])
-            except ValueError as exc:
-                raise self._unusable(f"is damaged (clean_results.correct of run {run!r}: {exc})") from None
+            where = f"clean_results.correct of run {run!r}"
+            r["correct"] = self._unpacked(where, unpack_outcomes, r["correct"], r["n"])
         return rows
 
     # --- probes ------------------------------------------------------------------------------------
@@ -738,10 +742,9 @@ class ResultsDB:
         jobs = [dict(r) for r in rows]
         for job in jobs:
             n = job.get("n_corrupted")
-            try:
-                job["corrupted_fit"] = None if n is None else unpack_outcomes(job.get("corrupted_fit"), n)
-            except ValueError as exc:
-                raise self._unusable(f"is damaged (sweep_jobs.corrupted_fit of {name!r}: {exc})") from None
+            where = f"sweep_jobs.corrupted_fit of {name!r}"
+            blob = job.get("corrupted_fit")
+            job["corrupted_fit"] = None if n is None else self._unpacked(where, unpack_outcomes, blob, n)
             rows = self.conn.execute(
                 "SELECT * FROM sweep_epochs WHERE sweep=? AND key=? ORDER BY epoch", (name, job["key"])
             )
@@ -761,11 +764,8 @@ class ResultsDB:
             if not outcomes:
                 r.pop("missed", None), r.pop("norms", None)
                 continue
-            try:
-                r["missed"] = unpack_outcomes(r["missed"], r["pairs"])
-                r["norms"] = unpack_values(r["norms"], r["pairs"])
-            except ValueError as exc:
-                raise self._unusable(f"is damaged (probe_results of run {run!r}: {exc})") from None
+            r["missed"] = self._unpacked(f"probe_results of run {run!r}", unpack_outcomes, r["missed"], r["pairs"])
+            r["norms"] = self._unpacked(f"probe_results of run {run!r}", unpack_values, r["norms"], r["pairs"])
         return found
 
     # --- groups of runs that differ only in their seed -----------------------------------------------

@@ -381,7 +381,7 @@ def _continuous_resampler(d: np.ndarray) -> Callable[[int, np.random.Generator],
     return lambda m, rng: _bootstrap_means(d, m, rng)
 
 
-def _crossed(diffs: Sequence[np.ndarray], binary: bool, confidence: float) -> tuple[float, float, float, float, float]:
+def _crossed(diffs: Sequence[np.ndarray], binary: bool) -> tuple[float, float, float, float, float]:
     """(estimate, se, df, var_seeds, var_units) of the mean over seeds when every seed measured the SAME units
     (the same test images): the units' own variation is shared by all seeds and does not average out over
     them.
@@ -479,7 +479,7 @@ def pooled_effect(
     estimate, sd_seed = float(per_seed.mean()), float(per_seed.std(ddof=1))
     per = tuple(float(v) for v in per_seed)
     if shared_units and len({len(d) for d in diffs}) == 1:
-        estimate, se, df, var_seeds, var_units = _crossed(diffs, binary, confidence)
+        estimate, se, df, var_seeds, var_units = _crossed(diffs, binary)
         lo, hi, p = _t_interval(estimate, se, df, confidence)
         method = f"{s} seeds × the same {n} units (crossed), t with {df:.0f} df"
         return Effect(estimate, lo, hi, p, s, n, method, per, sd_unit, sd_seed, n01, n10, se=se, df=df,
@@ -574,22 +574,8 @@ def seeds_for_power(
         return None
     if not sd_seed >= 0:
         raise ValueError(f"sd_seed must be ≥ 0, got {sd_seed}")
-    ratio = sd_seed / diff
-
-    def enough(s: int) -> bool:  # monotone in s: the left side grows and the t quantiles shrink
-        t_sum = student_t_quantile(1 - alpha / 2, s - 1) + student_t_quantile(power, s - 1)
-        return s >= (t_sum * ratio) ** 2
-
-    if not enough(max_seeds):
-        return max_seeds
-    lo, hi = 1, max_seeds  # enough(hi) holds; lo is below every candidate
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if enough(mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    found = seeds_to_detect(diff, sd_seed * sd_seed, 0.0, 2, start=2, power=power, alpha=alpha, max_seeds=max_seeds)
+    return max_seeds if found is None else found
 
 
 def seeds_to_detect(
@@ -603,11 +589,21 @@ def seeds_to_detect(
     _z_sum(power, alpha)
     if diff == 0 or not (math.isfinite(var_seeds) and math.isfinite(var_units)):
         return None
-    for s in range(max(start, 2), max_seeds + 1):
+
+    def enough(s: int) -> bool:  # monotone in s: the variance shrinks and the t quantiles with it
         a, b = var_seeds / s, var_units
         variance = a + b
         denominator = a * a / (s - 1) + (b * b / (units - 1) if units > 1 else 0.0)
         df = variance * variance / denominator if denominator > 0 else math.inf
-        if (t_quantile(1 - alpha / 2, df) + t_quantile(power, df)) ** 2 * variance <= diff * diff:
-            return s
-    return None
+        return (t_quantile(1 - alpha / 2, df) + t_quantile(power, df)) ** 2 * variance <= diff * diff
+
+    lo, hi = max(start, 2) - 1, max_seeds  # bisection: lo is below every candidate
+    if hi <= lo or not enough(hi):
+        return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if enough(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
