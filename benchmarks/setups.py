@@ -64,10 +64,12 @@ class Setup:
         model = copy.deepcopy(self.initial)
         return model, make_optimizer(model, self.cfg)
 
-    def epoch(self, model: nn.Module, opt: torch.optim.Optimizer, alpha: float, epoch: int = 0) -> dict:
-        """One epoch of the package's training loop over the benchmark's training images."""
+    def epoch(self, model: nn.Module, opt: torch.optim.Optimizer, alpha: float, epoch: int = 0,
+              method: str = "mixup") -> dict:  # fmt: skip
+        """One epoch of the package's training loop (`method` with parameter `alpha`; mixup at α = 0 is
+        ERM) over the benchmark's training images."""
         return train_epoch(
-            model, opt, self.train_x, self.train_y, alpha=alpha, num_classes=self.dataset.num_classes,
+            model, opt, self.train_x, self.train_y, method=method, param=alpha, num_classes=self.dataset.num_classes,
             batch_size=self.cfg.batch_size, seed=0, epoch=epoch, augment=self.dataset.augment,
         )  # fmt: skip
 

@@ -3,6 +3,9 @@
 ERM and mixup are scored on the SAME test images, probed at the SAME pairs and, in the memorization
 sweep, trained on the SAME corrupted labels; so every claim is judged on the paired difference
 mixup − ERM, per example (or pair), which is far more powerful than comparing two marginal intervals.
+A run that trains more methods (`TrainConfig.methods`: CutMix, Manifold Mixup, label smoothing) has each
+claim judged for each of them against ERM in the same way, and Holm's correction runs over every claim of
+every method.
 A claim about a training method is a claim over training seeds: in a group of runs that differ only in
 their seed (`robust-eval run --seeds 0 1 2`) each seed's paired difference is one replicate, and the
 interval accounts for seed-to-seed as well as test-sample variation (`stats.pooled_effect`). With one
@@ -32,7 +35,7 @@ from statistics import NormalDist
 from typing import Any, Literal, get_args
 
 from . import paper
-from .config import ATTACKS, AttackConfig
+from .config import ATTACKS, BASELINE, DEFAULT_METHODS, METHODS, AttackConfig
 
 Direction = Literal["lower", "higher", "no_worse"]
 DIRECTIONS: tuple[str, ...] = get_args(Direction)
@@ -43,17 +46,19 @@ MARGIN = 0.01  # "no worse": mixup's clean accuracy may be lower by at most 1 po
 VERDICTS = ("reproduced", "contradicted", "inconclusive", "not measured")
 
 RULE = (
-    "Each claim is judged on the paired difference mixup − ERM (the same test examples, probe pairs or "
-    "corrupted labels for both). A claim that mixup lowers (raises) a quantity is reproduced when the 95% interval "
+    "Each claim is judged on the paired difference method − ERM (mixup, and any other method the run trained; the "
+    "same test examples, probe pairs or corrupted labels for both). A claim that a method lowers (raises) a quantity "
+    "is reproduced when the 95% interval "
     "of the difference lies entirely below (above) 0, contradicted when it lies entirely on the other side, and "
     f'inconclusive otherwise; "no worse" is reproduced when the interval lies above −{100 * MARGIN:g} point and '
     f"contradicted when it lies below it. A reproduced or contradicted verdict also needs p < {ALPHA:g} after "
-    'Holm\'s correction over the claims of the report. A claim worded "at every λ" must hold at every λ of the '
-    "grid (intersection-union test) and is contradicted where a λ significantly goes the other way (Holm over λ)."
+    "Holm's correction over the claims of the report (every claim of every method). A claim worded "
+    '"at every λ" must hold at every λ of the grid (intersection-union test) and is contradicted where a λ '
+    "significantly goes the other way (Holm over λ)."
 )
 
 Row = Mapping[str, Any]
-Replicate = tuple[Any, Any]  # (ERM's, mixup's) per-unit outcomes on the same units: bool or float arrays
+Replicate = tuple[Any, Any]  # (ERM's, the method's) per-unit outcomes on the same units: bool or float arrays
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,7 @@ class RunResults:
 
     dataset: str = ""
     model: str = ""
+    methods: tuple[str, ...] = DEFAULT_METHODS  # the methods the run trained (`TrainConfig.methods`)
     claim_eps: float | None = None  # the ε the attack claims are read at (`config.CLAIM_EPS`)
     clean_rows: Sequence[Row] = ()  # `clean_results`, with `correct`
     attack_rows: Sequence[Row] = ()  # with `correct` (None for rows stored before v5)
@@ -91,13 +97,17 @@ class ClaimSpec:
     """One claim of the paper: one row of `CLAIMS`."""
 
     key: str  # stable identifier
-    claim: str
-    paper: str  # the paper's figure, as text
+    claim: str  # "{method} lowers ...": the method's label is put in
+    paper: str  # the paper's figure for mixup, as text
     direction: Direction
     unit: str  # "%" (a proportion, shown ×100, differences in points) or "" (shown as measured)
     stage: str  # the stage (one of FILLED_BY) whose command fills the claim when it is not measured
-    select: Callable[[RunResults], Measured | str]  # a str says why it is not measured
+    select: Callable[[RunResults, str], Measured | str]  # (results, method); a str says why it is not measured
     paper_diff: float | None = None  # the paper's mixup − ERM in the claim's unit (points for %), if it gives one
+
+    def wording(self, method: str) -> str:
+        """The claim about `method` (a key of `config.METHODS`)."""
+        return self.claim.format(method=METHODS[method].label)
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
@@ -116,13 +126,14 @@ class Claim:
     direction: Direction
     unit: str
     verdict: str  # one of VERDICTS
+    method: str = "mixup"  # the method compared with ERM
     where: str = ""
     effect: Any = None  # stats.Effect at `at`: the decisive point, or the least favourable one
     at: float | None = None
     axis: str = ""
     points: tuple[tuple[float, Any], ...] = ()  # (x, stats.Effect) at every point: the curve
-    erm: float | None = None  # the two means at `at`, over seeds
-    mixup: float | None = None
+    erm: float | None = None  # the two means at `at`, over seeds: ERM's and the method's
+    other: float | None = None
     p_value: float | None = None  # the claim's own p (before Holm)
     p_holm: float | None = None
     holds: str = ""  # for a claim at every λ: where it holds
@@ -134,6 +145,11 @@ class Claim:
     runs: int = 0  # runs that measured it
     unit_name: str = "test examples"  # what a unit is (`Measured.unit_name`), for the power sentence
 
+    @property
+    def ident(self) -> str:
+        """Unique within a report: the claim's key, with the method's name unless it is mixup."""
+        return self.key if self.method == "mixup" else f"{self.key}-{self.method}"
+
 
 # --- selection rules: pure functions of one run's stored rows -------------------------------------------------
 
@@ -142,8 +158,8 @@ def _nearest(points: Sequence[float], target: float | None) -> float:
     return max(points) if target is None else min(points, key=lambda x: (abs(x - target), -x))
 
 
-def attack_points(results: RunResults, *, attack: str, mode: str) -> Measured | str:
-    """Top-1 error of ERM and mixup under `attack` in `mode` (native backend), paired per test example, at
+def attack_points(results: RunResults, method: str = "mixup", *, attack: str, mode: str) -> Measured | str:
+    """Top-1 error of ERM and `method` under `attack` in `mode` (native backend), paired per test example, at
     every ε > 0 evaluated on the largest n; the verdict reads the claim's ε (`RunResults.claim_eps`, else the
     nearest evaluated ε, which the note names)."""
     native = [r for r in results.attack_rows
@@ -156,10 +172,10 @@ def attack_points(results: RunResults, *, attack: str, mode: str) -> Measured | 
     points: dict[float, list[Replicate]] = {}
     unpaired = False
     for eps in sorted({r["eps"] for r in native if r["n"] == n}):
-        at = paired_rows(native, attack, mode, eps, n, source=source if mode == "black" else None)
+        at = paired_rows(native, attack, mode, eps, n, source=source if mode == "black" else None, method=method)
         if at is None:
             continue
-        erm, mix = at["erm"].get("correct"), at["mixup"].get("correct")
+        erm, mix = at[BASELINE].get("correct"), at[method].get("correct")
         if erm is None or mix is None:
             unpaired = True
             continue
@@ -167,7 +183,7 @@ def attack_points(results: RunResults, *, attack: str, mode: str) -> Measured | 
     if not points:
         if unpaired:
             return "stored without per-example outcomes (by an older robust-eval): run the attack again"
-        return f"{ATTACKS[attack].label} has not been run on both models in the {mode} box"
+        return f"{ATTACKS[attack].label} has not been run on {BASELINE} and {method} in the {mode} box"
     decisive = _nearest(list(points), results.claim_eps)
     note = ""
     if results.claim_eps is not None and decisive != results.claim_eps:
@@ -179,24 +195,24 @@ def attack_points(results: RunResults, *, attack: str, mode: str) -> Measured | 
 PROBE_SETTINGS = (("train", "exclude"), ("train", "include"), ("test", "exclude"), ("test", "include"))
 
 
-def probe_points(results: RunResults, *, column: str) -> Measured | str:
-    """The probe's per-pair `column` ('missed' or 'norms') of ERM and mixup at every λ strictly between 0 and 1:
+def probe_points(results: RunResults, method: str = "mixup", *, column: str) -> Measured | str:
+    """The probe's per-pair `column` ('missed' or 'norms') of ERM and `method` at every λ strictly between 0 and 1:
     the largest pair count, training pairs of different classes when stored (else what is)."""
     rows = results.probe_rows
     if not rows:
         return "the probe has not been run"
     # ONE setting, both models probed in it: training pairs of different classes when there are any
-    complete = [s for s in PROBE_SETTINGS if {"erm", "mixup"} <= {r["model"] for r in rows
-                                                                  if (r["split"], r["same_class"]) == s}]  # fmt: skip
+    complete = [s for s in PROBE_SETTINGS if {BASELINE, method} <= {r["model"] for r in rows
+                                                                    if (r["split"], r["same_class"]) == s}]  # fmt: skip
     if not complete:
-        return "the probe has not been run on both models"
-    mine = [r for r in rows if (r["split"], r["same_class"]) == complete[0]]
+        return f"the probe has not been run on {BASELINE} and {method}"
+    mine = [r for r in rows if (r["split"], r["same_class"]) == complete[0] and r["model"] in (BASELINE, method)]
     pairs = max(r["pairs"] for r in mine)
     chosen = [r for r in mine if r["pairs"] == pairs]
     by = {(r["model"], r["lam"]): r for r in chosen}
     points: dict[float, list[Replicate]] = {}
     for lam in sorted({r["lam"] for r in chosen if 0 < r["lam"] < 1}):
-        erm, mix = by.get(("erm", lam)), by.get(("mixup", lam))
+        erm, mix = by.get((BASELINE, lam)), by.get((method, lam))
         if erm is None or mix is None:
             continue
         if erm.get(column) is None or mix.get(column) is None:
@@ -210,10 +226,12 @@ def probe_points(results: RunResults, *, column: str) -> Measured | str:
     return Measured(points, "λ", None, where, unit_name="pairs", setting=(split, same, pairs))
 
 
-def memorization_points(results: RunResults) -> Measured | str:
+def memorization_points(results: RunResults, method: str = "mixup") -> Measured | str:
     """Training error on the corrupted labels, ERM (α = 0) and mixup (the largest α) paired per corrupted
     example of the same (noise, seed), one replicate per seed; finished jobs without dropout at the noise
-    nearest 0.5. Only a sweep of the run's own dataset and network counts."""
+    nearest 0.5. Only a sweep of the run's own dataset and network counts; it trains mixup only."""
+    if method != "mixup":
+        return f"the memorization sweep trains ERM and mixup only, not {METHODS[method].label}"
     cfg = results.sweep_config
     if cfg is None:
         return "no memorization sweep is named like the run"
@@ -243,13 +261,13 @@ def memorization_points(results: RunResults) -> Measured | str:
                     keys={0.0: [f"sweep seed {s}" for s in seeds]})  # fmt: skip
 
 
-def clean_points(results: RunResults) -> Measured | str:
-    """Clean top-1 accuracy of ERM and mixup after the last epoch, paired per test example."""
+def clean_points(results: RunResults, method: str = "mixup") -> Measured | str:
+    """Clean top-1 accuracy of ERM and `method` after the last epoch, paired per test example."""
     rows = {r["model"]: r for r in results.clean_rows if r["split"] == "test"}
-    if "erm" not in rows or "mixup" not in rows:
+    if BASELINE not in rows or method not in rows:
         return ("no per-example test outcomes stored (training unfinished, or by an older robust-eval): finish or "
                 "resume the training")  # fmt: skip
-    erm, mix = rows["erm"], rows["mixup"]
+    erm, mix = rows[BASELINE], rows[method]
     return Measured({0.0: [(erm["correct"], mix["correct"])]}, "", 0.0, f"test split, n = {erm['n']}", shared=True,
                     setting=(erm["n"],))  # fmt: skip
 
@@ -265,40 +283,40 @@ _CIFAR_ERM, _CIFAR_MIX = paper.CIFAR_TEST_ERROR[("PreAct ResNet-18", "cifar10")]
 CLAIMS: tuple[ClaimSpec, ...] = (
     ClaimSpec(
         key="fgsm_white",
-        claim="mixup lowers white-box FGSM error",
+        claim="{method} lowers white-box FGSM error",
         paper=f"top-1 error {_T3W_ERM.fgsm} → {_T3W_MIX.fgsm} (ImageNet, ε = 4/255)",
         direction="lower", unit="%", stage="fgsm",
         select=partial(attack_points, attack="fgsm", mode="white"), paper_diff=_T3W_MIX.fgsm - _T3W_ERM.fgsm,
     ),
     ClaimSpec(
         key="fgsm_black",
-        claim="mixup lowers black-box FGSM error",
+        claim="{method} lowers black-box FGSM error",
         paper=f"top-1 error {_T3B_ERM.fgsm} → {_T3B_MIX.fgsm} (ImageNet, ε = 4/255)",
         direction="lower", unit="%", stage="fgsm",
         select=partial(attack_points, attack="fgsm", mode="black"), paper_diff=_T3B_MIX.fgsm - _T3B_ERM.fgsm,
     ),
     ClaimSpec(
         key="ifgsm_black",
-        claim="mixup lowers black-box I-FGSM error",
+        claim="{method} lowers black-box I-FGSM error",
         paper=f"top-1 error {_T3B_ERM.ifgsm} → {_T3B_MIX.ifgsm} (ImageNet, ε = 4/255)",
         direction="lower", unit="%", stage="ifgsm",
         select=partial(attack_points, attack="ifgsm", mode="black"), paper_diff=_T3B_MIX.ifgsm - _T3B_ERM.ifgsm,
     ),
     ClaimSpec(
         key="probe_miss_rate",
-        claim="mixup lowers the miss rate between training pairs at every λ strictly between 0 and 1",
+        claim="{method} lowers the miss rate between training pairs at every λ strictly between 0 and 1",
         paper=paper.FIGURE2["miss_rate"],
         direction="lower", unit="%", stage="probe", select=partial(probe_points, column="missed"),
     ),
     ClaimSpec(
         key="probe_grad_norm",
-        claim="mixup lowers the input-gradient norm between training pairs at every λ strictly between 0 and 1",
+        claim="{method} lowers the input-gradient norm between training pairs at every λ strictly between 0 and 1",
         paper=paper.FIGURE2["grad_norm"],
         direction="lower", unit="", stage="probe", select=partial(probe_points, column="norms"),
     ),
     ClaimSpec(
         key="memorization",
-        claim="mixup memorizes fewer corrupted labels (higher training error on them)",
+        claim="{method} memorizes fewer corrupted labels (higher training error on them)",
         paper=f"training error on corrupted labels {_T2_ERM.train_corrupted} → {_T2_MIX.train_corrupted} "
         "(CIFAR-10, 50% noise)",
         direction="higher", unit="%", stage="sweep", select=memorization_points,
@@ -306,7 +324,7 @@ CLAIMS: tuple[ClaimSpec, ...] = (
     ),
     ClaimSpec(
         key="clean_accuracy",
-        claim=f"mixup's clean accuracy is no worse (by at most {100 * MARGIN:g} point)",
+        claim=f"{{method}}'s clean accuracy is no worse (by at most {100 * MARGIN:g} point)",
         paper=f"test accuracy {100 - _CIFAR_ERM:.1f} → {100 - _CIFAR_MIX:.1f} (CIFAR-10, PreAct ResNet-18)",
         direction="no_worse", unit="%", stage="train", select=clean_points, paper_diff=_CIFAR_ERM - _CIFAR_MIX,
     ),
@@ -385,11 +403,16 @@ def _power(effect: Any, direction: Direction, unit_name: str) -> str:
     return f"about {needed:,} {unit_name} (or more seeds) would detect this difference with 80% power"
 
 
-def judge(spec: ClaimSpec, measured: Sequence[Measured | str], *, command: str = "", seed: int = 0) -> Claim:
-    """The `Claim` for one row of `CLAIMS` from what each run of a group measured (one run: a single seed),
-    before Holm's correction (see `assess`)."""
-    base = {"key": spec.key, "claim": spec.claim, "paper": spec.paper, "direction": spec.direction,
-            "unit": spec.unit, "command": command, "paper_diff": spec.paper_diff}  # fmt: skip
+def judge(
+    spec: ClaimSpec, measured: Sequence[Measured | str], *, command: str = "", seed: int = 0, method: str = "mixup"
+) -> Claim:
+    """The `Claim` for one row of `CLAIMS` about `method` from what each run of a group measured (one run: a
+    single seed), before Holm's correction (see `assess`). The paper's figures are mixup's: other methods
+    are shown without them."""
+    mixup = method == "mixup"
+    base = {"key": spec.key, "claim": spec.wording(method), "paper": spec.paper if mixup else "",
+            "direction": spec.direction, "unit": spec.unit, "command": command, "method": method,
+            "paper_diff": spec.paper_diff if mixup else None}  # fmt: skip
     got = [m for m in measured if isinstance(m, Measured)]
     if not got:
         why = next((m for m in measured if isinstance(m, str)), "")
@@ -448,12 +471,12 @@ def judge(spec: ClaimSpec, measured: Sequence[Measured | str], *, command: str =
         notes.append(f"{first.axis} = {at:.3g} measured in {contributing} of {len(got)} runs")
     power = _power(effect, spec.direction, first.unit_name) if verdict == "inconclusive" else ""
     return Claim(**base, verdict=verdict, where=first.where, effect=effect, at=at, axis=first.axis,
-                 points=tuple(pooled), erm=erm, mixup=mix, p_value=p, holds=holds, power=power,
+                 points=tuple(pooled), erm=erm, other=mix, p_value=p, holds=holds, power=power,
                  note="; ".join(notes), seeds=effect.seeds, runs=contributing, unit_name=first.unit_name)  # fmt: skip
 
 
 def _means(replicates: Sequence[Replicate]) -> tuple[float, float]:
-    """ERM's and mixup's means over the replicates (each the mean over its units)."""
+    """ERM's and the method's means over the replicates (each the mean over its units)."""
     import numpy as np
 
     a = [float(np.mean(np.asarray(r[0], dtype=float))) for r in replicates]
@@ -461,14 +484,22 @@ def _means(replicates: Sequence[Replicate]) -> tuple[float, float]:
     return sum(a) / len(a), sum(b) / len(b)
 
 
+def compared_methods(group: Sequence[RunResults]) -> tuple[str, ...]:
+    """The methods a group compares with ERM, in `config.METHODS` order (the runs of a group train the same)."""
+    trained = {m for r in group for m in r.methods}
+    return tuple(m for m in METHODS if m in trained and m != BASELINE)
+
+
 def assess(group: Sequence[RunResults], *, commands: Mapping[str, str]) -> list[Claim]:
-    """One `Claim` per row of `CLAIMS`, in order, pooling the runs of `group` (one run per seed; a single run
-    is a group of one). `commands` maps a stage to the command that fills it. Holm's correction runs over the
-    measured claims: a reproduced or contradicted verdict whose adjusted p is not below `ALPHA` becomes
-    inconclusive, and its note says so."""
+    """One `Claim` per compared method and row of `CLAIMS` (method by method, claims in order), pooling the
+    runs of `group` (one run per seed; a single run is a group of one). `commands` maps a stage to the
+    command that fills it. Holm's correction runs over every measured claim of every method: a reproduced or
+    contradicted verdict whose adjusted p is not below `ALPHA` becomes inconclusive, and its note says so."""
     if not group:
         raise ValueError("assess needs at least one run")
-    claims = [judge(spec, [spec.select(r) for r in group], command=commands.get(spec.stage, "")) for spec in CLAIMS]
+    claims = [judge(spec, [spec.select(r, method) for r in group], command=commands.get(spec.stage, ""),
+                    method=method)
+              for method in compared_methods(group) for spec in CLAIMS]  # fmt: skip
     from .stats import holm
 
     measured = [c for c in claims if c.p_value is not None]
@@ -517,7 +548,7 @@ WORST = "worst"  # the `Gain.attack` of the worst case over every attack run at 
 SEVERITY = {"survives": 0, "vanishes": 1, "reverses": 2}  # which strong attack decides the headline
 
 STRONG_RULE = (
-    "mixup's gain is its top-1 accuracy minus ERM's, paired on the same examples (Newcombe 95% interval, exact "
+    "A method's gain is its top-1 accuracy minus ERM's, paired on the same examples (Newcombe 95% interval, exact "
     "McNemar test). There is an FGSM gain to test only when the FGSM interval lies above 0. Under a strong attack "
     "the gain survives when its interval lies above 0, vanishes when it includes 0 and reverses when it lies below "
     "0; the headline is the most severe of the strong attacks and the worst case at the FGSM claim's ε."
@@ -526,12 +557,12 @@ STRONG_RULE = (
 
 @dataclass(frozen=True)
 class Gain:
-    """mixup − ERM top-1 accuracy under one attack at one (ε, n), paired on the same examples."""
+    """method − ERM top-1 accuracy under one attack at one (ε, n), paired on the same examples."""
 
     attack: str  # a key of ATTACKS, or WORST
     label: str  # as the report prints it: "APGD-CE", "worst case"
     erm_top1: float
-    mixup_top1: float
+    other_top1: float  # the method's
     diff: Any  # stats.PairedDifference, or None when a row was stored without its per-example outcomes
     setting: str = ""  # "50 steps, 5 restarts"; for the worst case, the attacks it is over
 
@@ -555,7 +586,7 @@ class GainsAtEps:
 
 @dataclass(frozen=True)
 class StrongVerdict:
-    """Does mixup's FGSM gain of one FGSM claim (white or black box) survive a strong attack?"""
+    """Does a method's FGSM gain of one FGSM claim (white or black box) survive a strong attack?"""
 
     key: str  # the FGSM claim's `ClaimSpec.key`: 'fgsm_white' | 'fgsm_black'
     claim: str
@@ -568,6 +599,7 @@ class StrongVerdict:
     note: str = ""  # why the headline is not at the FGSM claim's ε, which attacks could not be paired
     table: tuple[GainsAtEps, ...] = ()  # every ε where FGSM and a strong attack both ran, ascending
     needs: tuple[AttackConfig, ...] = ()  # the evaluations that would decide it (to run, or to re-run)
+    method: str = "mixup"  # the method compared with ERM
 
 
 def _setting(row: Row) -> str:
@@ -584,14 +616,21 @@ def _strength(key_rows: tuple[tuple, dict[str, Row]]) -> tuple:
     """Order of preference among settings of one attack at one (ε, n): exact fp32 first, then the most
     steps × restarts (the strongest evaluation stored), then the latest."""
     (_, rows) = key_rows
-    r = rows["erm"]
+    r = rows[BASELINE]
     return (r.get("precision", "fp32") == "fp32", r["steps"] * r.get("restarts", 1), str(r.get("created", "")))
 
 
 def paired_rows(
-    rows: Sequence[Row], attack: str, mode: str, eps: float, n: int, *, source: str | None = None
+    rows: Sequence[Row],
+    attack: str,
+    mode: str,
+    eps: float,
+    n: int,
+    *,
+    source: str | None = None,
+    method: str = "mixup",
 ) -> dict[str, Row] | None:
-    """ERM's and mixup's native rows of one evaluation of `attack` at (`mode`, ε, n), scored on the same
+    """ERM's and `method`'s native rows of one evaluation of `attack` at (`mode`, ε, n), scored on the same
     examples; among several settings, `_strength`'s choice. `source`: the black box's (None: white box)."""
     settings: dict[tuple, dict[str, Row]] = {}
     for r in rows:
@@ -601,46 +640,48 @@ def paired_rows(
             continue
         key = (r["steps"], r["step_size"], r.get("restarts", 1), r.get("seed", 0), r.get("precision", "fp32"))
         settings.setdefault(key, {})[r["model"]] = r
-    complete = [(k, v) for k, v in settings.items() if "erm" in v and "mixup" in v]
+    complete = [(k, v) for k, v in settings.items() if BASELINE in v and method in v]
     return max(complete, key=_strength)[1] if complete else None
 
 
-def _paired(erm: Any, mixup: Any) -> Any:
-    if erm is None or mixup is None or len(erm) != len(mixup):
+def _paired(erm: Any, other: Any) -> Any:
+    if erm is None or other is None or len(erm) != len(other):
         return None
-    from .stats import paired_difference  # torch is imported only when outcomes are there to compare
+    from .stats import paired_difference
 
-    return paired_difference(erm, mixup)
+    return paired_difference(erm, other)
 
 
-def _gain(attack: str, at: dict[str, Row]) -> Gain:
-    erm, mix = at["erm"], at["mixup"]
+def _gain(attack: str, at: dict[str, Row], method: str) -> Gain:
+    erm, mix = at[BASELINE], at[method]
     label = ATTACKS[attack].label
     return Gain(attack, label, erm["top1"], mix["top1"], _paired(erm.get("correct"), mix.get("correct")), _setting(erm))
 
 
-def _worst_gain(worst: Sequence[Row], eps: float, n: int) -> Gain | None:
+def _worst_gain(worst: Sequence[Row], eps: float, n: int, method: str) -> Gain | None:
     at = {w["model"]: w for w in worst if w["eps"] == eps and w["n"] == n}
-    if "erm" not in at or "mixup" not in at:
+    if BASELINE not in at or method not in at:
         return None
-    erm, mix = at["erm"], at["mixup"]
+    erm, mix = at[BASELINE], at[method]
     over = ", ".join(ATTACKS[a].label if a in ATTACKS else a for a in erm["attacks"])
     return Gain(WORST, "worst case", erm["top1"], mix["top1"], _paired(erm.get("correct"), mix.get("correct")), over)
 
 
-def gains_table(rows: Sequence[Row], worst: Sequence[Row], mode: str, source: str | None = None) -> list[GainsAtEps]:
+def gains_table(
+    rows: Sequence[Row], worst: Sequence[Row], mode: str, source: str | None = None, method: str = "mixup"
+) -> list[GainsAtEps]:
     """At each ε > 0 where native FGSM and at least one strong attack both ran on the same n examples (the
     largest such n), FGSM's paired gain beside each strong attack's and, in the white box, the worst case's."""
     keys = sorted({(r["eps"], r["n"]) for r in rows if r["attack"] == "fgsm" and r["mode"] == mode and r["eps"] > 0})
     out: dict[float, GainsAtEps] = {}
     for eps, n in keys:  # ascending n: a larger n at the same ε replaces a smaller one
-        fgsm = paired_rows(rows, "fgsm", mode, eps, n, source=source)
-        strong = {a: paired_rows(rows, a, mode, eps, n, source=source) for a in STRONG}
-        gains = tuple(_gain(a, at) for a, at in strong.items() if at is not None)
+        fgsm = paired_rows(rows, "fgsm", mode, eps, n, source=source, method=method)
+        strong = {a: paired_rows(rows, a, mode, eps, n, source=source, method=method) for a in STRONG}
+        gains = tuple(_gain(a, at, method) for a, at in strong.items() if at is not None)
         if fgsm is None or not gains:
             continue
-        extra = _worst_gain(worst, eps, n) if mode == "white" else None
-        out[eps] = GainsAtEps(eps, n, _gain("fgsm", fgsm), gains + ((extra,) if extra else ()))
+        extra = _worst_gain(worst, eps, n, method) if mode == "white" else None
+        out[eps] = GainsAtEps(eps, n, _gain("fgsm", fgsm, method), gains + ((extra,) if extra else ()))
     return [out[e] for e in sorted(out)]
 
 
@@ -652,9 +693,10 @@ def _interval(d: Any) -> str:
     return f"[{_points(d.lo)}, {_points(d.hi)}]"
 
 
-def describe(fgsm: Gain, strong: Gain) -> str:
+def describe(fgsm: Gain, strong: Gain, method: str = "mixup") -> str:
     """One strong attack's outcome, in words: "mixup's FGSM gain of 12.3 points shrinks to 1.2 under APGD-CE
     (interval [-0.4, 2.8] includes 0: vanishes)"."""
+    who = METHODS[method].label
     if strong.diff is None:
         return f"{strong.label}: not paired: re-run (stored without per-example outcomes)"
     f, s = 100 * fgsm.diff.diff, 100 * strong.diff.diff
@@ -668,7 +710,7 @@ def describe(fgsm: Gain, strong: Gain) -> str:
         moves = f"stays at {_points(strong.diff.diff)}"
     where = "under the worst case" if strong.attack == WORST else f"under {strong.label}"
     side = {"survives": "excludes 0", "vanishes": "includes 0", "reverses": "lies below 0"}[strong.outcome]
-    return (f"mixup's FGSM gain of {_points(fgsm.diff.diff)} points {moves} {where} "
+    return (f"{who}'s FGSM gain of {_points(fgsm.diff.diff)} points {moves} {where} "
             f"(interval {_interval(strong.diff)} {side}: {strong.outcome})")  # fmt: skip
 
 
@@ -696,19 +738,20 @@ def fgsm_claim_rows(rows: Sequence[Row], mode: str, claim_eps: float | None) -> 
 
 
 def strong_verdict(
-    spec: ClaimSpec, rows: Sequence[Row], worst: Sequence[Row], claim_eps: float | None = None
+    spec: ClaimSpec, rows: Sequence[Row], worst: Sequence[Row], claim_eps: float | None = None, method: str = "mixup"
 ) -> StrongVerdict:
-    """Whether the FGSM claim `spec` survives a strong attack; see `strong_attack_verdicts`."""
+    """Whether the FGSM claim `spec` about `method` survives a strong attack; see `strong_attack_verdicts`."""
     mode = FGSM_CLAIMS[spec.key]
-    base = {"key": spec.key, "claim": spec.claim, "mode": mode}
+    base = {"key": spec.key, "claim": spec.wording(method), "mode": mode, "method": method}
+    label = METHODS[method].label
     found = fgsm_claim_rows(rows, mode, claim_eps)
-    if found is None or "erm" not in found[1] or "mixup" not in found[1]:
+    if found is None or BASELINE not in found[1] or method not in found[1]:
         grid = tuple(float(e) for e in ATTACKS["fgsm"].example_eps)
-        sentence = "FGSM has not been run on both models"
+        sentence = f"FGSM has not been run on {BASELINE} and {method}"
         return StrongVerdict(**base, verdict="no FGSM result", sentence=sentence, needs=(AttackConfig("fgsm", grid),))
     claim_eps, at = found
-    n = at["erm"]["n"]
-    table = gains_table(rows, worst, mode, at["erm"]["source"] if mode == "black" else None)
+    n = at[BASELINE]["n"]
+    table = gains_table(rows, worst, mode, at[BASELINE]["source"] if mode == "black" else None, method)
     if not table:
         native = ("fgsm", mode, "native", n)
         grid = tuple(sorted({r["eps"] for r in rows if (r["attack"], r["mode"], r["backend"], r["n"]) == native}))
@@ -729,28 +772,32 @@ def strong_verdict(
     d = head.fgsm.diff
     if d is not None and d.lo <= 0:
         lies = "includes 0" if d.hi >= 0 else "lies below 0"
-        sentence = f"mixup − ERM under FGSM is {_points(d.diff)} points, interval {_interval(d)} {lies}"
+        sentence = f"{label} − ERM under FGSM is {_points(d.diff)} points, interval {_interval(d)} {lies}"
         return StrongVerdict(**base, verdict="no FGSM gain to test", sentence=sentence, **found_at)
     if d is None or not paired:
         which = "FGSM was" if d is None else "the strong attacks were"
-        sentence = f"{which} stored without per-example outcomes: re-run to pair ERM and mixup on the same examples"
+        sentence = f"{which} stored without per-example outcomes: re-run to pair ERM and {label} on the same examples"
         needs = tuple(_rerun(rows, g.attack, mode, head.n) for g in unpaired if g.attack != WORST)
         return StrongVerdict(**base, verdict="not paired: re-run", sentence=sentence, needs=needs, **found_at)
     decisive = max(paired, key=lambda g: (SEVERITY[g.outcome], -g.diff.diff))
-    return StrongVerdict(**base, verdict=decisive.outcome, sentence=describe(head.fgsm, decisive), **found_at)
+    return StrongVerdict(**base, verdict=decisive.outcome, sentence=describe(head.fgsm, decisive, method), **found_at)
 
 
 def strong_attack_verdicts(
-    rows: Sequence[Row], worst: Sequence[Row] = (), claim_eps: float | None = None
+    rows: Sequence[Row],
+    worst: Sequence[Row] = (),
+    claim_eps: float | None = None,
+    methods: Sequence[str] = ("mixup",),
 ) -> list[StrongVerdict]:
-    """For each FGSM claim of `CLAIMS` (white and black box): does mixup's FGSM gain survive a strong attack?
+    """For each method of `methods` and each FGSM claim of `CLAIMS` (white and black box): does the method's
+    FGSM gain survive a strong attack?
 
     `rows` are a run's stored `attack_results` rows with their per-example outcomes (`correct`, a bool tensor
     or None for rows stored before outcomes were kept); `worst` its `worst_case` rows. At each ε where native
-    FGSM and at least one strong attack (PGD, APGD-CE, APGD-DLR) ran on the same examples, mixup − ERM top-1
+    FGSM and at least one strong attack (PGD, APGD-CE, APGD-DLR) ran on the same examples, method − ERM top-1
     accuracy is taken under each, paired (`stats.paired_difference`), with the worst case in the white box.
     The headline is read at the FGSM claim's ε (`claim_eps`, else the nearest evaluated), or, when no strong attack ran
     there, at the largest ε where both did (the verdict's `note` says so); its rule is `STRONG_RULE`.
     Nothing is guessed: rows without outcomes give "not paired: re-run".
     """
-    return [strong_verdict(s, rows, worst, claim_eps) for s in CLAIMS if s.key in FGSM_CLAIMS]
+    return [strong_verdict(s, rows, worst, claim_eps, m) for m in methods for s in CLAIMS if s.key in FGSM_CLAIMS]

@@ -27,7 +27,7 @@ from .config import (
     DEFAULT_WIDTH,
     DEFAULT_WORKERS,
     DEVICES,
-    MEMBERS,
+    METHODS,
     MODELS,
     PRECISIONS,
     PRESETS,
@@ -133,14 +133,17 @@ def _add_training(p: argparse.ArgumentParser) -> None:
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = _command(
         sub, "train", "train a paired ERM/mixup run (plus its black-box surrogate)",
-        "Train three models on one dataset: 'erm' and 'mixup' from the same initial weights on the\n"
-        "same batches (only the mixing differs), and 'surrogate', an independent ERM model (its own seed stream)\n"
-        "that later serves as the black-box attack source. Checkpoints are written every epoch to\n"
-        "OUT/checkpoints/RUN/; metrics go to OUT/reports/results.sqlite.",
+        "Train one model per method on one dataset, all from the same initial weights on the same batches\n"
+        "(only the method's step differs; default: 'erm' and 'mixup'), and 'surrogate', an independent ERM\n"
+        "model (its own seed stream) that later serves as the black-box attack source. Every later stage\n"
+        "compares each method with 'erm'. Checkpoints are written every epoch to OUT/checkpoints/RUN/;\n"
+        "metrics go to OUT/reports/results.sqlite.\n\nmethods:\n"
+        + "\n".join(f"  {m.name:<16} {m.summary}" for m in METHODS.values()),
         [
             f"robust-eval train                                   # {TRAIN.dataset}, {TRAIN.model}, "
             f"{TRAIN.epochs} epochs, α={TRAIN.alpha:g}",
             "robust-eval train --dataset digits --model mlp --epochs 5 --run digits-mlp",
+            "robust-eval train --methods erm mixup cutmix manifold-mixup label-smoothing --run family",
             "robust-eval train --dataset cifar10 --model preact-resnet18 --epochs 200 --device cuda",
             "robust-eval train --run digits-mlp --dataset digits --model mlp --epochs 5 --resume",
             "robust-eval train --dataset digits --model mlp --epochs 5 --seeds 0 1 2 --run dm   # dm-s0, dm-s1, dm-s2",
@@ -150,8 +153,17 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     _add_dataset_model(p)
     p.add_argument("--epochs", type=int, default=TRAIN.epochs, metavar="E",
                    help=f"epochs; lr /10 at 50%% and 75%% of them (default: {TRAIN.epochs})")  # fmt: skip
+    p.add_argument("--methods", nargs="+", default=list(TRAIN.methods), metavar="M",
+                   help=f"the methods trained, erm among them: {', '.join(METHODS)} "
+                        f"(default: {' '.join(TRAIN.methods)})")  # fmt: skip
     p.add_argument("--alpha", type=float, default=TRAIN.alpha, metavar="A",
                    help=f"mixup's Beta(α, α); 0 = ERM (default: {TRAIN.alpha:g})")  # fmt: skip
+    p.add_argument("--cutmix-alpha", type=float, default=TRAIN.cutmix_alpha, metavar="A",
+                   help=f"cutmix's Beta(α, α) (default: {TRAIN.cutmix_alpha:g})")  # fmt: skip
+    p.add_argument("--manifold-alpha", type=float, default=TRAIN.manifold_alpha, metavar="A",
+                   help=f"manifold-mixup's Beta(α, α) (default: {TRAIN.manifold_alpha:g})")  # fmt: skip
+    p.add_argument("--smoothing", type=float, default=TRAIN.smoothing, metavar="S",
+                   help=f"label-smoothing's factor in [0, 1) (default: {TRAIN.smoothing:g})")  # fmt: skip
     p.add_argument("--seed", type=int, default=TRAIN.seed, metavar="S",
                    help=f"seed of erm/mixup; the surrogate's is derived from it (default: {TRAIN.seed})")  # fmt: skip
     p.add_argument("--seeds", type=int, nargs="+", metavar="S",
@@ -394,6 +406,8 @@ def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     cfg = TrainConfig(
         dataset=args.dataset, model=args.model, epochs=args.epochs, alpha=args.alpha, seed=args.seed,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, dropout=args.dropout, width=args.width,
+        methods=tuple(args.methods), cutmix_alpha=args.cutmix_alpha, manifold_alpha=args.manifold_alpha,
+        smoothing=args.smoothing,
     ).validate()  # fmt: skip
     plan = [(cfg, default_run_name(cfg) if args.run is None else args.run)]  # '' is refused as a name, not defaulted
     group = None
@@ -414,14 +428,14 @@ def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
             Layout(args.out).root.mkdir(parents=True, exist_ok=True)
             with ResultsDB(Layout(args.out).database) as db:
                 db.record_group(group, [r for _, r in plan])
-        with EpochProgress(total=one.epochs * len(MEMBERS), desc=f"train {run}") as progress:
+        with EpochProgress(total=one.epochs * len(one.members), desc=f"train {run}") as progress:
             result = train_run(one, run=run, out=args.out, device=args.device, resume=args.resume,
                                data_root=args.data_root, download=args.download, argv=[PROG, *argv],
                                on_epoch=progress.update, on_start=progress.start)  # fmt: skip
         print(f"run {run}: {one.dataset}, {one.model}, {one.epochs} epochs, α={one.alpha:g}, seed {one.seed}")
-        print(f"{'model':<10} {'test acc':>9} {'train loss':>11} {'images/s':>9}")
+        print(f"{'model':<16} {'test acc':>9} {'train loss':>11} {'images/s':>9}")
         for member, m in result.final.items():
-            print(f"{member:<10} {m['test_acc']:>9.2%} {m['train_loss']:>11.4f} {m['images_per_s']:>9,.0f}")
+            print(f"{member:<16} {m['test_acc']:>9.2%} {m['train_loss']:>11.4f} {m['images_per_s']:>9,.0f}")
         print(f"checkpoints: {Layout(result.out).run_dir(run)}")
     if group is not None:
         print(f"group {group}: runs {', '.join(r for _, r in plan)}; pooled report: robust-eval report --run {group}")
@@ -470,11 +484,12 @@ def _attack_table(ev: Evaluation) -> str:
     failed = [f for f in ev.flags if f.get("status", "failed") == "failed"]
     noise = [f for f in ev.flags if f.get("status") == "noise"]
     flagged = {(f["model"], f["mode"], f["eps"]) for f in failed if f["attack"] == cfg.attack}
-    header = f"{'model':<8} {'clean':>7}" + "".join(f" {f'{m} {e:.4g}':>12}" for m, e in cols)
+    width = max(8, *(len(m) for m in ev.clean))
+    header = f"{'model':<{width}} {'clean':>7}" + "".join(f" {f'{m} {e:.4g}':>12}" for m, e in cols)
     lines += [header]
     for model, clean in ev.clean.items():
         cells = {(r.mode, r.eps): r for r in ev.rows if r.model == model}
-        line = f"{model:<8} {clean['top1']:>7.2%}"
+        line = f"{model:<{width}} {clean['top1']:>7.2%}"
         for key in cols:
             mark = "!" if (model, *key) in flagged else " "
             line += f" {cells[key].top1:>11.2%}{mark}"
@@ -519,13 +534,14 @@ def _cmd_probe(args: argparse.Namespace, argv: Sequence[str]) -> int:
         return 0
     kind = "of different classes" if cfg.same_class == "exclude" else "(same-class pairs allowed)"
     print(f"probe of run {result.run}: {cfg.pairs} {cfg.split} pairs {kind}, drawn from seed {result.seed}")
-    print(f"{'λ':>5}  {'erm miss':>9} {'mixup miss':>10}  {'erm ‖∇‖':>9} {'mixup ‖∇‖':>9}")
-    erm, mix = result.curves["erm"], result.curves["mixup"]
-    for t in table_lambdas(result.lambdas):
-        print(
-            f"{result.lambdas[t]:>5.2f}  {erm['miss_rate'][t]:>9.2%} {mix['miss_rate'][t]:>10.2%}"
-            f"  {erm['grad_norm'][t]:>9.4f} {mix['grad_norm'][t]:>9.4f}"
-        )
+    models = list(result.curves)
+    width = max(10, *(len(m) for m in models))
+    shown = table_lambdas(result.lambdas)
+    print(f"{'% miss, ‖∇‖':<{width}}" + "".join(f" {f'λ {result.lambdas[t]:.2f}':>15}" for t in shown))
+    for model in models:
+        curve = result.curves[model]
+        print(f"{model:<{width}}" + "".join(f" {curve['miss_rate'][t]:>7.2%} {curve['grad_norm'][t]:>7.3g}"
+                                            for t in shown))  # fmt: skip
     print(f"all {cfg.lambdas} λ with 95% intervals: reports/results.sqlite (table probe_results) or --json")
     if cfg.same_class == "exclude":
         print("pairs are of different classes; --same-class include allows pairs of one class")
@@ -603,9 +619,13 @@ def _print_claims(claims: Sequence[Any]) -> None:
         effect = f"{fmt.format(scale * e.diff)} [{fmt.format(scale * e.lo)}, {fmt.format(scale * e.hi)}]"
         unit = " points" if c.unit == "%" else ""
         p = f"p = {format_p(c.p_value)} (Holm {format_p(c.p_holm)})"
-        print(f"  {c.verdict:<14} {c.claim}: mixup − erm {effect}{unit}, {p}; {c.where}"
+        print(f"  {c.verdict:<14} {c.claim}: {c.method} − erm {effect}{unit}, {p}; {c.where}"
               f"{'; ' + c.holds if c.holds else ''}")  # fmt: skip
     print(f"  {seeds_statement(claims)}")
+
+
+def _compared(data: dict[str, Any]) -> list[str]:
+    return [m for m in data["methods"] if m != "erm"]
 
 
 def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -623,10 +643,10 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         datas = [collect(args.out, r) for r in runs]
         print(f"group {group} (runs {', '.join(runs)}): the paper's claims, paired, pooled over the seeds")
         _print_claims(group_claims(datas))
-        print("does mixup's FGSM gain survive a strong attack? (per seed, paired on the same examples)")
+        print("does the FGSM gain survive a strong attack? (per seed, paired on the same examples)")
         for d in datas:
-            for v in strong_attack_verdicts(d["attack_rows"], d["worst_case"], d["claim_eps"]):
-                print(f"  {d['run']}, {v.mode} box: {v.sentence}")
+            for v in strong_attack_verdicts(d["attack_rows"], d["worst_case"], d["claim_eps"], _compared(d)):
+                print(f"  {d['run']}, {v.method}, {v.mode} box: {v.sentence}")
         print(f"report: {path.resolve().as_uri()}")
         return 0
     path = run_pipeline(p, out=args.out, run=args.run, device=args.device, data_root=args.data_root,
@@ -635,9 +655,9 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     data = collect(args.out, run)
     print(f"run {run}: the paper's claims, paired on the same examples (rule and figures in the report)")
     _print_claims(run_claims(data))
-    print("does mixup's FGSM gain survive a strong attack? (paired, on the same examples)")
-    for v in strong_attack_verdicts(data["attack_rows"], data["worst_case"], data["claim_eps"]):
-        print(f"  {v.mode} box: {v.sentence}")
+    print("does the FGSM gain survive a strong attack? (paired, on the same examples)")
+    for v in strong_attack_verdicts(data["attack_rows"], data["worst_case"], data["claim_eps"], _compared(data)):
+        print(f"  {v.method}, {v.mode} box: {v.sentence}")
     print(f"report: {path.resolve().as_uri()}")
     return 0
 

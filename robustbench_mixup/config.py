@@ -108,8 +108,42 @@ DEFAULT_DEVICE = "auto"
 DEFAULT_WIDTH = 64  # preact-resnet18's first-stage channels when `width` is None
 MAX_WIDTH = 1024  # the widest a checkpoint may ask for (a hostile file must not allocate terabytes)
 
-MEMBERS = ("erm", "mixup", "surrogate")  # the models a training run makes
-PAIR = ("erm", "mixup")  # the two models every stage after training compares
+SURROGATE = "surrogate"  # the independent ERM model every run trains as the black-box source
+
+
+class MethodName(Choice):  # `mixing.STEPS` is the registry of their training steps; a test checks they match
+    ERM = "erm"
+    MIXUP = "mixup"
+    CUTMIX = "cutmix"
+    MANIFOLD_MIXUP = "manifold-mixup"
+    LABEL_SMOOTHING = "label-smoothing"
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """A training method as the command line, the database and the report know it (no torch needed)."""
+
+    name: str  # a member's name in a run, and the key of `mixing.STEPS`
+    label: str  # as tables and the report print it
+    summary: str  # one line for --help
+    param: str | None = None  # the `TrainConfig` field of its α (or smoothing factor); None: it takes none
+    symbol: str = "α"  # how the report writes its parameter
+
+
+METHODS: dict[str, MethodInfo] = {
+    "erm": MethodInfo("erm", "ERM", "empirical risk minimization: one-hot labels, inputs as they are"),
+    "mixup": MethodInfo("mixup", "mixup", "input mixup: λ·x_i + (1−λ)·x_j with the labels mixed alike, "
+                        "λ ~ Beta(α, α) (Zhang et al. 2018)", "alpha"),
+    "cutmix": MethodInfo("cutmix", "CutMix", "a box of about (1−λ) of the image pasted from another example, "
+                         "labels weighted by the visible area (Yun et al. 2019)", "cutmix_alpha"),
+    "manifold-mixup": MethodInfo("manifold-mixup", "Manifold Mixup", "mixup of the hidden representation at a "
+                                 "layer drawn per batch, the input included (Verma et al. 2019)", "manifold_alpha"),
+    "label-smoothing": MethodInfo("label-smoothing", "label smoothing", "a control: one-hot targets smoothed "
+                                  "towards uniform by a factor, inputs unmixed (Szegedy et al. 2016)",
+                                  "smoothing", "s"),
+}  # fmt: skip
+DEFAULT_METHODS = ("erm", "mixup")  # what a run trains unless --methods says otherwise
+BASELINE = "erm"  # every other method is compared with it
 
 # SQLite stores signed 64-bit integers.
 MAX_SEED = 2**63 - 1
@@ -151,6 +185,18 @@ class TrainConfig:
     dropout: float = 0.0  # p of the models' dropout layers (0: none)
     width: int | None = None  # preact-resnet18's first-stage channels (None: DEFAULT_WIDTH)
     split_seed: int = 0  # the bundled datasets' train/test split, independent of `seed`
+    methods: tuple[str, ...] = DEFAULT_METHODS  # the members compared, in `METHODS` order; `erm` always
+    cutmix_alpha: float = 1.0  # Beta(α, α) of `cutmix` (Yun et al.: 1)
+    manifold_alpha: float = 2.0  # Beta(α, α) of `manifold-mixup` (Verma et al.: 2 on CIFAR-10)
+    smoothing: float = 0.1  # `label-smoothing`'s factor s: targets (1−s)·onehot + s/K (Szegedy et al.: 0.1)
+
+    def __post_init__(self) -> None:
+        # One spelling per set of methods (a list read from JSON, any order given), so that configurations
+        # compare equal whenever they train the same models.
+        methods = tuple(self.methods) if isinstance(self.methods, (list, tuple)) else self.methods
+        if isinstance(methods, tuple) and set(methods) <= set(METHODS):
+            methods = tuple(sorted(methods, key=list(METHODS).index))
+        object.__setattr__(self, "methods", methods)
 
     def validate(self) -> TrainConfig:
         DatasetName.check(self.dataset, "dataset")
@@ -171,15 +217,63 @@ class TrainConfig:
              f"--width must be in [1, {MAX_WIDTH}], got {self.width}"),
             (self.width is None or self.model == "preact-resnet18", "--width applies to preact-resnet18 only"),
         ])  # fmt: skip
+        methods = self.methods
+        if not isinstance(methods, tuple) or not methods or not all(isinstance(m, str) for m in methods):
+            raise UsageError(f"--methods needs one or more of {', '.join(METHODS)}, got {methods!r}")
+        for m in methods:
+            MethodName.check(m, "method")
+        _require([
+            (len(set(methods)) == len(methods), f"--methods lists a method more than once: {' '.join(methods)}"),
+            (BASELINE in methods, f"--methods must include {BASELINE}: every other method is compared with it"),
+            (math.isfinite(self.cutmix_alpha) and self.cutmix_alpha >= 0,
+             f"--cutmix-alpha must be ≥ 0, got {self.cutmix_alpha}"),
+            (math.isfinite(self.manifold_alpha) and self.manifold_alpha >= 0,
+             f"--manifold-alpha must be ≥ 0, got {self.manifold_alpha}"),
+            (0 <= self.smoothing < 1, f"--smoothing must be in [0, 1), got {self.smoothing}"),
+        ])  # fmt: skip
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The settings as recorded with the run and in its checkpoints. The method settings appear only
+        when they differ from their defaults, so a run recorded before methods existed reads, compares
+        and resumes as it did."""
+        d = dataclasses.asdict(self)
+        d["methods"] = list(self.methods)
+        for name in _METHOD_FIELDS:
+            if d[name] == _TRAIN_DEFAULTS[name]:
+                del d[name]
+        return d
 
-    def member_alpha_seed(self, member: str) -> tuple[float, int]:
-        if member == "surrogate":
-            return 0.0, surrogate_seed(self.seed)
-        return {"erm": (0.0, self.seed), "mixup": (self.alpha, self.seed)}[member]
+    @property
+    def members(self) -> tuple[str, ...]:
+        """The models a run trains: its methods, then the surrogate."""
+        return (*self.methods, SURROGATE)
+
+    @property
+    def compared(self) -> tuple[str, ...]:
+        """The methods compared with `erm`, in `METHODS` order."""
+        return tuple(m for m in self.methods if m != BASELINE)
+
+    def param(self, method: str) -> float:
+        """The α (or smoothing factor) of `method` in this run; 0 for `erm` and the surrogate."""
+        field = METHODS[method].param if method in METHODS else None
+        return 0.0 if field is None else float(getattr(self, field))
+
+    def describe(self, method: str) -> str:
+        """A method and its parameter, for people: 'mixup (α = 1)', 'label smoothing (s = 0.1)', 'ERM'."""
+        info = METHODS[method]
+        return info.label if info.param is None else f"{info.label} ({info.symbol} = {self.param(method):g})"
+
+    def member_setting(self, member: str) -> tuple[str, float, int]:
+        """(method, its parameter, seed) of a member: the surrogate is ERM under a seed of its own."""
+        if member == SURROGATE:
+            return BASELINE, 0.0, surrogate_seed(self.seed)
+        return member, self.param(member), self.seed
+
+
+_METHOD_FIELDS = ("methods", "cutmix_alpha", "manifold_alpha", "smoothing")
+_TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+_TRAIN_DEFAULTS["methods"] = list(DEFAULT_METHODS)
 
 
 def default_run_name(cfg: TrainConfig) -> str:
@@ -444,6 +538,7 @@ class Preset:
     sweep_epochs: int
     summary: str = ""  # for --help
     seed: int = 0  # of the pair, and of the sweep's single seed: `robust-eval run --seeds` replaces it
+    methods: tuple[str, ...] = DEFAULT_METHODS  # the members trained and compared with erm
 
     @property
     def claim_eps(self) -> float:
@@ -451,7 +546,14 @@ class Preset:
         return CLAIM_EPS[self.dataset]
 
     def train(self) -> TrainConfig:
-        return TrainConfig(dataset=self.dataset, model=self.model, epochs=self.epochs, alpha=self.alpha, seed=self.seed)
+        return TrainConfig(
+            dataset=self.dataset,
+            model=self.model,
+            epochs=self.epochs,
+            alpha=self.alpha,
+            seed=self.seed,
+            methods=self.methods,
+        )
 
     def attack(self, name: str) -> AttackConfig:
         return next(a for a in self.attacks if a.attack == name)

@@ -25,7 +25,7 @@ from torch import nn
 
 from . import attacks, backends, checkpoints
 from .attacks import Attack, make_attack
-from .config import ATTACKS, PAIR, AttackConfig
+from .config import ATTACKS, AttackConfig
 from .data import load_dataset
 from .devices import frozen, resolve_device
 from .errors import UsageError
@@ -34,7 +34,7 @@ from .indicators import Indicator, measure, ordering_flags
 from .layout import Layout
 from .progress import Meter
 from .results import ResultsDB
-from .runs import load_members, resolve_run
+from .runs import load_members, methods_of, resolve_run
 from .stats import wilson_interval
 
 
@@ -268,7 +268,7 @@ def evaluate_run(
     db = ResultsDB(layout.database)
     try:
         dev = resolve_device(device)
-        models, metas = load_members(out, run, PAIR, dev)
+        models, metas = load_members(out, run, methods_of(run_cfg), dev)
         src_path = Path(source) if source is not None else layout.checkpoint(run, "surrogate")
         source_label = "surrogate" if source is None else str(source)
         src_model = src_meta = None

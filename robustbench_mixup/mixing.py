@@ -1,21 +1,38 @@
-"""Mixing a minibatch with a permutation of itself; α = 0 is ERM for every method.
+"""The training methods: how a minibatch becomes (logits, targets). α = 0 is ERM for every method.
 
 - mixup (Zhang et al., ICLR 2018, section 2): x~ = λ·x_i + (1−λ)·x_j, y~ = λ·y_i + (1−λ)·y_j.
 - CutMix (Yun et al., ICCV 2019): a box of area about (1−λ) of the image, pasted from x_j; λ is then
   the fraction of the image left to x_i, and y~ = λ·y_i + (1−λ)·y_j.
+- Manifold Mixup (Verma et al., ICML 2019): the same mixing of the representation at a layer k drawn
+  uniformly per minibatch from the input and the model's `mixing_layers()`; y~ as for mixup.
+- label smoothing (Szegedy et al., CVPR 2016), the control with soft labels and no mixing:
+  y~ = (1−s)·onehot(y) + s/K.
 
 One λ ~ Beta(α, α) per minibatch and one random permutation of the minibatch, as in the paper's
 reference loader. Training uses the soft targets with cross-entropy, which equals
 λ·CE(f(x~), y_i) + (1−λ)·CE(f(x~), y_j).
+
+`STEPS` maps each method of `config.METHODS` to its step `(model, x, y, param, *, num_classes,
+generator) -> Step`; `train.train_epoch` calls the run's step on every batch and shares every other line.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from .devices import as_batch
+from .models import mixing_layers
+
+__all__ = [
+    "STEPS", "MixedBatch", "Step", "cutmix_batch", "cutmix_step", "erm_step", "label_smoothing_step",
+    "manifold_mixup_step", "mixup_batch", "mixup_step",
+]  # fmt: skip
 
 
 class MixedBatch(NamedTuple):
@@ -110,3 +127,102 @@ def cutmix_batch(
     lam = 1.0 - (y2 - y1) * (x2 - x1) / (h * w)
     targets = onehot.mul(lam).add_(onehot[index], alpha=1.0 - lam)
     return MixedBatch(mixed, targets, lam, index)
+
+
+# --- training steps: one per method ----------------------------------------------------------------
+
+
+class Step(NamedTuple):
+    """What a training step hands the loop: the loss is cross-entropy(logits, targets)."""
+
+    logits: torch.Tensor  # (N, K)
+    targets: torch.Tensor  # int64 (N,) class indices, or (N, K) soft targets whose rows sum to 1
+    credit: torch.Tensor  # what a correct prediction earns: the labels (N,), or (N, K) weights per class
+    lam: float  # the batch's λ (1 when nothing is mixed)
+    layer: int | None  # where it mixed: None nowhere, 0 the input, k the output of mixing_layers(model)[k−1]
+
+
+def erm_step(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, param: float = 0.0, *, num_classes: int,
+    generator: torch.Generator | None = None,
+) -> Step:  # fmt: skip
+    """ERM: the batch as it is, the labels as targets (`param` and `generator` are unused)."""
+    return Step(model(as_batch(x)), y, y, 1.0, None)
+
+
+def _mixed_step(
+    batch: Callable[..., MixedBatch], model: nn.Module, x: torch.Tensor, y: torch.Tensor, alpha: float,
+    num_classes: int, generator: torch.Generator | None,
+) -> Step:  # fmt: skip
+    if alpha == 0:  # ERM exactly, class-index targets included, with no draw from the stream
+        return erm_step(model, x, y, num_classes=num_classes)
+    mixed = batch(x, y, alpha, num_classes=num_classes, generator=generator)
+    return Step(model(as_batch(mixed.images)), mixed.targets, mixed.targets, mixed.lam, 0)
+
+
+def mixup_step(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, alpha: float, *, num_classes: int,
+    generator: torch.Generator | None = None,
+) -> Step:  # fmt: skip
+    """Input mixup (`mixup_batch`) with Beta(α, α); α = 0 is `erm_step`."""
+    return _mixed_step(mixup_batch, model, x, y, alpha, num_classes, generator)
+
+
+def cutmix_step(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, alpha: float, *, num_classes: int,
+    generator: torch.Generator | None = None,
+) -> Step:  # fmt: skip
+    """CutMix (`cutmix_batch`) with Beta(α, α); α = 0 is `erm_step`."""
+    return _mixed_step(cutmix_batch, model, x, y, alpha, num_classes, generator)
+
+
+def manifold_mixup_step(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, alpha: float, *, num_classes: int,
+    generator: torch.Generator | None = None,
+) -> Step:  # fmt: skip
+    """Manifold Mixup: λ ~ Beta(α, α) and the permutation as for mixup, then a layer k uniform over
+    {0 (the input), 1 .. L} with L = len(mixing_layers(model)); the output h of layer k is replaced by
+    λ·h + (1−λ)·h[index] in this forward pass only (a hook removed on return). α = 0 is `erm_step`."""
+    _check(x, y, alpha, num_classes)
+    if alpha == 0:
+        return erm_step(model, x, y, num_classes=num_classes)
+    layers = mixing_layers(model)
+    lam, index = _draw(len(y), alpha, y.device, generator)
+    k = int(torch.randint(0, len(layers) + 1, (1,), generator=generator))
+    onehot = F.one_hot(y, num_classes).to(x.dtype)
+    targets = onehot.mul(lam).add_(onehot[index], alpha=1.0 - lam)
+    if k == 0:
+        return Step(model(as_batch(x.mul(lam).add_(x[index], alpha=1.0 - lam))), targets, targets, lam, 0)
+
+    def mix(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        return output.mul(lam).add(output[index], alpha=1.0 - lam)
+
+    handle = layers[k - 1].register_forward_hook(mix)
+    try:
+        logits = model(as_batch(x))
+    finally:
+        handle.remove()
+    return Step(logits, targets, targets, lam, k)
+
+
+def label_smoothing_step(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, smoothing: float, *, num_classes: int,
+    generator: torch.Generator | None = None,
+) -> Step:  # fmt: skip
+    """Label smoothing: targets (1−s)·onehot(y) + s/K, the inputs unmixed; a correct prediction is one of
+    y, as for ERM. s = 0 is `erm_step`; `generator` is unused."""
+    if not (isinstance(smoothing, (int, float)) and 0 <= smoothing < 1):
+        raise ValueError(f"smoothing must lie in [0, 1), got {smoothing!r}")
+    if smoothing == 0:
+        return erm_step(model, x, y, num_classes=num_classes)
+    targets = F.one_hot(y, num_classes).to(x.dtype).mul(1.0 - smoothing).add_(smoothing / num_classes)
+    return Step(model(as_batch(x)), targets, y, 1.0, None)
+
+
+STEPS: dict[str, Callable[..., Step]] = {
+    "erm": erm_step,
+    "mixup": mixup_step,
+    "cutmix": cutmix_step,
+    "manifold-mixup": manifold_mixup_step,
+    "label-smoothing": label_smoothing_step,
+}

@@ -125,6 +125,10 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
+    def mixing_layers(self) -> list[nn.Module]:
+        """The hidden layers Manifold Mixup may mix at: the output of each hidden block."""
+        return [self.net[4], self.net[7]]
+
 
 class SmallCNN(nn.Module):
     def __init__(
@@ -154,6 +158,10 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def mixing_layers(self) -> list[nn.Module]:
+        """The hidden layers Manifold Mixup may mix at: the output of each convolutional stage."""
+        return [self.net[3], self.net[6]]
 
 
 class PreActBlock(nn.Module):
@@ -204,6 +212,18 @@ class PreActResNet18(nn.Module):
         out = self.blocks(self.stem(self.norm(x)))
         out = torch.relu(self.bn(out)).mean(dim=(2, 3))  # global average pool: any input size works
         return self.head(out)
+
+    def mixing_layers(self) -> list[nn.Module]:
+        """The hidden layers Manifold Mixup may mix at: the outputs of the first two stages (Verma et al.
+        mix PreAct ResNet-18 at k ∈ {0, 1, 2}: the input or after stage 1 or 2)."""
+        return [self.blocks[1], self.blocks[3]]
+
+
+def mixing_layers(model: nn.Module) -> list[nn.Module]:
+    """The modules whose outputs Manifold Mixup may mix (the input aside): the model's `mixing_layers()`
+    where it declares them, none otherwise (any other model is mixed at its input only)."""
+    declared = getattr(model, "mixing_layers", None)
+    return list(declared()) if callable(declared) else []
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {

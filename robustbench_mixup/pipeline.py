@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
 
-from .config import MEMBERS, PAIR, Job, Preset
+from .config import Job, Preset
 from .data import load_dataset
 from .devices import resolve_device
 from .errors import UsageError
@@ -89,7 +89,7 @@ class Train:
 
     def run(self, ctx: Context) -> None:
         cfg = ctx.preset.train()
-        with EpochProgress(total=cfg.epochs * len(MEMBERS), desc=f"train {ctx.run}") as bar:
+        with EpochProgress(total=cfg.epochs * len(cfg.members), desc=f"train {ctx.run}") as bar:
             train_run(cfg, run=ctx.run, out=ctx.layout.root, device=ctx.device, resume=True, data_root=ctx.data_root,
                       download=ctx.download, argv=ctx.argv, on_epoch=bar.update, on_start=bar.start)  # fmt: skip
 
@@ -118,7 +118,7 @@ class Attack:
                 for r in rows}  # fmt: skip
         modes = ("white", "black")
         return all((m, mode, e, atk.steps, atk.size_for(e), atk.restarts, atk.precision) in have
-                   for m in PAIR for mode in modes for e in cfg.eps)  # fmt: skip
+                   for m in ctx.preset.methods for mode in modes for e in cfg.eps)  # fmt: skip
 
     def run(self, ctx: Context) -> None:
         with Progress(self.attack, "images") as bar:
@@ -138,7 +138,7 @@ class Probe:
         with db:
             rows = db.probe_rows(ctx.run)
         grid = set(lambda_grid(cfg.lambdas).tolist())
-        for model in PAIR:
+        for model in ctx.preset.methods:
             lams = {r["lam"] for r in rows if (r["model"], r["pairs"], r["split"], r["same_class"])
                     == (model, cfg.pairs, cfg.split, cfg.same_class)}  # fmt: skip
             if not grid <= lams:  # rows of a finer grid hold these λ too, with the same numbers

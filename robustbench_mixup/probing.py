@@ -1,4 +1,4 @@
-"""The probe of a trained run: Figure 2 for its `erm` and `mixup` models, on the same pairs.
+"""The probe of a trained run: Figure 2 for each of its methods (`erm`, `mixup`, ...), on the same pairs.
 
 Pairs of training examples (by default of different classes) are drawn from the run's seed, so both
 models are probed at the very same points and a repeated call probes the same pairs again. Per λ it
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import seeding
-from .config import PAIR, ProbeConfig
+from .config import ProbeConfig
 from .data import load_dataset
 from .devices import resolve_device
 from .errors import UsageError
@@ -21,7 +21,7 @@ from .layout import Layout
 from .probes import bootstrap_mean_interval, count_pairs, lambda_grid, probe_points, sample_pairs
 from .progress import Meter
 from .results import ResultsDB, pack_outcomes, pack_values
-from .runs import load_members, resolve_run
+from .runs import load_members, methods_of, resolve_run
 from .stats import wilson_interval
 
 
@@ -61,7 +61,7 @@ def probe_run(
         raise UsageError(
             f"--pairs {spec.pairs} exceeds the {available} distinct {kind} the {spec.split} split supplies"
         )
-    models, _ = load_members(out, run, PAIR, dev)
+    models, _ = load_members(out, run, methods_of(cfg), dev)
 
     seed = int(cfg["seed"])
     i, j = sample_pairs(

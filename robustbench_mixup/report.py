@@ -38,7 +38,7 @@ from .claims import (
     strong_attack_verdicts,
 )
 from .commands import attack_command, stage_commands
-from .config import ATTACKS, CLAIM_EPS, PAIR, ProbeConfig, preset_of, surrogate_seed
+from .config import ATTACKS, CLAIM_EPS, METHODS, SURROGATE, ProbeConfig, TrainConfig, preset_of, surrogate_seed
 from .errors import UsageError
 from .fsutil import atomic_write_text
 from .layout import Layout, check_run_name
@@ -57,12 +57,12 @@ def _file_png(path: Path) -> str | None:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode() if path.is_file() else None
 
 
-def training_figure(epochs: list[dict[str, Any]]) -> str:
+def training_figure(epochs: list[dict[str, Any]], members: Sequence[str] = ("erm", "mixup", SURROGATE)) -> str:
     from . import figures
 
     with figures.theme():
         fig, axes = figures.new_figure(1, 3, figsize=(10, 3))
-        for model in ("erm", "mixup", "surrogate"):
+        for model in members:
             rows = [e for e in epochs if e["model"] == model]
             x = [e["epoch"] for e in rows]
             panels = (("train_loss", "train loss"), ("train_acc", "train accuracy"), ("test_acc", "test accuracy"))
@@ -75,8 +75,11 @@ def training_figure(epochs: list[dict[str, Any]]) -> str:
         return _png(fig)
 
 
-def robustness_figure(rows: list[dict[str, Any]], worst: Sequence[Mapping[str, Any]] = ()) -> str:
-    """Top-1 accuracy against ε: one panel per attack and mode (native backend), then the worst case."""
+def robustness_figure(
+    rows: list[dict[str, Any]], worst: Sequence[Mapping[str, Any]] = (), methods: Sequence[str] = ("erm", "mixup")
+) -> str:
+    """Top-1 accuracy against ε of each method: one panel per attack and mode (native backend), then the worst
+    case."""
     from . import figures
 
     panels = [
@@ -91,7 +94,7 @@ def robustness_figure(rows: list[dict[str, Any]], worst: Sequence[Mapping[str, A
     with figures.theme():
         fig, axes = figures.new_figure(1, len(panels), figsize=(3.4 * len(panels), 3), squeeze=False)
         for ax, (attack, mode) in zip(axes[0], panels, strict=True):
-            for model in PAIR:
+            for model in methods:
                 key = (attack, mode, model, "native")
                 if attack == WORST:
                     found = [w for w in worst if w["model"] == model]
@@ -130,6 +133,7 @@ def collect(out: str | Path, run: str) -> dict[str, Any]:
     made_by = preset_of(record["environment"].get("argv"))
     if made_by is not None:  # a run of a group carries its own seed (the preset's sweep seed follows it)
         made_by = dataclasses.replace(made_by, seed=record["config"]["seed"])
+    trained = TrainConfig(**record["config"])
     stored = read_run_json(layout, run)
     described = stored["dataset"] if stored is not None else {}
     final = {}
@@ -142,6 +146,7 @@ def collect(out: str | Path, run: str) -> dict[str, Any]:
         "final": final, "commands": stage_commands(layout.root, run, record["config"], made_by),
         "claim_eps": made_by.claim_eps if made_by is not None else CLAIM_EPS.get(record["config"]["dataset"]),
         "surrogate_seed": surrogate_seed(record["config"]["seed"]),
+        "methods": trained.methods, "settings": {m: trained.describe(m) for m in trained.methods},
     }  # fmt: skip
 
 
@@ -153,7 +158,8 @@ def run_results(data: dict[str, Any]) -> RunResults:
     """What the claims read of one run's collected results (`collect`)."""
     cfg = data["record"]["config"]
     return RunResults(
-        dataset=cfg["dataset"], model=cfg["model"], claim_eps=data["claim_eps"], clean_rows=data["clean_rows"],
+        dataset=cfg["dataset"], model=cfg["model"], methods=data["methods"], claim_eps=data["claim_eps"],
+        clean_rows=data["clean_rows"],
         attack_rows=data["attack_rows"], probe_rows=data["probe_rows"],
         sweep_config=None if data["sweep"] is None else data["sweep"]["config"], sweep_jobs=data["sweep_jobs"],
     )  # fmt: skip
@@ -170,7 +176,7 @@ def group_claims(datas: Sequence[dict[str, Any]]) -> list[Claim]:
 
 
 def forest_figure(claims: Sequence[Claim]) -> str | None:
-    """One row per measured claim: mixup − ERM with its 95% interval, 0 marked, the margin of "no worse"
+    """One row per measured claim: method − ERM with its 95% interval, 0 marked, the margin of "no worse"
     dashed, the paper's difference (where it gives one) as a hollow diamond. Points for % claims; the gradient
     norm, in its own unit, on a panel of its own."""
     from . import figures
@@ -178,7 +184,8 @@ def forest_figure(claims: Sequence[Claim]) -> str | None:
     shown = [c for c in claims if c.effect is not None]
     if not shown:
         return None
-    panels = [("%", "mixup − ERM, points"), ("", "mixup − ERM, gradient norm")]
+    who = "mixup" if {c.method for c in shown} == {"mixup"} else "method"
+    panels = [("%", f"{who} − ERM, points"), ("", f"{who} − ERM, gradient norm")]
     panels = [(u, label) for u, label in panels if any(c.unit == u for c in shown)]
     colours = {"reproduced": "#029e73", "contradicted": "#d55e00", "inconclusive": "#949494"}
     with figures.theme():
@@ -227,7 +234,8 @@ SHORT = {
 
 def _short(c: Claim) -> str:
     where = {"ε": f" (ε {c.at:.3g})", "λ": f" (λ {c.at:.2f})"}.get(c.axis, "") if c.at is not None else ""
-    return SHORT.get(c.key, c.key) + where
+    who = "" if c.method == "mixup" else f"{METHODS[c.method].label}: "
+    return who + SHORT.get(c.key, c.key) + where
 
 
 def compare_figure(runs: Sequence[str], claims: Mapping[str, Sequence[Claim]]) -> str | None:
@@ -235,7 +243,8 @@ def compare_figure(runs: Sequence[str], claims: Mapping[str, Sequence[Claim]]) -
     claim holds and where it flips."""
     from . import figures
 
-    keys = [c.key for c in claims[runs[0]] if c.unit == "%" and any(_by_key(claims[r], c.key) for r in runs)]
+    labels = {c.ident: c for r in runs for c in claims[r] if c.unit == "%" and c.effect is not None}
+    keys = list(labels)
     if not keys:
         return None
     colours = figures.palette(len(runs))
@@ -244,7 +253,7 @@ def compare_figure(runs: Sequence[str], claims: Mapping[str, Sequence[Claim]]) -
         for k, run in enumerate(runs):
             offset = 0.3 * (k - (len(runs) - 1) / 2) / max(len(runs) - 1, 1)
             for y, key in enumerate(reversed(keys)):
-                c = _by_key(claims[run], key)
+                c = _by_key(claims[run], key)  # by ident
                 if c is None:
                     continue
                 e = c.effect
@@ -252,8 +261,8 @@ def compare_figure(runs: Sequence[str], claims: Mapping[str, Sequence[Claim]]) -
                             fmt="o", color=colours[k], capsize=2, label=run)  # fmt: skip
         ax.axvline(0, color=".3", linewidth=1)
         ax.set_yticks(range(len(keys)))
-        ax.set_yticklabels([SHORT.get(k, k) for k in reversed(keys)], fontsize=7)
-        ax.set_xlabel("mixup − ERM, points")
+        ax.set_yticklabels([_short(dataclasses.replace(labels[k], at=None)) for k in reversed(keys)], fontsize=7)
+        ax.set_xlabel("method − ERM, points")
         handles, labels = ax.get_legend_handles_labels()
         unique = dict(zip(labels, handles, strict=True))
         ax.legend(unique.values(), unique.keys(), fontsize=7)
@@ -262,7 +271,7 @@ def compare_figure(runs: Sequence[str], claims: Mapping[str, Sequence[Claim]]) -
 
 
 def _by_key(claims: Sequence[Claim], key: str) -> Claim | None:
-    return next((c for c in claims if c.key == key and c.effect is not None), None)
+    return next((c for c in claims if c.ident == key and c.effect is not None), None)
 
 
 def curve_figure(c: Claim) -> str | None:
@@ -308,7 +317,8 @@ def strong_sections(data: dict[str, Any]) -> list[StrongSection]:
     """`claims.strong_attack_verdicts` on one run's collected results, with the commands its `needs` name."""
     n_test = data["dataset"].get("n_test")
     out = []
-    for v in strong_attack_verdicts(data["attack_rows"], data["worst_case"], data["claim_eps"]):
+    compared = [m for m in data["methods"] if m != "erm"]
+    for v in strong_attack_verdicts(data["attack_rows"], data["worst_case"], data["claim_eps"], compared):
         met = {g.attack: g.label for at in v.table for g in at.strong}
         columns = [met[a] for a in (*STRONG, WORST) if a in met]  # the registry's order, the worst case last
         rows = []
@@ -420,7 +430,7 @@ def _env() -> Any:
 
 def claim_curves(claims: Sequence[Claim]) -> dict[str, str]:
     """Each claim's effect-across-the-grid figure, by key (claims measured at one setting have none)."""
-    return {c.key: fig for c in claims if c.effect is not None and (fig := curve_figure(c)) is not None}
+    return {c.ident: fig for c in claims if c.effect is not None and (fig := curve_figure(c)) is not None}
 
 
 def build(out: str | Path = ".", run: str | None = None) -> Path:
@@ -442,8 +452,9 @@ def _write_run_report(layout: Layout, data: dict[str, Any]) -> tuple[Path, list[
     run, cfg = data["run"], data["record"]["config"]
     claims = run_claims(data)
     figures = {
-        "training": training_figure(data["epochs"]) if data["epochs"] else None,
-        "robustness": robustness_figure(data["attack_rows"], data["worst_case"]) if data["attack_rows"] else None,
+        "training": training_figure(data["epochs"], (*data["methods"], SURROGATE)) if data["epochs"] else None,
+        "robustness": robustness_figure(data["attack_rows"], data["worst_case"], data["methods"])
+        if data["attack_rows"] else None,
         "probe": _file_png(layout.probe_figure(run, ProbeConfig.split, ProbeConfig.same_class)),  # the default probe
         "sweep": _file_png(layout.sweep_figure(run)),
     }  # fmt: skip
@@ -478,7 +489,7 @@ def build_group(out: str | Path, group: str, runs: Sequence[str]) -> Path:
         group=group, runs=list(runs), trained=trained, datas=datas, claims=claims, per_seed=per_seed, rule=RULE,
         claim_curves=claim_curves(claims), forest=forest_figure(claims), seeds_statement=seeds_statement(claims),
         alpha=ALPHA, strong={d["run"]: strong_sections(d) for d in datas}, strong_rule=STRONG_RULE, paper=paper,
-        cfg=datas[0]["record"]["config"],
+        cfg=datas[0]["record"]["config"], members=[*datas[0]["methods"], SURROGATE],
     )  # fmt: skip
     path = layout.report(group)
     atomic_write_text(path, html)
@@ -496,7 +507,7 @@ def overlay_figure(datas: dict[str, dict[str, Any]]) -> str | None:
         fig, axes = figures.new_figure(1, 2, figsize=(10, 3.4))
         drew = False
         for run, data in datas.items():
-            for model, style in (("erm", "-"), ("mixup", "--")):
+            for model, style in zip(data["methods"], ("-", "--", ":", "-.", (0, (5, 1))), strict=False):
                 rows = sorted((r for r in data["attack_rows"] if (r["attack"], r["mode"], r["model"], r["backend"])
                                == ("fgsm", "white", model, "native")), key=lambda r: r["eps"])  # fmt: skip
                 if rows:
@@ -534,7 +545,7 @@ def seed_groups(datas: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         if len(runs) < 2:
             continue
         row: dict[str, Any] = {"runs": runs, "setting": json.loads(setting)}
-        for model in ("erm", "mixup", "surrogate"):
+        for model in (*METHODS, SURROGATE):
             accs = [100 * datas[r]["final"][model]["test_acc"] for r in runs if model in datas[r]["final"]]
             row[model] = (statistics.fmean(accs), statistics.stdev(accs)) if len(accs) > 1 else None
         out.append(row)
@@ -548,14 +559,19 @@ def build_comparison(out: str | Path, runs: list[str]) -> Path:
         raise UsageError(f"--compare needs at least two different runs, got {runs}")
     names = [resolve_run(out, r)[0] for r in runs]
     datas = {name: collect(out, name) for name in names}
-    claims = {name: run_claims(datas[name]) for name in names}
+    judged = {name: run_claims(datas[name]) for name in names}
+    claims = {name: {c.ident: c for c in judged[name]} for name in names}
+    claim_rows = list({c.ident: c.claim for name in names for c in judged[name]}.items())
+    strong = {name: {f"{s.verdict.key}-{s.verdict.method}": s for s in strong_sections(datas[name])} for name in names}
+    strong_rows = list({k: s.verdict.claim for name in names for k, s in strong[name].items()}.items())
+    members = [m for m in (*METHODS, SURROGATE) if any(m in d["final"] for d in datas.values())]
     datasets = sorted({d["record"]["config"]["dataset"] for d in datas.values()})
     configs = [datas[n]["record"]["config"] for n in names]
     differs = sorted({k for c in configs for k in c if any(o.get(k) != c.get(k) for o in configs)})
     html = _env().get_template("compare.html.j2").render(
         runs=names, datas=datas, claims=claims, rule=RULE, paper=paper, datasets=datasets, differs=differs,
-        forest=compare_figure(names, claims),
-        strong={name: strong_sections(datas[name]) for name in names}, strong_rule=STRONG_RULE,
+        claim_rows=claim_rows, strong_rows=strong_rows, members=members, forest=compare_figure(names, judged),
+        strong=strong, strong_rule=STRONG_RULE,
         flags={name: split_flags(datas[name]["flags"]) for name in names},
         overlay=overlay_figure(datas), groups=seed_groups(datas),
         sweeps={n: _sweep_table(datas[n]) for n in names},

@@ -58,6 +58,11 @@ def resolve_run(out: str | Path, run: str | None) -> tuple[str, dict[str, Any]]:
     return name, record["config"]
 
 
+def methods_of(config: dict[str, Any]) -> tuple[str, ...]:
+    """The methods a run trained, from its stored settings (checked by `resolve_run`)."""
+    return TrainConfig(**config).methods
+
+
 def load_members(
     out: str | Path, run: str, names: tuple[str, ...], device: torch.device
 ) -> tuple[dict[str, nn.Module], dict[str, dict[str, Any]]]:

@@ -1,15 +1,16 @@
-"""Paired ERM / mixup training: one loop, the mixing an optional step on each batch.
+"""Paired training: one loop for every method, the method a step called on each batch.
 
-A run trains three models:
+A run trains one model per method of `TrainConfig.methods` (default `erm` and `mixup`), plus a surrogate:
 
-| member      | init seed | batch/augmentation seed | α          |
-|-------------|-----------|-------------------------|------------|
-| `erm`       | S         | S                       | 0          |
-| `mixup`     | S         | S                       | the run's α |
-| `surrogate` | S'        | S'                      | 0          |
+| member              | init seed | batch/augmentation seed | step (`mixing.STEPS`) and its parameter |
+|---------------------|-----------|-------------------------|-----------------------------------------|
+| `erm`               | S         | S                       | `erm_step`                              |
+| `mixup`             | S         | S                       | `mixup_step`, the run's α               |
+| `cutmix`, ...       | S         | S                       | its step, its own α (or smoothing)      |
+| `surrogate`         | S'        | S'                      | `erm_step`                              |
 
-`erm` and `mixup` start from the same weights and see the same batches and augmentations; only the
-mixing differs. `surrogate` is an independent ERM model, the black-box source (the paper's ERM#2); its
+The methods start from the same weights and see the same batches and augmentations; only the step
+differs. `surrogate` is an independent ERM model, the black-box source (the paper's ERM#2); its
 seed S' = `config.surrogate_seed(S)` is a hash of (S, 'surrogate'), so no run of a group of seeds shares
 a model with another.
 
@@ -35,13 +36,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import checkpoints, seeding
-from .config import MEMBERS, TrainConfig
+from .config import SURROGATE, TrainConfig
 from .data import Dataset, load_dataset, random_crop_flip
-from .devices import accuracy, as_batch, autocast, place, predict, resolve_device
+from .devices import accuracy, autocast, place, predict, resolve_device
 from .errors import UsageError
 from .fsutil import atomic_write_json, ensure_writable_dir, exclusive, remove_stale_temporaries
 from .layout import Layout, check_run_name
-from .mixing import mixup_batch
+from .mixing import STEPS
 from .models import model_for_dataset
 from .results import ResultsDB, environment, read_stored
 
@@ -77,19 +78,22 @@ def train_epoch(
     images: torch.Tensor,
     labels: torch.Tensor,
     *,
-    alpha: float,
+    method: str,
+    param: float,
     num_classes: int,
     batch_size: int,
     seed: int,
     epoch: int,
     augment: bool,
 ) -> dict[str, float]:
-    """One epoch over `images`/`labels` (already on the model's device). The last partial batch is
-    dropped, so every step sees `batch_size` examples (and BatchNorm never sees a batch of one).
+    """One epoch of `method` (a key of `mixing.STEPS`, with its α or smoothing factor `param`) over
+    `images`/`labels` (already on the model's device). The last partial batch is dropped, so every step
+    sees `batch_size` examples (and BatchNorm never sees a batch of one).
 
     Returns train_loss (mean over steps) and train_acc: for a mixed batch an example counts
     λ if the prediction is y_i plus (1−λ) if it is y_j, the soft-target agreement.
     """
+    step_fn = STEPS[method]
     device = images.device
     order = seeding.generator(seed, "order", epoch)
     aug_gen = seeding.generator(seed, "augment", epoch)
@@ -107,11 +111,8 @@ def train_epoch(
             x, y = images[idx], labels[idx]
             if augment:
                 x = random_crop_flip(x, aug_gen)
-            target: torch.Tensor = y
-            if alpha > 0:  # the one line where mixup differs from ERM
-                x, target, _, _ = mixup_batch(x, y, alpha, num_classes=num_classes, generator=mix_gen)
-            with autocast(device):
-                logits = model(as_batch(x))
+            with autocast(device):  # the one line where the methods differ
+                logits, target, credit, _, _ = step_fn(model, x, y, param, num_classes=num_classes, generator=mix_gen)
             loss = F.cross_entropy(logits.float(), target)  # class indices or soft targets alike
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -119,7 +120,7 @@ def train_epoch(
             # Accumulate on the device: no host sync inside the loop.
             loss_sum += loss.detach()
             pred = logits.detach().argmax(1, keepdim=True)
-            hits += (pred.squeeze(1) == y).sum() if target.ndim == 1 else target.gather(1, pred).sum()
+            hits += (pred.squeeze(1) == credit).sum() if credit.ndim == 1 else credit.gather(1, pred).sum()
     return {"train_loss": loss_sum.item() / steps, "train_acc": hits.item() / (steps * batch_size)}
 
 
@@ -130,7 +131,8 @@ def fit(
     images: torch.Tensor,
     labels: torch.Tensor,
     *,
-    alpha: float,
+    method: str,
+    param: float,
     seed: int,
     num_classes: int,
     augment: bool,
@@ -153,7 +155,8 @@ def fit(
             group["lr"] = lr
         t0 = time.perf_counter()
         stats = train_epoch(
-            model, optimizer, images, labels, alpha=alpha, num_classes=num_classes, batch_size=cfg.batch_size,
+            model, optimizer, images, labels, method=method, param=param, num_classes=num_classes,
+            batch_size=cfg.batch_size,
             seed=seed, epoch=epoch, augment=augment,
         )  # fmt: skip
         train_s = time.perf_counter() - t0
@@ -212,7 +215,8 @@ def new_trainable(
 @dataclass
 class Member:
     name: str
-    alpha: float
+    method: str
+    param: float
     seed: int
     model: nn.Module
     optimizer: torch.optim.SGD
@@ -237,11 +241,12 @@ def train_run(
     data_root: str | Path | None = None,
     download: bool = False,
     argv: list[str] | None = None,
-    members: tuple[str, ...] = MEMBERS,
+    members: tuple[str, ...] | None = None,
     on_epoch: Callable[[str, int, dict[str, float]], None] | None = None,
     on_start: Callable[[int], None] | None = None,
 ) -> RunResult:
-    """Train a paired run `run` under `out` (checkpoints/RUN/, reports/results.sqlite).
+    """Train a paired run `run` under `out` (checkpoints/RUN/, reports/results.sqlite): every member of
+    `cfg.members` (its methods and the surrogate) unless `members` names some of them.
 
     Everything is validated, and the dataset loaded, before anything is written. An existing run is
     continued only with `resume=True` and the same configuration; a finished one is left as it is.
@@ -250,9 +255,9 @@ def train_run(
     """
     cfg.validate()
     check_run_name(run)
-    unknown = set(members) - set(MEMBERS)
-    if unknown or not members:
-        raise UsageError(f"members must be a non-empty subset of {MEMBERS}, got {members}")
+    members = cfg.members if members is None else members
+    if set(members) - set(cfg.members) or not members:
+        raise UsageError(f"members must be a non-empty subset of {cfg.members}, got {members}")
     dev = resolve_device(device)
     layout = Layout(out)
     ckdir = layout.run_dir(run)
@@ -293,7 +298,7 @@ def train_run(
             return {"test_acc": accuracy(model, x_te, y_te)}
 
         drivers = {
-            m.name: fit(m.model, m.optimizer, cfg, x_tr, y_tr, alpha=m.alpha, seed=m.seed,
+            m.name: fit(m.model, m.optimizer, cfg, x_tr, y_tr, method=m.method, param=m.param, seed=m.seed,
                         num_classes=dataset.num_classes, augment=dataset.augment, evaluate=test_accuracy,
                         start_epoch=m.epochs_done)
             for m in state
@@ -335,23 +340,23 @@ def _prepare_members(
     fresh: dict[int, nn.Module] = {}
     for name in names:
         path = layout.checkpoint(run, name)
-        alpha, seed = cfg.member_alpha_seed(name)
+        method, param, seed = cfg.member_setting(name)
         if path.exists():
             model, opt, meta = load_trainable(path, cfg, device)
             if meta.get("member") != name:
                 raise UsageError(f"checkpoint {str(path)!r} holds {meta.get('member')!r}, not {name!r}")
             stored = meta.get("seed")
-            if name == "surrogate" and isinstance(stored, int) and not isinstance(stored, bool):
+            if name == SURROGATE and isinstance(stored, int) and not isinstance(stored, bool):
                 seed = stored  # one started before it had a seed stream of its own (seed + 1) goes on as it began
             elif stored != seed:
                 raise UsageError(f"checkpoint {str(path)!r} was trained with seed {stored!r}, not the run's {seed}: "
                                  "restore the run's own checkpoints, or train it again under another name")  # fmt: skip
-            members.append(Member(name, alpha, seed, model, opt, meta["epoch"]))
+            members.append(Member(name, method, param, seed, model, opt, meta["epoch"]))
             continue
         if seed not in fresh:
             fresh[seed] = init_model(cfg, dataset, seed)
-        model = place(copy.deepcopy(fresh[seed]), device)  # erm and mixup: the very same initial weights
-        members.append(Member(name, alpha, seed, model, make_optimizer(model, cfg), 0))
+        model = place(copy.deepcopy(fresh[seed]), device)  # every method: the very same initial weights
+        members.append(Member(name, method, param, seed, model, make_optimizer(model, cfg), 0))
     return members
 
 
@@ -361,7 +366,8 @@ def _save_member(m: Member, layout: Layout, cfg: TrainConfig, dataset: Dataset, 
         m.model,
         m.optimizer,
         {
-            "run": run, "member": m.name, "alpha": m.alpha, "seed": m.seed, "epoch": m.epochs_done,
+            "run": run, "member": m.name, "method": m.method, "alpha": m.param, "seed": m.seed,
+            "epoch": m.epochs_done,
             "epochs": cfg.epochs, "train": cfg.to_dict(), "dataset": dataset.describe(), "metrics": metrics,
             "rng": "every stream is seeded from (seed, stream, epoch): the epoch number is the RNG state",
         },

@@ -37,6 +37,6 @@ def trained_smallcnn():
     model = init_model(TrainConfig(model="smallcnn"), data, seed=0)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     for epoch in range(2):
-        train_epoch(model, opt, data.train_images, data.train_labels, alpha=0.0, num_classes=10, batch_size=128,
-                    seed=0, epoch=epoch, augment=False)  # fmt: skip
+        train_epoch(model, opt, data.train_images, data.train_labels, method="erm", param=0.0, num_classes=10,
+                    batch_size=128, seed=0, epoch=epoch, augment=False)  # fmt: skip
     return model.eval(), data.test_images[:1000], data.test_labels[:1000]

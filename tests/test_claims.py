@@ -413,7 +413,7 @@ def test_the_worst_case_joins_the_white_box_only_and_can_decide():
     assert white.table[0].strong[-1].setting == "APGD-CE, FGSM, PGD"
     black = strong(rows, worst, key="fgsm_black")
     assert black.verdict == "survives" and [g.label for g in black.table[0].strong] == ["PGD"]
-    assert black.table[0].strong[0].mixup_top1 == 0.45
+    assert black.table[0].strong[0].other_top1 == 0.45
 
 
 def test_the_strongest_exact_setting_of_an_attack_is_read():
@@ -422,7 +422,7 @@ def test_the_strongest_exact_setting_of_an_attack_is_read():
     rows += pair("pgd", 0.1, 100, 100, steps=200, precision="bf16")  # not exact
     rows += pair("pgd", 0.1, 200, 300, steps=50, restarts=5)  # read this one
     (g,) = strong(rows).table[0].strong
-    assert (g.erm_top1, g.mixup_top1, g.setting) == (0.2, 0.3, "50 steps, 5 restarts")
+    assert (g.erm_top1, g.other_top1, g.setting) == (0.2, 0.3, "50 steps, 5 restarts")
     assert claims.paired_rows(rows, "pgd", "white", 0.1, 999) is None
 
 

@@ -140,10 +140,10 @@ def test_probe_table_json_db_and_figure(capsys, out):
     assert code == 0, err
     lines = stdout.splitlines()
     assert lines[0] == "probe of run twin: 300 train pairs of different classes, drawn from seed 0"
-    assert [ln.split()[0] for ln in lines[2:7]] == ["0.00", "0.25", "0.50", "0.75", "1.00"]
-    for ln in lines[2:7]:
-        cells = ln.split()
-        assert cells[1] == cells[2] and cells[3] == cells[4]  # twin models, same pairs
+    assert lines[1].split()[3:] == ["λ", "0.00", "λ", "0.25", "λ", "0.50", "λ", "0.75", "λ", "1.00"]
+    erm, mix = lines[2].split(), lines[3].split()
+    assert (erm[0], mix[0], len(erm)) == ("erm", "mixup", 11)
+    assert erm[1:] == mix[1:]  # twin models, same pairs: the same miss rate and gradient norm at every λ
     assert (out / "reports" / "twin" / "probe-train-exclude.png").stat().st_size > 10_000
     code, stdout, _ = run_cli(capsys, "probe", "--pairs", "300", "--lambdas", "5", "--out", str(out), "--json")
     record = json.loads(stdout)

@@ -202,7 +202,7 @@ def test_the_fgsm_gain_is_set_beside_every_strong_attack_and_the_worst_case(full
     assert white.count("<tr") == 2 + 2 and "0.1 ◂" in white  # ε 0.05 and 0.1; the headline at the claim's ε
     gain = verdicts[0].table[-1].strong[-1].diff  # the worst case at ε = 0.1, paired
     assert f"{100 * gain.diff:+.1f}</span> [{100 * gain.lo:.1f}, {100 * gain.hi:.1f}]" in white
-    assert "Rule: mixup&#39;s gain is its top-1 accuracy minus ERM&#39;s" in html
+    assert "Rule: A method&#39;s gain is its top-1 accuracy minus ERM&#39;s" in html
 
 
 def test_the_worst_case_sits_beside_each_white_box_attack(full):

@@ -117,7 +117,9 @@ def test_augmented_epoch_on_cifar_shaped_tensors_is_deterministic():
             dropout=0.1,
         )
         opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
-        stats = train_epoch(m, opt, x, y, alpha=1.0, num_classes=10, batch_size=16, seed=1, epoch=0, augment=True)
+        stats = train_epoch(
+            m, opt, x, y, method="mixup", param=1.0, num_classes=10, batch_size=16, seed=1, epoch=0, augment=True
+        )
         results.append((stats, m.state_dict()))
     assert results[0][0] == results[1][0] and 0 <= results[0][0]["train_acc"] <= 1
     assert all(torch.equal(results[0][1][k], results[1][1][k]) for k in results[0][1])
