@@ -12,7 +12,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from .config import ATTACKS, PROG, AttackConfig, Preset, ProbeConfig, SweepConfig, TrainConfig
+from .config import ATTACKS, METHODS, PROG, AttackConfig, DiagnoseConfig, Preset, ProbeConfig, SweepConfig, TrainConfig
 
 SWEEP_NOISE = (0.5,)  # the paper's middle noise level, where the memorization claim is read
 SWEEP_ALPHA = (0.0, 8.0)  # ERM and the paper's mixup α for noisy labels
@@ -40,8 +40,17 @@ def train_command(out: str | Path, run: str, config: dict[str, Any], *, resume: 
     ]  # fmt: skip
     if cfg.width is not None:
         words += ["--width", cfg.width]
+    if cfg.methods != TrainConfig.methods:
+        words += ["--methods", *cfg.methods]
+        words += [w for m in cfg.compared if m != "mixup" for w in _method_option(cfg, m)]
     words += ["--run", run, *_out(out)] + (["--resume"] if resume else [])
     return _join(*words)
+
+
+def _method_option(cfg: TrainConfig, method: str) -> list[object]:
+    """`--cutmix-alpha 1`: the option of a method's parameter, with the run's value."""
+    field = METHODS[method].param
+    return [] if field is None else [f"--{field.replace('_', '-')}", *_numbers((cfg.param(method),))]
 
 
 def attack_command(out: str | Path, run: str, attack: AttackConfig) -> str:
@@ -70,6 +79,13 @@ def probe_command(out: str | Path, run: str, probe: ProbeConfig | None = None) -
     if probe is not None and probe != ProbeConfig():
         words += ["--pairs", probe.pairs, "--lambdas", probe.lambdas, "--split", probe.split,
                   "--same-class", probe.same_class]  # fmt: skip
+    return _join(*words, "--run", run, *_out(out))
+
+
+def diagnose_command(out: str | Path, run: str, diagnose: DiagnoseConfig | None = None) -> str:
+    words: list[object] = [PROG, "diagnose"]
+    if diagnose is not None and diagnose.eps is not None:
+        words += ["--eps", *_numbers(diagnose.eps)]
     return _join(*words, "--run", run, *_out(out))
 
 
@@ -110,6 +126,7 @@ def stage_commands(out: str | Path, run: str, config: dict[str, Any], preset: Pr
         attacks |= {a.attack: a for a in preset.attacks}
     return {
         "train": train_command(out, run, config, resume=True),
+        "diagnose": diagnose_command(out, run, None if preset is None else preset.diagnose()),
         **{name: attack_command(out, run, a) for name, a in attacks.items()},
         "probe": probe_command(out, run, None if preset is None else preset.probe()),
         "sweep": sweep_command(out, run, run_sweep_config(config) if preset is None else preset.sweep()),

@@ -430,6 +430,39 @@ class ProbeConfig:
         return self
 
 
+# --- diagnostics -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DiagnoseConfig:
+    """The per-model diagnostics on the first `n` test examples (None: all): calibration, margins, input
+    gradients, and accuracy under random sign noise of each ε of `eps` (None: `diagnose_eps(dataset)`)."""
+
+    eps: tuple[float, ...] | None = None
+    n: int | None = None
+    batch_size: int | None = None  # points per forward (None: the device's default)
+
+    def validate(self) -> DiagnoseConfig:
+        if self.eps is not None:
+            if not self.eps:
+                raise UsageError("--eps needs at least one value")
+            for e in self.eps:
+                if not (math.isfinite(e) and 0 <= e <= 1):
+                    raise UsageError(f"--eps values must lie in [0, 1] (pixel units), got {e:g}")
+            if len({f"{e:g}" for e in self.eps}) != len(self.eps):
+                raise UsageError(f"--eps lists a value more than once: {' '.join(f'{e:g}' for e in self.eps)}")
+        if self.n is not None and not (_is_int(self.n) and self.n >= 1):
+            raise UsageError(f"--n must be ≥ 1, got {self.n}")
+        if self.batch_size is not None and not (_is_int(self.batch_size) and self.batch_size >= 1):
+            raise UsageError(f"--batch-size must be ≥ 1, got {self.batch_size}")
+        return self
+
+
+def diagnose_eps(dataset: str) -> tuple[float, ...]:
+    """The noise levels the diagnostics use by default: half, once and twice the dataset's claim ε."""
+    return tuple(f * CLAIM_EPS[dataset] for f in (0.5, 1.0, 2.0))
+
+
 # --- the memorization sweep ------------------------------------------------------------------------
 
 
@@ -539,6 +572,7 @@ class Preset:
     summary: str = ""  # for --help
     seed: int = 0  # of the pair, and of the sweep's single seed: `robust-eval run --seeds` replaces it
     methods: tuple[str, ...] = DEFAULT_METHODS  # the members trained and compared with erm
+    seeds: tuple[int, ...] | None = None  # a group of seeds by default (`robust-eval run` without --seeds)
 
     @property
     def claim_eps(self) -> float:
@@ -561,6 +595,9 @@ class Preset:
     def probe(self) -> ProbeConfig:
         return ProbeConfig(pairs=self.probe_pairs, lambdas=self.probe_lambdas)
 
+    def diagnose(self) -> DiagnoseConfig:
+        return DiagnoseConfig(eps=diagnose_eps(self.dataset))
+
     def sweep(self) -> SweepConfig:
         return SweepConfig(dataset=self.dataset, model=self.model, noise=self.sweep_noise, alpha=self.sweep_alpha,
                            epochs=self.sweep_epochs, seeds=(self.seed,))  # fmt: skip
@@ -570,10 +607,18 @@ _SMALL_EPS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2)
 PRESETS = {
     "quick": Preset(
         name="quick", dataset="mnist-5k", model="smallcnn", epochs=15, alpha=1.0,
-        attacks=(AttackConfig("fgsm", _SMALL_EPS), AttackConfig("ifgsm", (0.02, 0.05, 0.1), steps=10),
-                 AttackConfig("pgd", (0.05, 0.1, 0.2), steps=20)),
-        probe_pairs=2000, probe_lambdas=21, sweep_noise=(0.5,), sweep_alpha=(0.0, 8.0), sweep_epochs=40,
-        summary="mnist-5k, smallcnn; about 12 min on 2 CPU cores",
+        attacks=(AttackConfig("fgsm", _SMALL_EPS), AttackConfig("ifgsm", (0.05, 0.1), steps=10),
+                 AttackConfig("pgd", (0.05, 0.1), steps=20)),
+        probe_pairs=2000, probe_lambdas=21, sweep_noise=(0.5,), sweep_alpha=(0.0, 8.0), sweep_epochs=30,
+        summary="mnist-5k, smallcnn, ERM and mixup; about 10 min on 2 CPU cores",
+    ),
+    "family": Preset(
+        name="family", dataset="mnist-5k", model="smallcnn", epochs=15, alpha=1.0, methods=tuple(METHODS),
+        attacks=(AttackConfig("fgsm", _SMALL_EPS), AttackConfig("ifgsm", (0.05, 0.1), steps=10),
+                 AttackConfig("pgd", (0.05, 0.1), steps=20, mode="white")),
+        probe_pairs=1000, probe_lambdas=21, sweep_noise=(0.5,), sweep_alpha=(0.0, 8.0), sweep_epochs=30,
+        seeds=(0, 1, 2),
+        summary="mnist-5k, smallcnn, the five methods, seeds 0 1 2 pooled; about 45 min on 2 CPU cores",
     ),
     "fashion": Preset(
         name="fashion", dataset="fashion-mnist", model="smallcnn", epochs=30, alpha=1.0,

@@ -1,6 +1,6 @@
 """`robust-eval run`: a preset's stages, in order, as a list.
 
-    train (erm, mixup, surrogate) → FGSM → I-FGSM → probe → memorization sweep → report
+    train (each method, surrogate) → diagnose → FGSM → I-FGSM → PGD → probe → memorization sweep → report
 
 A stage is a small object: its `name`, `done(ctx)` (are the results of THIS preset's settings already
 stored?) and `run(ctx)`. A stage whose results are stored is skipped; an interrupted one resumes
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import ClassVar, Protocol
 
 from .config import Job, Preset
+from .diagnosing import diagnose_run
 from .data import load_dataset
 from .devices import resolve_device
 from .errors import UsageError
@@ -95,8 +96,30 @@ class Train:
 
 
 @dataclass(frozen=True)
+class Diagnose:
+    """Each method's diagnostics on every test example, at the preset's noise levels."""
+
+    name: ClassVar[str] = "diagnose"
+    records_own_time: ClassVar[bool] = False
+
+    def done(self, ctx: Context) -> bool:
+        n_test, db = ctx.n_test(), ctx.stored()
+        if n_test is None or db is None:
+            return False
+        with db:
+            rows = db.diagnostics(ctx.run)
+        wanted = {f"noise_acc@{e:g}" for e in ctx.preset.diagnose().eps or ()}
+        return all(m in rows and rows[m]["n"] == n_test and wanted <= set(rows[m]) for m in ctx.preset.methods)
+
+    def run(self, ctx: Context) -> None:
+        with Progress("diagnose", "images") as bar:
+            diagnose_run(ctx.preset.diagnose(), out=ctx.layout.root, run=ctx.run, device=ctx.device,
+                         data_root=ctx.data_root, progress=bar)  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Attack:
-    """One attack of the preset, white and black box, on the preset's ε grid."""
+    """One attack of the preset in its mode (white and black box unless it says otherwise), on its ε grid."""
 
     attack: str
     records_own_time: ClassVar[bool] = False
@@ -116,7 +139,7 @@ class Attack:
             rows = db.attack_rows(ctx.run, attack=self.attack, backend=cfg.backend, n=n)
         have = {(r["model"], r["mode"], r["eps"], r["steps"], r["step_size"], r["restarts"], r["precision"])
                 for r in rows}  # fmt: skip
-        modes = ("white", "black")
+        modes = ("white", "black") if cfg.mode == "both" else (cfg.mode,)
         return all((m, mode, e, atk.steps, atk.size_for(e), atk.restarts, atk.precision) in have
                    for m in ctx.preset.methods for mode in modes for e in cfg.eps)  # fmt: skip
 
@@ -194,8 +217,9 @@ class Report:
 
 
 def stages_for(p: Preset) -> tuple[Stage, ...]:
-    """The stages of preset `p`: training, one per attack of the preset, the probe, the sweep, the report."""
-    return (Train(), *(Attack(a.attack) for a in p.attacks), Probe(), Sweep(), Report())
+    """The stages of preset `p`: training, the diagnostics, one per attack of the preset, the probe, the sweep,
+    the report."""
+    return (Train(), Diagnose(), *(Attack(a.attack) for a in p.attacks), Probe(), Sweep(), Report())
 
 
 def run_name(p: Preset, run: str | None) -> str:

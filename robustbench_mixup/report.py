@@ -127,6 +127,7 @@ def collect(out: str | Path, run: str) -> dict[str, Any]:
         flags = db.attack_flags(run)
         probe_rows = db.probe_rows(run, outcomes=True)  # `missed`, `norms` per pair: None before v6
         clean_rows = db.clean_rows(run)
+        diagnostics = db.diagnostics(run)
         sweep = db.get_sweep(run)
         sweep_jobs = db.sweep_jobs(run) if sweep else []
     assert record is not None
@@ -146,7 +147,7 @@ def collect(out: str | Path, run: str) -> dict[str, Any]:
         "final": final, "commands": stage_commands(layout.root, run, record["config"], made_by),
         "claim_eps": made_by.claim_eps if made_by is not None else CLAIM_EPS.get(record["config"]["dataset"]),
         "surrogate_seed": surrogate_seed(record["config"]["seed"]),
-        "methods": trained.methods, "settings": {m: trained.describe(m) for m in trained.methods},
+        "diagnostics": diagnostics, "methods": trained.methods, "settings": {m: trained.describe(m) for m in trained.methods},
     }  # fmt: skip
 
 
@@ -190,7 +191,8 @@ def forest_figure(claims: Sequence[Claim]) -> str | None:
     colours = {"reproduced": "#029e73", "contradicted": "#d55e00", "inconclusive": "#949494"}
     with figures.theme():
         heights = [sum(1 for c in shown if c.unit == u) for u, _ in panels]
-        fig, axes = figures.new_figure(len(panels), 1, figsize=(7.5, 0.9 + 0.45 * len(shown)), squeeze=False,
+        width = 7.5 if who == "mixup" else 8.5  # room for the methods' names
+        fig, axes = figures.new_figure(len(panels), 1, figsize=(width, 0.9 + 0.45 * len(shown)), squeeze=False,
                                        gridspec_kw={"height_ratios": heights})  # fmt: skip
         for ax, (unit, label) in zip(axes[:, 0], panels, strict=True):
             mine = [c for c in shown if c.unit == unit]
@@ -216,12 +218,13 @@ def forest_figure(claims: Sequence[Claim]) -> str | None:
             ax.set_xlim(left, right)
             ax.axvline(0, color=".3", linewidth=1)
             ax.set_yticks(range(len(mine)))
-            ax.set_yticklabels([_short(c) for c in reversed(mine)], fontsize=7)
+            ax.set_yticklabels([_short(c, who != "mixup") for c in reversed(mine)], fontsize=7)
             ax.set_xlabel(label)
             ax.set_ylim(-0.6, len(mine) - 0.4)
             if any(c.paper_diff is not None for c in mine):
                 ax.legend(fontsize=7, loc="lower right")
         fig.tight_layout()
+        fig.subplots_adjust(left=fig.subplotpars.left + 0.015)  # tight_layout clips the longest labels by a glyph
         return _png(fig)
 
 
@@ -232,9 +235,9 @@ SHORT = {
 }  # fmt: skip  # a claim's name in the forest plot
 
 
-def _short(c: Claim) -> str:
+def _short(c: Claim, named: bool = False) -> str:
     where = {"ε": f" (ε {c.at:.3g})", "λ": f" (λ {c.at:.2f})"}.get(c.axis, "") if c.at is not None else ""
-    who = "" if c.method == "mixup" else f"{METHODS[c.method].label}: "
+    who = f"{METHODS[c.method].label}: " if named or c.method != "mixup" else ""
     return who + SHORT.get(c.key, c.key) + where
 
 
@@ -408,6 +411,35 @@ def robustness_rows(rows: Sequence[Mapping[str, Any]], worst: Sequence[Mapping[s
     return out
 
 
+DIAGNOSTICS_READING = (
+    "How to read it: a model whose input gradients are tiny at confident test points (a large margin, a small "
+    "median ‖∇‖, many below 1e-6) gives a single-step attack no direction to follow, so its FGSM accuracy is "
+    "optimistic, and a strong attack (PGD) tells the truth; random sign noise of the same ε should hurt far less "
+    "than any attack, and an attack no stronger than random noise has failed."
+)
+
+
+def diagnostics_rows(data: dict[str, Any]) -> tuple[list[float], list[dict[str, Any]]]:
+    """The diagnostics table of one run: its noise levels, and a row per method (in the run's order) with its
+    setting, its stored diagnostics and, at each noise ε, its white-box FGSM and PGD accuracy where stored on
+    the same n test examples."""
+    stored = data["diagnostics"]
+    if not stored:
+        return [], []
+    eps = sorted({float(k.split("@", 1)[1]) for r in stored.values() for k in r if k.startswith("noise_acc@")})
+    rows = []
+    for model in [m for m in data["methods"] if m in stored]:
+        d = stored[model]
+        attacks = {}
+        for attack in ("fgsm", "pgd"):
+            mine = {r["eps"]: r for r in data["attack_rows"] if (r["attack"], r["mode"], r["backend"], r["model"], r["n"])
+                    == (attack, "white", "native", model, d["n"])}  # fmt: skip
+            attacks[attack] = [next((mine[x]["top1"] for x in mine if abs(x - e) < 1e-9), None) for e in eps]
+        rows.append({"model": model, "setting": data["settings"][model], **d,
+                     "noise": [d.get(f"noise_acc@{e:g}") for e in eps], **attacks})  # fmt: skip
+    return eps, rows
+
+
 def split_flags(flags: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
     """Ordering checks that failed (significant, or exact checks), those within sampling noise, and those
     stored by an older version without a significance test (until the attack is run again)."""
@@ -465,6 +497,7 @@ def _write_run_report(layout: Layout, data: dict[str, Any]) -> tuple[Path, list[
         flags=split_flags(data["flags"]),
         indicators=indicator_tables(data["indicators"]) if data["indicators"] else [],
         robustness=robustness_rows(data["attack_rows"], data["worst_case"]),
+        diagnostics=diagnostics_rows(data), diagnostics_reading=DIAGNOSTICS_READING,
         sweep_rows=_sweep_table(data), paper=paper, environment=data["record"]["environment"],
     )  # fmt: skip
     path = layout.report(run)

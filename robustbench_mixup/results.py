@@ -12,6 +12,7 @@ import contextlib
 import datetime as dt
 import functools
 import json
+import math
 import os
 import platform
 import sqlite3
@@ -24,7 +25,7 @@ from typing import Any
 from . import __version__
 from .errors import UsageError
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # Each entry migrates the schema from version i to i + 1.
 MIGRATIONS: list[list[str]] = [
@@ -184,6 +185,17 @@ MIGRATIONS: list[list[str]] = [
             name TEXT PRIMARY KEY,          -- a name shared with no run
             runs TEXT NOT NULL,             -- JSON list of run names, one per seed, in seed order
             created TEXT NOT NULL, updated TEXT NOT NULL
+        )""",
+    ],
+    [  # the mixing family: why a model is (not) robust
+        """CREATE TABLE diagnostics (
+            run TEXT NOT NULL REFERENCES runs(name),
+            model TEXT NOT NULL, n INTEGER NOT NULL,  -- the first n test examples
+            seed INTEGER NOT NULL,          -- of the random sign noise
+            metric TEXT NOT NULL,           -- clean_acc, ece, median_margin, grad_norm_median, grad_norm_p90,
+                                            -- grad_underflow, noise_acc@EPS (see diagnostics.Diagnostics.summary)
+            value REAL NOT NULL, created TEXT NOT NULL,
+            PRIMARY KEY (run, model, n, metric)
         )""",
     ],
 ]
@@ -658,6 +670,32 @@ class ResultsDB:
             where = f"clean_results.correct of run {run!r}"
             r["correct"] = self._unpacked(where, unpack_outcomes, r["correct"], r["n"])
         return rows
+
+    # --- diagnostics ------------------------------------------------------------------------------
+
+    def record_diagnostics(self, run: str, n: int, seed: int, summaries: dict[str, dict[str, float]]) -> None:
+        """Each model's diagnostics summary on the first `n` test examples, replacing that (run, model, n)'s
+        earlier rows, in one transaction."""
+        now = _now()
+        with self.transaction() as c:
+            for model, summary in summaries.items():
+                c.execute("DELETE FROM diagnostics WHERE run=? AND model=? AND n=?", (run, model, n))
+                c.executemany(
+                    "INSERT INTO diagnostics (run, model, n, seed, metric, value, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(run, model, n, seed, metric, float(value), now) for metric, value in summary.items()],
+                )
+
+    def diagnostics(self, run: str) -> dict[str, dict[str, float]]:
+        """model -> metric -> value of the run's diagnostics on the largest n stored (with "n" and "seed")."""
+        top = self.conn.execute("SELECT MAX(n) FROM diagnostics WHERE run=?", (run,)).fetchone()[0]
+        out: dict[str, dict[str, float]] = {}
+        for r in self.conn.execute("SELECT * FROM diagnostics WHERE run=? AND n=? ORDER BY rowid", (run, top)):
+            value = r["value"]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise self._unusable(f"is damaged (diagnostics {r['metric']!r} of {r['model']!r} in run {run!r} is "
+                                     f"{value!r}, not a finite number)")  # fmt: skip
+            out.setdefault(r["model"], {"n": r["n"], "seed": r["seed"]})[r["metric"]] = float(value)
+        return out
 
     # --- probes ------------------------------------------------------------------------------------
 

@@ -6,14 +6,19 @@ Timings themselves are never asserted here (they live in benchmarks/results.json
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
 from benchmarks.__main__ import BENCHMARKS, HEAVY, merge, parse, table
 from benchmarks.attacks import _agree_bound, multi_eps
+from benchmarks.batched import StackedSGD, VmapMaxPool2x2, sequential_epoch, weight_difference
 from benchmarks.setups import cifar_shaped, sizes
 from benchmarks.timing import Result, Target, Timing, measure
 from benchmarks.training import ReferenceStyleDataset
+from robustbench_mixup.models import MaxPool2x2, build_model
+from robustbench_mixup.train import TrainConfig, make_optimizer
 
 
 def test_measure_round_robin_after_warmup() -> None:
@@ -147,3 +152,47 @@ def test_art_absent_is_a_note_not_a_failure(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setitem(sys.modules, "art.attacks.evasion", None)
     why = _art_pgd(None, torch.zeros(1), torch.zeros(1), 0.1, 0.01, 1, 1)  # type: ignore[arg-type]
     assert isinstance(why, str) and why.startswith("skipped: ART is not installed")
+
+
+def test_batched_training_agrees_with_the_package_loop() -> None:
+    """M models stacked and trained by one vmapped call per batch end the epoch where the package's
+    `train_epoch` leaves each of them: same batches, same SGD, only the order of the sums differs."""
+    # The replacement pool: MaxPool2x2's values and gradient route, ties (the zeros after a ReLU) included.
+    x = torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(0)).relu().round()
+    ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out = VmapMaxPool2x2()(ours)
+    assert torch.equal(out, MaxPool2x2()(theirs))
+    g = torch.randn_like(out)
+    out.backward(g)
+    MaxPool2x2()(theirs).backward(g)
+    assert torch.equal(ours.grad, theirs.grad)
+
+    gen = torch.Generator().manual_seed(1)
+    images, labels = torch.rand(64, 1, 28, 28, generator=gen), torch.randint(0, 10, (64,), generator=gen)
+    torch.manual_seed(0)
+    initial = build_model("smallcnn", in_shape=[1, 28, 28], num_classes=10, mean=[0.5], std=[0.3])
+    cfg = TrainConfig(batch_size=32)  # two steps: the first SGD step and one with momentum
+    models = [copy.deepcopy(initial) for _ in range(2)]
+    stats = sequential_epoch(models, [make_optimizer(m, cfg) for m in models], images, labels, cfg, 10)
+    stacked = StackedSGD([copy.deepcopy(initial) for _ in range(2)], cfg)
+    batched_stats = stacked.epoch(images, labels)
+    moved = max((p - q).abs().max().item() for p, q in zip(models[0].parameters(), initial.parameters(), strict=True))
+    assert moved > 1e-3  # the epoch did change the weights ...
+    assert weight_difference(models, stacked) <= 1e-5  # ... and both ways changed them alike
+    assert batched_stats["train_loss"].tolist() == pytest.approx([s["train_loss"] for s in stats], abs=1e-5)
+
+
+def test_batched_sgd_update_is_torch_sgd() -> None:
+    """The hand-written update on stacked tensors is torch.optim.SGD's, bit for bit, over several steps."""
+    torch.manual_seed(0)
+    model, cfg = torch.nn.Linear(5, 3), TrainConfig()
+    stacked = StackedSGD([copy.deepcopy(model), copy.deepcopy(model)], cfg)
+    opt = make_optimizer(model, cfg)
+    for _ in range(3):
+        grads = {name: torch.randn_like(p) for name, p in model.named_parameters()}
+        for name, p in model.named_parameters():
+            p.grad = grads[name].clone()
+        opt.step()
+        stacked.update({name: torch.stack([g, g]) for name, g in grads.items()})
+    for name, p in model.named_parameters():
+        assert torch.equal(stacked.params[name][0], p.detach()) and torch.equal(stacked.params[name][1], p.detach())

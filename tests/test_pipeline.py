@@ -33,11 +33,11 @@ def test_run_does_every_stage_then_skips_them_all(tmp_path, capsys, monkeypatch)
     assert "--noise 0.5 --alpha 0 4 --epochs 2" in commands["sweep"]
     with ResultsDB(Layout(tmp_path).database) as db:
         timings = db.get_run("tiny")["timings"]
-    assert set(timings) == {"train", "fgsm", "ifgsm", "probe", "sweep", "report"}
+    assert set(timings) == {"train", "diagnose", "fgsm", "ifgsm", "probe", "sweep", "report"}
     capsys.readouterr()
     pipeline.run_pipeline(TINY, out=tmp_path, device="cpu")
     err = capsys.readouterr().err
-    assert err.count("done before, skipped") == 5  # all but the report, which is always rebuilt
+    assert err.count("done before, skipped") == 6  # all but the report, which is always rebuilt
 
     # A changed setting re-runs exactly the stages whose stored results it no longer matches.
     changes = (
@@ -67,9 +67,9 @@ def test_an_interrupted_stage_resumes_and_finished_ones_are_skipped(tmp_path, ca
     capsys.readouterr()
     pipeline.run_pipeline(TINY, out=tmp_path, device="cpu")
     err = capsys.readouterr().err
-    for stage in ("train", "fgsm", "ifgsm"):
+    for stage in ("train", "diagnose", "fgsm", "ifgsm"):
         assert f"{stage}: done before, skipped" in err
-    assert "[4/6] probe ..." in err and "[5/6] sweep ..." in err
+    assert "[5/7] probe ..." in err and "[6/7] sweep ..." in err
 
 
 def test_presets_are_valid_and_the_quick_one_is_the_default(capsys):
@@ -147,10 +147,35 @@ def test_run_seeds_makes_a_group_whose_report_pools_the_seeds(tmp_path, capsys, 
 
     capsys.readouterr()
     code, _, err = run_cli(capsys, *argv, "--seeds", "0", "1")  # everything stored: only the reports are rebuilt
-    assert code == 0 and err.count("done before, skipped") == 10, err
+    assert code == 0 and err.count("done before, skipped") == 12, err
     code, _, err = run_cli(capsys, *argv)  # the group's name is not a run's
     assert_one_line_error(code, err, "'tiny' names a group of seeds")
     code, _, err = run_cli(capsys, *argv, "--seeds", "0", "2")
     assert_one_line_error(code, err, "group 'tiny' already holds runs tiny-s0, tiny-s1")
     code, _, err = run_cli(capsys, *argv, "--run", "tiny-s0", "--seeds", "5")
     assert_one_line_error(code, err, "'tiny-s0' is already a run")
+
+
+@pytest.mark.slow
+def test_a_preset_of_the_whole_family_runs_its_seeds_and_judges_every_method(tmp_path, capsys, monkeypatch):
+    pgd = AttackConfig("pgd", (0.05, 0.1), steps=3, mode="white")
+    family = dataclasses.replace(TINY, name="fam", methods=tuple(config.METHODS), seeds=(0, 1),
+                                 attacks=(FGSM, IFGSM, pgd))  # fmt: skip
+    monkeypatch.setitem(config.PRESETS, "fam", family)
+    code, stdout, err = run_cli(capsys, "run", "--preset", "fam", "--out", str(tmp_path), "--device", "cpu")
+    assert code == 0, err
+    assert "== seed 0 (1/2): run fam-s0" in err and "== seed 1 (2/2): run fam-s1" in err  # the preset's seeds
+    for label in ("mixup", "CutMix", "Manifold Mixup", "label smoothing"):  # every method judged against ERM
+        assert re.search(rf"(reproduced|contradicted|inconclusive) +{label} lowers white-box FGSM error", stdout)
+        assert re.search(rf"not measured +{label} memorizes", stdout) or label == "mixup"
+    html = (tmp_path / "reports" / "fam" / "index.html").read_text()
+    assert html.count('<tr id="claim-') == 4 * 7 and html.count('class="method-row"') == 4
+    assert "Holm" in html
+    run_html = (tmp_path / "reports" / "fam-s0" / "index.html").read_text()
+    table = run_html[run_html.index('<table id="diagnostics-table">') :]
+    assert [m for m in config.METHODS if f'<td class="l">{m}</td>' in table[: table.index("</table>")]] == list(
+        config.METHODS
+    )
+    capsys.readouterr()
+    code, _, err = run_cli(capsys, "run", "--preset", "fam", "--out", str(tmp_path), "--device", "cpu")
+    assert code == 0 and err.count("done before, skipped") == 2 * 7, err  # PGD white only is found done too

@@ -7,12 +7,13 @@ import pytest
 from helpers import assert_one_line_error, run_cli
 
 from robustbench_mixup.claims import CLAIMS, strong_attack_verdicts
-from robustbench_mixup.config import AttackConfig, ProbeConfig
+from robustbench_mixup.config import AttackConfig, DiagnoseConfig, ProbeConfig
+from robustbench_mixup.diagnosing import diagnose_run
 from robustbench_mixup.evaluation import evaluate_run
 from robustbench_mixup.indicators import INDICATORS
 from robustbench_mixup.layout import Layout
 from robustbench_mixup.probing import probe_run
-from robustbench_mixup.report import build
+from robustbench_mixup.report import build, collect
 from robustbench_mixup.results import ResultsDB
 from robustbench_mixup.sweep import SweepConfig, run_sweep
 from robustbench_mixup.train import TrainConfig, train_run
@@ -31,6 +32,7 @@ def full(tmp_path_factory):
     evaluate_run(AttackConfig(attack="pgd", eps=(0.05, 0.1), steps=3), out=out, run="r", device="cpu")
     evaluate_run(AttackConfig(attack="apgd-ce", eps=(0.1,), steps=3), out=out, run="r", device="cpu")
     probe_run(ProbeConfig(pairs=200, lambdas=5, resamples=200), out=out, run="r", device="cpu")
+    diagnose_run(DiagnoseConfig(eps=(0.05, 0.1)), out=out, run="r", device="cpu")
     sweep = SweepConfig(dataset="digits", model="mlp", noise=(0.5,), alpha=(0.0, 4.0), epochs=2, batch_size=64)
     run_sweep(sweep, name="r", out=out, device="cpu")
     return out, build(out=out, run="r").read_text()
@@ -38,8 +40,8 @@ def full(tmp_path_factory):
 
 def test_every_section_is_there_with_its_figure_inline(full):
     _, html = full
-    for section in ("summary", "sanity", "claims", "strong", "training", "robustness", "indicators", "probe",
-                    "memorization", "provenance"):  # fmt: skip
+    for section in ("summary", "sanity", "claims", "strong", "training", "robustness", "diagnostics", "indicators",
+                    "probe", "memorization", "provenance"):  # fmt: skip
         assert f'id="{section}"' in html
     for fig in ("fig-training", "fig-robustness", "fig-probe", "fig-sweep"):
         assert re.search(rf'id="{fig}" alt="[^"]+" src="data:image/png;base64,', html), fig
@@ -68,6 +70,31 @@ def test_claims_table_has_one_row_per_claim_with_a_verdict(full):
     assert re.search(r'id="fig-forest" alt="[^"]+" src="data:image/png;base64,', html)
 
 
+def test_the_diagnostics_sit_beside_the_attacks_at_the_same_eps(full):
+    out, html = full
+    table = html[html.index('<table id="diagnostics-table">') :]
+    table = table[: table.index("</table>")]
+    stored = collect(out, "r")
+    rows = re.findall(r"<tr><td class=\"l\">(erm|mixup)</td>(.*?)</tr>", table, re.S)
+    assert [m for m, _ in rows] == ["erm", "mixup"]
+    for model, row in rows:
+        cells = re.findall(r"<td>([^<]*)</td>", row)
+        d = stored["diagnostics"][model]
+        assert cells[:2] == [f"{100 * d['clean_acc']:.2f}", f"{d['ece']:.3f}"]
+        fgsm = {r["eps"]: r["top1"] for r in stored["attack_rows"]
+                if (r["attack"], r["mode"], r["model"]) == ("fgsm", "white", model)}  # fmt: skip
+        # per ε: random noise, FGSM, PGD (both run at 0.05 and 0.1 on every test example)
+        assert cells[6:] == [f"{100 * v:.1f}" for e in (0.05, 0.1)
+                             for v in (d[f"noise_acc@{e:g}"], fgsm[e], _top1(stored, "pgd", model, e))]  # fmt: skip
+        assert d["clean_acc"] == stored["final"][model]["test_acc"]  # the same test points as training's
+    assert "tiny gradients" in html.lower() or "tiny at confident" in html
+
+
+def _top1(stored, attack, model, eps):
+    return next(r["top1"] for r in stored["attack_rows"]
+                if (r["attack"], r["mode"], r["model"], r["eps"]) == (attack, "white", model, eps))  # fmt: skip
+
+
 def test_user_strings_are_escaped(full):
     _, html = full
     assert HOSTILE not in html
@@ -80,8 +107,9 @@ def test_a_run_with_missing_stages_says_what_fills_them(tmp_path, capsys):
     assert code == 0, err
     html = (tmp_path / "reports" / "bare" / "index.html").read_text()
     assert stdout.strip().endswith("reports/bare/index.html")
-    assert html.count("Not run yet") == 3
+    assert html.count("Not run yet") == 4
     for command in (
+        "robust-eval diagnose --run bare",
         "robust-eval fgsm --eps",
         "robust-eval probe --run bare",
         "robust-eval sweep corrupt --dataset digits",

@@ -116,7 +116,7 @@ def test_a_version_5_database_is_migrated_and_its_rows_are_read_without_outcomes
                     "0, 0.5, 0.1, 0, 0.3, 1, 0.9, 1.1, 'now')")  # fmt: skip
     con.close()
     with ResultsDB(path) as db:
-        assert db.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+        assert db.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
         rows = db.probe_rows("r", outcomes=True)
         assert [(r["missed"], r["norms"]) for r in rows] == [(None, None)] * 2
         assert db.clean_rows("r") == [] and db.get_group("r") is None
