@@ -307,7 +307,7 @@ def _add_diagnose(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("--run", metavar="NAME", help="the run to diagnose (default: the latest)")
     p.add_argument("--eps", type=_eps, nargs="+", metavar="E",
-                   help="random sign noise levels, pixel units (default: ½, 1 and 2 × the dataset's claim ε)")  # fmt: skip
+                   help="random sign noise levels, pixel units (default: ½, 1, 2 × the dataset's claim ε)")  # fmt: skip
     p.add_argument("--n", type=int, metavar="N", help="first N test examples (default: all)")
     p.add_argument("--json", action="store_true", help="one JSON object with every model's row")
     _add_where(p)
@@ -390,7 +390,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run", metavar="NAME", help="run name, or with --seeds the group's (default: the preset's name)")
     p.add_argument("--seeds", type=int, nargs="+", metavar="S",
                    help="train and evaluate one pair per seed (runs NAME-sS) and report them pooled as group NAME: "
-                        "verdicts then account for seed-to-seed variation (default: the preset's, family: 0 1 2)")  # fmt: skip
+                        "verdicts then account for seed-to-seed variation (default: the preset's)")  # fmt: skip
     p.add_argument("--download", action="store_true", help="allow fetching a missing dataset from the network")
     _add_where(p)
     p.set_defaults(handler=_cmd_run)

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import ClassVar, Protocol
 
 from .config import Job, Preset
-from .diagnosing import diagnose_run
 from .data import load_dataset
 from .devices import resolve_device
+from .diagnosing import diagnose_run
 from .errors import UsageError
 from .evaluation import build_attack, evaluate_run
 from .fsutil import ensure_writable_dir

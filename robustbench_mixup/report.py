@@ -147,7 +147,8 @@ def collect(out: str | Path, run: str) -> dict[str, Any]:
         "final": final, "commands": stage_commands(layout.root, run, record["config"], made_by),
         "claim_eps": made_by.claim_eps if made_by is not None else CLAIM_EPS.get(record["config"]["dataset"]),
         "surrogate_seed": surrogate_seed(record["config"]["seed"]),
-        "diagnostics": diagnostics, "methods": trained.methods, "settings": {m: trained.describe(m) for m in trained.methods},
+        "diagnostics": diagnostics, "methods": trained.methods,
+        "settings": {m: trained.describe(m) for m in trained.methods},
     }  # fmt: skip
 
 
@@ -432,8 +433,9 @@ def diagnostics_rows(data: dict[str, Any]) -> tuple[list[float], list[dict[str, 
         d = stored[model]
         attacks = {}
         for attack in ("fgsm", "pgd"):
-            mine = {r["eps"]: r for r in data["attack_rows"] if (r["attack"], r["mode"], r["backend"], r["model"], r["n"])
-                    == (attack, "white", "native", model, d["n"])}  # fmt: skip
+            key = (attack, "white", "native", model, d["n"])
+            mine = {r["eps"]: r for r in data["attack_rows"]
+                    if (r["attack"], r["mode"], r["backend"], r["model"], r["n"]) == key}  # fmt: skip
             attacks[attack] = [next((mine[x]["top1"] for x in mine if abs(x - e) < 1e-9), None) for e in eps]
         rows.append({"model": model, "setting": data["settings"][model], **d,
                      "noise": [d.get(f"noise_acc@{e:g}") for e in eps], **attacks})  # fmt: skip

@@ -681,7 +681,8 @@ class ResultsDB:
             for model, summary in summaries.items():
                 c.execute("DELETE FROM diagnostics WHERE run=? AND model=? AND n=?", (run, model, n))
                 c.executemany(
-                    "INSERT INTO diagnostics (run, model, n, seed, metric, value, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO diagnostics (run, model, n, seed, metric, value, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [(run, model, n, seed, metric, float(value), now) for metric, value in summary.items()],
                 )
 
