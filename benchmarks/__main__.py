@@ -31,7 +31,7 @@ from .timing import Result
 
 BENCHMARKS = (
     "fgsm_curve", "ifgsm", "mixup_overhead", "pair", "loader", "probe", "cli_startup", "paired_throughput",
-    "pgd", "apgd", "precision", "multi_eps",
+    "pgd", "apgd", "precision", "multi_eps", "batched",
 )  # fmt: skip
 ITERATIVE = ("pgd", "apgd", "multi_eps")  # on `Sizes.iterative` images
 HEAVY = (*ITERATIVE, "precision")  # calls of seconds to minutes on a CPU: HEAVY_REPEAT repetitions by default
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     from robustbench_mixup.errors import UsageError
     from robustbench_mixup.fsutil import atomic_write_json
 
-    from . import attacks, cli_startup, probe, setups, training
+    from . import attacks, batched, cli_startup, probe, setups, training
 
     try:
         device = resolve_device(args.device)
@@ -200,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         elif name == "paired_throughput":
             width, n = (8, 256) if args.quick else (64, 10240)
             jobs.append((name, lambda w=width, n=n: training.paired_throughput(device, width=w, n=n, **kw)))
+        elif name == "batched":  # smallcnn on mnist-5k images only, M = 2 and 5 models
+            n = batched.images_for(device, args.quick)
+            jobs.append((name, lambda n=n: batched.batched(device, n=n, **kw)))
         elif name == "multi_eps" and device.type != "cuda":
             jobs.append((name, lambda: attacks.multi_eps(None, repeat=args.heavy_repeat, n=0)))  # skipped
         else:
