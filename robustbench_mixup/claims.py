@@ -227,11 +227,9 @@ def probe_points(results: RunResults, method: str = "mixup", *, column: str) -> 
 
 
 def memorization_points(results: RunResults, method: str = "mixup") -> Measured | str:
-    """Training error on the corrupted labels, ERM (α = 0) and mixup (the largest α) paired per corrupted
-    example of the same (noise, seed), one replicate per seed; finished jobs without dropout at the noise
-    nearest 0.5. Only a sweep of the run's own dataset and network counts; it trains mixup only."""
-    if method != "mixup":
-        return f"the memorization sweep trains ERM and mixup only, not {METHODS[method].label}"
+    """Training error on the corrupted labels, ERM (α = 0) and `method` (its largest α, or smoothing factor)
+    paired per corrupted example of the same (noise, seed), one replicate per seed; finished jobs without
+    dropout at the noise nearest 0.5. Only a sweep of the run's own dataset and network counts."""
     cfg = results.sweep_config
     if cfg is None:
         return "no memorization sweep is named like the run"
@@ -243,12 +241,16 @@ def memorization_points(results: RunResults, method: str = "mixup") -> Measured 
         return "the sweep has no finished job without dropout"
     noise = min({j["noise"] for j in done}, key=lambda x: abs(x - 0.5))
     at_noise = [j for j in done if j["noise"] == noise]
-    alpha = max(j["alpha"] for j in at_noise)
+    mine = [j for j in at_noise if j.get("mixing", "mixup") == method and j["alpha"] > 0]
+    info = METHODS[method]
+    if not mine:
+        return f"the sweep trained no {info.label} job at {noise:.0%} noise (its --methods)"
+    alpha = max(j["alpha"] for j in mine)
     erm = {j["seed"]: j for j in at_noise if j["alpha"] == 0}
-    mix = {j["seed"]: j for j in at_noise if j["alpha"] == alpha and alpha > 0}
+    mix = {j["seed"]: j for j in mine if j["alpha"] == alpha}
     seeds = sorted(set(erm) & set(mix))
     if not seeds:
-        return f"the sweep has no ERM (α = 0) and mixup (α > 0) job of the same seed at {noise:.0%} noise"
+        return f"the sweep has no ERM (α = 0) and {info.label} job of the same seed at {noise:.0%} noise"
     replicates = []
     for s in seeds:
         a, b = erm[s].get("corrupted_fit"), mix[s].get("corrupted_fit")
@@ -256,7 +258,7 @@ def memorization_points(results: RunResults, method: str = "mixup") -> Measured 
             return ("stored without per-example outcomes (by an older robust-eval): run the sweep again (finished "
                     "jobs are read back from their checkpoints, not retrained)")  # fmt: skip
         replicates.append((~a, ~b))  # error on the corrupted labels: not memorized
-    where = f"{noise:.0%} noise, mixup α = {alpha:g}"  # its seeds: in the method's words
+    where = f"{noise:.0%} noise, {info.label} {info.symbol} = {alpha:g}"  # its seeds: in the method's words
     return Measured({0.0: replicates}, "", 0.0, where, unit_name="corrupted examples", setting=(noise, alpha),
                     keys={0.0: [f"sweep seed {s}" for s in seeds]})  # fmt: skip
 

@@ -334,7 +334,14 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     _add_dataset_model(p)
     p.add_argument("--noise", type=float, nargs="+", required=True, metavar="F", help="fractions of corrupted labels")
-    p.add_argument("--alpha", type=float, nargs="+", required=True, metavar="A", help="mixup α values; 0 = ERM")
+    p.add_argument("--alpha", type=float, nargs="+", required=True, metavar="A",
+                   help="α values of each mixing method; 0 = ERM")  # fmt: skip
+    p.add_argument("--methods", nargs="+", default=list(SWEEP.methods), metavar="M",
+                   help="methods trained at every α > 0: mixup, cutmix, manifold-mixup; label-smoothing at every "
+                        f"--smoothing (default: {' '.join(SWEEP.methods)})")  # fmt: skip
+    p.add_argument("--smoothing", type=float, nargs="+", default=list(SWEEP.smoothing), metavar="S",
+                   help=f"label-smoothing's factors, with --methods label-smoothing (default: "
+                        f"{' '.join(map(str, SWEEP.smoothing))})")  # fmt: skip
     dropout, seeds = SWEEP.dropout, SWEEP.seeds
     p.add_argument("--dropout", type=float, nargs="+", default=list(dropout), metavar="P",
                    help=f"dropout p values (default: {' '.join(f'{d:g}' for d in dropout)})")  # fmt: skip
@@ -616,7 +623,8 @@ def _cmd_sweep_corrupt(args: argparse.Namespace, argv: Sequence[str]) -> int:
     cfg = SweepConfig(
         dataset=args.dataset, model=args.model, noise=tuple(args.noise), alpha=tuple(args.alpha),
         dropout=tuple(args.dropout), epochs=args.epochs, seeds=tuple(args.seeds), batch_size=args.batch_size,
-        lr=args.lr, weight_decay=args.weight_decay, width=args.width,
+        lr=args.lr, weight_decay=args.weight_decay, width=args.width, methods=tuple(args.methods),
+        smoothing=tuple(args.smoothing),
     ).validate()  # fmt: skip
     total = len(cfg.jobs())
     with Progress(f"sweep {args.name}", "epochs") as bar:

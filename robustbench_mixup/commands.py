@@ -98,6 +98,10 @@ def sweep_command(out: str | Path, run: str, sweep: SweepConfig) -> str:
     ]  # fmt: skip
     if sweep.dropout != (0.0,):
         words += ["--dropout", *_numbers(sweep.dropout)]
+    if sweep.methods != SweepConfig.methods:
+        words += ["--methods", *sweep.methods]
+    if "label-smoothing" in sweep.methods and sweep.smoothing != SweepConfig.smoothing:
+        words += ["--smoothing", *_numbers(sweep.smoothing)]
     if sweep.seeds != (0,):
         words += ["--seeds", *sweep.seeds]
     if sweep.width is not None:
@@ -113,6 +117,7 @@ def run_sweep_config(config: dict[str, Any]) -> SweepConfig:
     return SweepConfig(
         dataset=cfg.dataset, model=cfg.model, noise=SWEEP_NOISE, alpha=SWEEP_ALPHA, epochs=cfg.epochs,
         seeds=(cfg.seed,), batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, width=cfg.width,
+        methods=cfg.compared or SweepConfig.methods, smoothing=(cfg.smoothing,),
     )  # fmt: skip
 
 

@@ -471,29 +471,36 @@ class Job:
     """One point of a sweep's grid."""
 
     noise: float
-    alpha: float
+    alpha: float  # the method's parameter (label smoothing's factor); 0 is ERM whatever the method
     dropout: float
     seed: int
+    mixing: str = "mixup"  # the training method (a key of METHODS other than erm)
 
     @property
     def key(self) -> str:
-        return f"noise{self.noise:g}-alpha{self.alpha:g}-dropout{self.dropout:g}-seed{self.seed}"
+        """`noise0.5-alpha8-dropout0-seed0` for mixup (and ERM), `noise0.5-cutmix8-dropout0-seed0` otherwise."""
+        what = "alpha" if self.mixing == "mixup" else self.mixing
+        return f"noise{self.noise:g}-{what}{self.alpha:g}-dropout{self.dropout:g}-seed{self.seed}"
 
     @property
     def method(self) -> str:
-        """The paper's row label: ERM, ERM + dropout, mixup or mixup + dropout."""
+        """The paper's row label: ERM, ERM + dropout, mixup or mixup + dropout (another method by its label)."""
         if self.alpha == 0:
             return "ERM" if self.dropout == 0 else f"ERM + dropout (p={self.dropout:g})"
+        info = METHODS[self.mixing]
+        setting = f"{info.symbol}={self.alpha:g}"
         return (
-            f"mixup (α={self.alpha:g})"
+            f"{info.label} ({setting})"
             if self.dropout == 0
-            else f"mixup + dropout (α={self.alpha:g}, p={self.dropout:g})"
+            else f"{info.label} + dropout ({setting}, p={self.dropout:g})"
         )
 
     def describe(self) -> str:
-        """For people: 'noise 50%, α 8, seed 0' (dropout named when used)."""
+        """For people: 'noise 50%, α 8, seed 0' (dropout named when used; a method other than mixup named)."""
         dropout = f", dropout {self.dropout:g}" if self.dropout else ""
-        return f"noise {self.noise:.0%}, α {self.alpha:g}{dropout}, seed {self.seed}"
+        info = METHODS[self.mixing]
+        what = f"α {self.alpha:g}" if self.mixing == "mixup" else f"{info.label} {info.symbol} {self.alpha:g}"
+        return f"noise {self.noise:.0%}, {what}{dropout}, seed {self.seed}"
 
 
 @dataclass(frozen=True)
@@ -509,8 +516,19 @@ class SweepConfig:
     lr: float = TrainConfig.lr
     weight_decay: float = TrainConfig.weight_decay
     width: int | None = None
+    methods: tuple[str, ...] = ("mixup",)  # trained at every α > 0 of `alpha` (label smoothing: every `smoothing`)
+    smoothing: tuple[float, ...] = (0.1,)  # label smoothing's factors, when it is one of `methods`
 
     def validate(self) -> SweepConfig:
+        if not self.methods or any(m not in METHODS or m == BASELINE for m in self.methods):
+            others = ", ".join(m for m in METHODS if m != BASELINE)
+            raise UsageError(f"--methods takes one or more of {others} (ERM is the α = 0 jobs), got {self.methods}")
+        if len(set(self.methods)) != len(self.methods):
+            raise UsageError(f"--methods lists a method more than once: {' '.join(self.methods)}")
+        if "label-smoothing" in self.methods and (
+            not self.smoothing or len(set(self.smoothing)) != len(self.smoothing)
+        ):
+            raise UsageError(f"--smoothing needs one or more distinct values, got {list(self.smoothing)}")
         for name, grid in (("noise", self.noise), ("alpha", self.alpha), ("dropout", self.dropout),
                            ("seeds", self.seeds)):  # fmt: skip
             if not grid:
@@ -529,20 +547,37 @@ class SweepConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-        if d["width"] is None:  # as recorded before sweeps had a width: those sweeps still resume
-            del d["width"]
+        # as recorded before sweeps had a width, or methods: those sweeps still resume
+        for key, default in (("width", None), ("methods", ["mixup"]), ("smoothing", [0.1])):
+            if d[key] == default:
+                del d[key]
+        if "label-smoothing" not in self.methods:
+            d.pop("smoothing", None)  # no job reads it
         return d
 
     def jobs(self) -> list[Job]:
-        grid = itertools.product(self.noise, self.alpha, self.dropout, self.seeds)
-        return [Job(n, a, p, s) for n, a, p, s in grid]
+        """ERM (α = 0) once per (noise, dropout, seed), each method at every α > 0 (label smoothing at every
+        factor of `smoothing`), in grid order."""
+        mixing = [m for m in self.methods if m != "label-smoothing"]
+        jobs = []
+        for n, a, p, s in itertools.product(self.noise, self.alpha, self.dropout, self.seeds):
+            jobs += [Job(n, a, p, s)] if a == 0 else [Job(n, a, p, s, m) for m in mixing]
+        if "label-smoothing" in self.methods:
+            grid = itertools.product(self.noise, self.smoothing, self.dropout, self.seeds)
+            jobs += [Job(n, v, p, s, "label-smoothing") for n, v, p, s in grid if v > 0]
+        return jobs
 
     def job_config(self, job: Job) -> TrainConfig:
-        return TrainConfig(
-            dataset=self.dataset, model=self.model, epochs=self.epochs, alpha=job.alpha, seed=job.seed,
-            batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay, dropout=job.dropout,
-            width=self.width,
-        )  # fmt: skip
+        """The training settings of one job: mixup's as they always were; another method's parameter in its
+        own field, that method beside ERM."""
+        common = {"dataset": self.dataset, "model": self.model, "epochs": self.epochs, "seed": job.seed,
+                  "batch_size": self.batch_size, "lr": self.lr, "weight_decay": self.weight_decay,
+                  "dropout": job.dropout, "width": self.width}  # fmt: skip
+        if job.mixing == "mixup" or job.alpha == 0:
+            return TrainConfig(alpha=job.alpha, **common)
+        field = METHODS[job.mixing].param
+        assert field is not None
+        return TrainConfig(methods=(BASELINE, job.mixing), **{field: job.alpha}, **common)
 
 
 # --- presets of `robust-eval run` ------------------------------------------------------------------
@@ -599,8 +634,12 @@ class Preset:
         return DiagnoseConfig(eps=diagnose_eps(self.dataset))
 
     def sweep(self) -> SweepConfig:
+        """The memorization sweep: every method of the preset at every α > 0 of the grid (label smoothing
+        at the training's factor)."""
+        methods = tuple(m for m in self.methods if m != BASELINE) or ("mixup",)
         return SweepConfig(dataset=self.dataset, model=self.model, noise=self.sweep_noise, alpha=self.sweep_alpha,
-                           epochs=self.sweep_epochs, seeds=(self.seed,))  # fmt: skip
+                           epochs=self.sweep_epochs, seeds=(self.seed,), methods=methods,
+                           smoothing=(TrainConfig.smoothing,))  # fmt: skip
 
 
 _SMALL_EPS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2)

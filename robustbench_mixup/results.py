@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .config import METHODS
 from .errors import UsageError
 
 SCHEMA_VERSION = 7
@@ -197,6 +198,8 @@ MIGRATIONS: list[list[str]] = [
             value REAL NOT NULL, created TEXT NOT NULL,
             PRIMARY KEY (run, model, n, metric)
         )""",
+        # the sweep job's training method; every job before v7 was ERM (α = 0) or mixup
+        "ALTER TABLE sweep_jobs ADD COLUMN mixing TEXT NOT NULL DEFAULT 'mixup'",
     ],
 ]
 
@@ -729,9 +732,12 @@ class ResultsDB:
                 (name, json.dumps(config, sort_keys=True), now, now),
             )
             c.executemany(
-                """INSERT OR IGNORE INTO sweep_jobs (sweep, key, noise, alpha, dropout, seed, status, updated)
-                   VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)""",
-                [(name, key, j["noise"], j["alpha"], j["dropout"], j["seed"], now) for key, j in jobs],
+                """INSERT OR IGNORE INTO sweep_jobs (sweep, key, noise, alpha, dropout, seed, mixing, status, updated)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?)""",
+                [
+                    (name, key, j["noise"], j["alpha"], j["dropout"], j["seed"], j.get("mixing", "mixup"), now)
+                    for key, j in jobs
+                ],
             )
 
     def finished_jobs(self, name: str) -> set[str]:
@@ -780,6 +786,8 @@ class ResultsDB:
         rows = self.conn.execute("SELECT * FROM sweep_jobs WHERE sweep=? AND status='done' ORDER BY key", (name,))
         jobs = [dict(r) for r in rows]
         for job in jobs:
+            if job["mixing"] not in METHODS or job["mixing"] == "erm":
+                raise self._unusable(f"is damaged (sweep_jobs.mixing of {name!r} is {job['mixing']!r}, not a method)")
             n = job.get("n_corrupted")
             where = f"sweep_jobs.corrupted_fit of {name!r}"
             blob = job.get("corrupted_fit")

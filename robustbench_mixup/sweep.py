@@ -137,7 +137,7 @@ def run_job(
         test_err = 1 - accuracy(model, x_te, y_te)
         return {"test_err": test_err, **memorization_errors(predict(model, x_tr), y_true, y_noisy, m)}
 
-    epochs = fit(model, opt, tcfg, x_tr, y_noisy, method="mixup", param=job.alpha, seed=job.seed,
+    epochs = fit(model, opt, tcfg, x_tr, y_noisy, method=job.mixing, param=job.alpha, seed=job.seed,
                  num_classes=data.num_classes, augment=data.augment, evaluate=errors, start_epoch=done)  # fmt: skip
     for epoch, metrics in epochs:
         history.append({"epoch": epoch, "train_loss": metrics["train_loss"], "test_err": metrics["test_err"],

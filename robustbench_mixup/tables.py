@@ -6,17 +6,21 @@ import itertools
 import statistics
 from typing import Any
 
-from .config import Job
+from .config import METHODS, Job
 
 
 def method_order(s: dict[str, Any]) -> tuple:
-    """The paper's row order: by noise, then ERM, ERM + dropout, mixup, mixup + dropout, by α and p."""
-    return (s["noise"], s["alpha"] > 0, s["dropout"] > 0, s["alpha"], s["dropout"])
+    """The paper's row order: by noise, then ERM, ERM + dropout, mixup, mixup + dropout, by α and p (then the
+    other methods, in `METHODS` order)."""
+    mixing = s.get("mixing", "mixup")
+    rank = list(METHODS).index(mixing) if s["alpha"] > 0 and mixing in METHODS else 0
+    return (s["noise"], s["alpha"] > 0, rank, s["dropout"] > 0, s["alpha"], s["dropout"])
 
 
 def with_methods(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Sweep job rows, each with its paper-style `method` label added."""
-    return [{**j, "method": Job(j["noise"], j["alpha"], j["dropout"], j["seed"]).method} for j in jobs]
+    return [{**j, "method": Job(j["noise"], j["alpha"], j["dropout"], j["seed"], j.get("mixing", "mixup")).method}
+            for j in jobs]  # fmt: skip
 
 
 def table2(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:

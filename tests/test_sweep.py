@@ -217,3 +217,58 @@ def test_a_job_stores_which_corrupted_labels_it_memorized_and_old_jobs_are_read_
     assert code == 0, err
     assert checkpoint.read_bytes() == before  # not retrained
     assert (job()["corrupted_fit"] == first["corrupted_fit"]).all()
+
+
+def test_a_sweep_of_several_methods_pairs_each_with_erm_on_one_corrupted_set(tmp_path):
+    from robustbench_mixup.claims import RunResults, memorization_points
+    from robustbench_mixup.results import ResultsDB
+
+    cfg = SweepConfig(dataset="digits", model="mlp", noise=(0.5,), alpha=(0.0, 2.0), epochs=2, batch_size=64,
+                      methods=("mixup", "cutmix", "label-smoothing"), smoothing=(0.2,))  # fmt: skip
+    assert [j.key for j in cfg.jobs()] == ["noise0.5-alpha0-dropout0-seed0", "noise0.5-alpha2-dropout0-seed0",
+                                           "noise0.5-cutmix2-dropout0-seed0",
+                                           "noise0.5-label-smoothing0.2-dropout0-seed0"]  # fmt: skip
+    assert cfg.job_config(cfg.jobs()[2]).to_dict()["cutmix_alpha"] == 2.0  # the method's own parameter
+    assert cfg.job_config(cfg.jobs()[1]) == SweepConfig(**{**cfg.__dict__, "methods": ("mixup",)}).job_config(
+        cfg.jobs()[1]
+    )  # a mixup job is trained as it always was
+    result = run_sweep(cfg, name="fam", out=tmp_path, device="cpu")
+    assert [j["method"] for j in result.jobs] == ["ERM", "mixup (α=2)", "CutMix (α=2)", "label smoothing (s=0.2)"]
+    with ResultsDB(tmp_path / "reports" / "results.sqlite") as db:
+        jobs, stored = db.sweep_jobs("fam"), db.get_sweep("fam")["config"]
+    results = RunResults(dataset="digits", model="mlp", sweep_config=stored, sweep_jobs=jobs)
+    by_key = {j["key"]: j for j in jobs}
+    for method, key in (("cutmix", "noise0.5-cutmix2-dropout0-seed0"),
+                        ("label-smoothing", "noise0.5-label-smoothing0.2-dropout0-seed0")):  # fmt: skip
+        measured = memorization_points(results, method)
+        ((erm_err, method_err),) = measured.points[0.0]
+        assert (erm_err == ~by_key["noise0.5-alpha0-dropout0-seed0"]["corrupted_fit"]).all()  # ERM's own bits
+        assert (method_err == ~by_key[key]["corrupted_fit"]).all() and len(erm_err) == len(method_err)
+    assert "no Manifold Mixup job" in memorization_points(results, "manifold-mixup")
+
+
+def test_old_sweep_settings_read_as_they_were_and_a_bad_method_is_refused(tmp_path):
+    old = SweepConfig(dataset="digits", model="mlp", noise=(0.5,), alpha=(0.0, 8.0), epochs=2)
+    assert not {"methods", "smoothing", "width"} & set(old.to_dict())  # stored as before methods existed
+    assert SweepConfig(**{**old.to_dict(), "noise": (0.5,), "alpha": (0.0, 8.0)}).jobs() == old.jobs()
+    for bad in (("erm",), ("mixup", "mixup"), ("bogus",), ()):
+        with pytest.raises(Exception, match="--methods"):
+            SweepConfig(dataset="digits", model="mlp", noise=(0.5,), alpha=(0.0,), epochs=1, methods=bad).validate()
+    with pytest.raises(Exception, match="--smoothing must be in"):
+        SweepConfig(dataset="digits", model="mlp", noise=(0.5,), alpha=(0.0,), epochs=1,
+                    methods=("label-smoothing",), smoothing=(1.5,)).validate()  # fmt: skip
+
+
+def test_a_stored_job_of_an_unknown_method_is_refused_as_damage(tmp_path):
+    from robustbench_mixup.errors import UsageError
+    from robustbench_mixup.results import ResultsDB
+
+    history = [{"epoch": 1, "train_loss": 1.0, "test_err": 0.5, "train_real_err": 0.1, "train_corrupted_err": 0.2,
+                "train_corrupted_true_err": 0.9}]  # fmt: skip
+    with ResultsDB(tmp_path / "r.sqlite") as db:
+        db.start_sweep("s", {}, [("k", {"noise": 0.5, "alpha": 2.0, "dropout": 0.0, "seed": 0, "mixing": "cutmix"})])
+        db.record_sweep_job("s", "k", history)
+        assert db.sweep_jobs("s")[0]["mixing"] == "cutmix"
+        db.conn.execute("UPDATE sweep_jobs SET mixing='<b>bogus</b>'")
+        with pytest.raises(UsageError, match=r"sweep_jobs\.mixing of 's' is '<b>bogus</b>', not a method"):
+            db.sweep_jobs("s")
