@@ -132,7 +132,7 @@ def _add_training(p: argparse.ArgumentParser) -> None:
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = _command(
-        sub, "train", "train a paired ERM/mixup run (plus its black-box surrogate)",
+        sub, "train", "train a paired run: ERM, mixup and any other method (plus a black-box surrogate)",
         "Train one model per method on one dataset, all from the same initial weights on the same batches\n"
         "(only the method's step differs; default: 'erm' and 'mixup'), and 'surrogate', an independent ERM\n"
         "model (its own seed stream) that later serves as the black-box attack source. Every later stage\n"
@@ -156,16 +156,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--methods", nargs="+", default=list(TRAIN.methods), metavar="M",
                    help=f"the methods trained, erm among them: {', '.join(METHODS)} "
                         f"(default: {' '.join(TRAIN.methods)})")  # fmt: skip
-    p.add_argument("--alpha", type=float, default=TRAIN.alpha, metavar="A",
-                   help=f"mixup's Beta(α, α); 0 = ERM (default: {TRAIN.alpha:g})")  # fmt: skip
-    p.add_argument("--cutmix-alpha", type=float, default=TRAIN.cutmix_alpha, metavar="A",
-                   help=f"cutmix's Beta(α, α) (default: {TRAIN.cutmix_alpha:g})")  # fmt: skip
-    p.add_argument("--manifold-alpha", type=float, default=TRAIN.manifold_alpha, metavar="A",
-                   help=f"manifold-mixup's Beta(α, α) (default: {TRAIN.manifold_alpha:g})")  # fmt: skip
-    p.add_argument("--smoothing", type=float, default=TRAIN.smoothing, metavar="S",
-                   help=f"label-smoothing's factor in [0, 1) (default: {TRAIN.smoothing:g})")  # fmt: skip
+    for name, info in METHODS.items():  # one option per method parameter, from the registry
+        if info.param is not None:
+            what = "Beta(α, α); 0 = ERM" if info.symbol == "α" else "factor in [0, 1); 0 = ERM"
+            default = getattr(TRAIN, info.param)
+            p.add_argument(info.option, type=float, default=default, metavar="A" if info.symbol == "α" else "S",
+                           help=f"{name}'s {what} (default: {default:g})")  # fmt: skip
     p.add_argument("--seed", type=int, default=TRAIN.seed, metavar="S",
-                   help=f"seed of erm/mixup; the surrogate's is derived from it (default: {TRAIN.seed})")  # fmt: skip
+                   help=f"seed of the methods; the surrogate's is derived from it (default: {TRAIN.seed})")  # fmt: skip
     p.add_argument("--seeds", type=int, nargs="+", metavar="S",
                    help="instead of --seed: one run per seed (NAME-sS), recorded as group NAME for a pooled report "
                         "(NAME default: DATASET-MODEL-aALPHA)")  # fmt: skip
@@ -219,9 +217,9 @@ def _add_attack(sub: argparse._SubParsersAction, command: str) -> None:
         examples.append(f"robust-eval {command} --eps 0.03 --precision bf16   # faster, not exact: see README")
     p = _command(
         sub, command, f"white- and black-box {label} evaluation of a trained run",
-        f"Attack a trained run's 'erm' and 'mixup' models with {label} ({info.summary}) on the test\n"
-        "split. White box: each model is attacked with its own gradients. Black box (transfer, the paper's\n"
-        "Table 3): examples crafted on the run's 'surrogate' (or --source) are classified by both.\n"
+        f"Attack a trained run's models ('erm', 'mixup', any other method) with {label} ({info.summary})\n"
+        "on the test split. White box: each model is attacked with its own gradients. Black box (transfer,\n"
+        "the paper's Table 3): examples crafted on the run's 'surrogate' (or --source) are classified by each.\n"
         "Prints clean and robust top-1 accuracy per ε and the attack-failure indicators of the white box;\n"
         "every result (top-1/top-5, 95% Wilson intervals, per-example outcomes), indicator and sanity\n"
         "flag goes to OUT/reports/results.sqlite." + steps_line,
@@ -364,8 +362,9 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
         sub, "report", "the HTML report of a run, a group of seeds, or a comparison",
         "Write OUT/reports/RUN/index.html: one self-contained file (figures inline, nothing fetched) built\n"
         "from the results database and the run's files alone. It shows the summary, the paper's claims\n"
-        "judged on the paired difference mixup − ERM (interval, p-value, verdict, forest plot), training\n"
-        "curves, robust accuracy, the probe, the memorization sweep named like the run, and provenance.\n"
+        "judged on the paired difference method − ERM for each method (interval, p-value, verdict, forest\n"
+        "plot), training curves, robust accuracy, the diagnostics, the probe, the memorization sweep named like\n"
+        "the run, and provenance.\n"
         "A stage not run yet is named with the command that fills it. For a group of seeds (made by\n"
         "'run --seeds' or 'train --seeds') the report pools the claims over the seeds.",
         ["robust-eval report", "robust-eval report --run mnist-5k-smallcnn-a1-s0 --out runs/",
@@ -382,10 +381,11 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 def _add_run(sub: argparse._SubParsersAction) -> None:
     presets = "\n".join(f"  {name:<8} {p.summary}" for name, p in PRESETS.items())
     p = _command(
-        sub, "run", "the main job end to end: train, attack, probe, sweep, report",
-        "Run every stage of a preset: paired training (+ surrogate), FGSM, I-FGSM and PGD white and black\n"
-        "box over an ε grid, the probes, a small memorization sweep, and the HTML report. At the end it prints\n"
-        "the paper's claims with this run's verdicts (paired mixup − ERM differences) and where the report is.\n"
+        sub, "run", "the main job end to end: train, diagnose, attack, probe, sweep, report",
+        "Run every stage of a preset: paired training of its methods (+ surrogate), the diagnostics, FGSM,\n"
+        "I-FGSM and PGD over an ε grid, the probes, a small memorization sweep, and the HTML report. At the end\n"
+        "it prints the paper's claims with this run's verdicts (paired method − ERM differences) and where the\n"
+        "report is.\n"
         "Run it again after an interruption: finished stages are skipped, an interrupted one resumes.\n"
         f"presets:\n{presets}",
         ["robust-eval run", "robust-eval run --seeds 0 1 2        # runs quick-s0..2 and their pooled report 'quick'",
@@ -439,8 +439,8 @@ def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     cfg = TrainConfig(
         dataset=args.dataset, model=args.model, epochs=args.epochs, alpha=args.alpha, seed=args.seed,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, dropout=args.dropout, width=args.width,
-        methods=tuple(args.methods), cutmix_alpha=args.cutmix_alpha, manifold_alpha=args.manifold_alpha,
-        smoothing=args.smoothing,
+        methods=tuple(args.methods),
+        **{info.param: getattr(args, info.param) for info in METHODS.values() if info.param not in (None, "alpha")},
     ).validate()  # fmt: skip
     plan = [(cfg, default_run_name(cfg) if args.run is None else args.run)]  # '' is refused as a name, not defaulted
     group = None
@@ -449,7 +449,7 @@ def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
         if "--seed" in argv or any(a.startswith("--seed=") for a in argv):
             raise UsageError("give either --seed or --seeds, not both")
-        group = f"{cfg.dataset}-{cfg.model}-a{cfg.alpha:g}" if args.run is None else args.run
+        group = default_run_name(cfg, seeded=False) if args.run is None else args.run
         runs = check_group(Layout(args.out), group, args.seeds)
         plan = [(dataclasses.replace(cfg, seed=s).validate(), r) for s, r in zip(args.seeds, runs, strict=True)]
     for i, (one, run) in enumerate(plan):
@@ -465,7 +465,8 @@ def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
             result = train_run(one, run=run, out=args.out, device=args.device, resume=args.resume,
                                data_root=args.data_root, download=args.download, argv=[PROG, *argv],
                                on_epoch=progress.update, on_start=progress.start)  # fmt: skip
-        print(f"run {run}: {one.dataset}, {one.model}, {one.epochs} epochs, α={one.alpha:g}, seed {one.seed}")
+        methods = ", ".join(one.describe(m) for m in one.methods)
+        print(f"run {run}: {one.dataset}, {one.model}, {one.epochs} epochs, {methods}, seed {one.seed}")
         print(f"{'model':<16} {'test acc':>9} {'train loss':>11} {'images/s':>9}")
         for member, m in result.final.items():
             print(f"{member:<16} {m['test_acc']:>9.2%} {m['train_loss']:>11.4f} {m['images_per_s']:>9,.0f}")
@@ -598,7 +599,8 @@ def _cmd_diagnose(args: argparse.Namespace, argv: Sequence[str]) -> int:
     print(f"diagnostics of run {result.run} on {result.n} test examples (random sign noise from seed {result.seed})")
     print(diagnostics_table(result.rows, result.eps))
     print("ECE: expected calibration error, 15 bins; margin: true-class logit minus the best other; ‖∇‖: the input "
-          "gradient of each example's loss. Tiny gradients at confident points make FGSM optimistic.")  # fmt: skip
+          "gradient of each example's loss (=0: exactly zero, no sign to follow). Tiny gradients at confident points "
+          "make FGSM optimistic: compare it with PGD and APGD-DLR.")  # fmt: skip
     return 0
 
 
@@ -606,11 +608,13 @@ def diagnostics_table(rows: dict[str, dict[str, float]], eps: Sequence[float]) -
     """The diagnostics as a plain-text table: one line per model."""
     width = max(8, *(len(m) for m in rows))
     noise = [f"noise {e:.3g}" for e in eps]
-    head = f"{'model':<{width}} {'clean':>7} {'ECE':>6} {'margin':>7} {'‖∇‖ med':>9} {'‖∇‖ p90':>9} {'<1e-6':>6}"
+    head = (f"{'model':<{width}} {'clean':>7} {'ECE':>6} {'margin':>7} {'‖∇‖ med':>9} {'‖∇‖ p90':>9} {'<1e-6':>6} "
+            f"{'=0':>6}")  # fmt: skip
     lines = [head + "".join(f" {h:>11}" for h in noise)]
     for model, r in rows.items():
         line = (f"{model:<{width}} {r['clean_acc']:>7.2%} {r['ece']:>6.3f} {r['median_margin']:>7.2f} "
-                f"{r['grad_norm_median']:>9.2e} {r['grad_norm_p90']:>9.2e} {r['grad_underflow']:>6.1%}")  # fmt: skip
+                f"{r['grad_norm_median']:>9.2e} {r['grad_norm_p90']:>9.2e} {r['grad_underflow']:>6.1%} "
+                f"{r['grad_zero']:>6.1%}")  # fmt: skip
         lines.append(line + "".join(f" {r[f'noise_acc@{e:g}']:>11.2%}" for e in eps))
     return "\n".join(lines)
 
@@ -691,10 +695,6 @@ def _print_claims(claims: Sequence[Any]) -> None:
     print(f"  {seeds_statement(claims)}")
 
 
-def _compared(data: dict[str, Any]) -> list[str]:
-    return [m for m in data["methods"] if m != "erm"]
-
-
 def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .claims import strong_attack_verdicts
     from .config import preset
@@ -713,7 +713,7 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         _print_claims(group_claims(datas))
         print("does the FGSM gain survive a strong attack? (per seed, paired on the same examples)")
         for d in datas:
-            for v in strong_attack_verdicts(d["attack_rows"], d["worst_case"], d["claim_eps"], _compared(d)):
+            for v in strong_attack_verdicts(d["attack_rows"], d["worst_case"], d["claim_eps"], d["compared"]):
                 print(f"  {d['run']}, {v.method}, {v.mode} box: {v.sentence}")
         print(f"report: {path.resolve().as_uri()}")
         return 0
@@ -724,7 +724,7 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     print(f"run {run}: the paper's claims, paired on the same examples (rule and figures in the report)")
     _print_claims(run_claims(data))
     print("does the FGSM gain survive a strong attack? (paired, on the same examples)")
-    for v in strong_attack_verdicts(data["attack_rows"], data["worst_case"], data["claim_eps"], _compared(data)):
+    for v in strong_attack_verdicts(data["attack_rows"], data["worst_case"], data["claim_eps"], data["compared"]):
         print(f"  {v.method}, {v.mode} box: {v.sentence}")
     print(f"report: {path.resolve().as_uri()}")
     return 0

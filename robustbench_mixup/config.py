@@ -129,13 +129,18 @@ class MethodInfo:
     param: str | None = None  # the `TrainConfig` field of its α (or smoothing factor); None: it takes none
     symbol: str = "α"  # how the report writes its parameter
 
+    @property
+    def option(self) -> str:
+        """The command-line option of its parameter: `--cutmix-alpha`."""
+        return "" if self.param is None else "--" + self.param.replace("_", "-")
+
 
 METHODS: dict[str, MethodInfo] = {
     "erm": MethodInfo("erm", "ERM", "empirical risk minimization: one-hot labels, inputs as they are"),
     "mixup": MethodInfo("mixup", "mixup", "input mixup: λ·x_i + (1−λ)·x_j with the labels mixed alike, "
                         "λ ~ Beta(α, α) (Zhang et al. 2018)", "alpha"),
     "cutmix": MethodInfo("cutmix", "CutMix", "a box of about (1−λ) of the image pasted from another example, "
-                         "labels weighted by the visible area (Yun et al. 2019)", "cutmix_alpha"),
+                         "labels weighted by the visible area, on every batch (Yun et al. 2019)", "cutmix_alpha"),
     "manifold-mixup": MethodInfo("manifold-mixup", "Manifold Mixup", "mixup of the hidden representation at a "
                                  "layer drawn per batch, the input included (Verma et al. 2019)", "manifold_alpha"),
     "label-smoothing": MethodInfo("label-smoothing", "label smoothing", "a control: one-hot targets smoothed "
@@ -225,23 +230,30 @@ class TrainConfig:
         _require([
             (len(set(methods)) == len(methods), f"--methods lists a method more than once: {' '.join(methods)}"),
             (BASELINE in methods, f"--methods must include {BASELINE}: every other method is compared with it"),
+            (len(methods) > 1, f"--methods needs a method besides {BASELINE} to compare with it"),
             (math.isfinite(self.cutmix_alpha) and self.cutmix_alpha >= 0,
              f"--cutmix-alpha must be ≥ 0, got {self.cutmix_alpha}"),
             (math.isfinite(self.manifold_alpha) and self.manifold_alpha >= 0,
              f"--manifold-alpha must be ≥ 0, got {self.manifold_alpha}"),
             (0 <= self.smoothing < 1, f"--smoothing must be in [0, 1), got {self.smoothing}"),
         ])  # fmt: skip
+        for name, info in METHODS.items():
+            if info.param is not None and name not in methods and getattr(self, info.param) != _DEFAULTS[info.param]:
+                raise UsageError(f"{info.option} sets {name}'s parameter, but --methods does not include {name}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        """The settings as recorded with the run and in its checkpoints. The method settings appear only
-        when they differ from their defaults, so a run recorded before methods existed reads, compares
-        and resumes as it did."""
+        """The settings as recorded with the run and in its checkpoints: the methods (when not the default
+        pair) and the parameter of every method trained. mixup's α is always there, as it was before methods
+        existed, so such a run reads, compares and resumes as it did."""
         d = dataclasses.asdict(self)
-        d["methods"] = list(self.methods)
-        for name in _METHOD_FIELDS:
-            if d[name] == _TRAIN_DEFAULTS[name]:
-                del d[name]
+        if self.methods == DEFAULT_METHODS:
+            del d["methods"]
+        else:
+            d["methods"] = list(self.methods)
+        for name, info in METHODS.items():
+            if info.param not in (None, "alpha") and name not in self.methods:
+                del d[info.param]
         return d
 
     @property
@@ -271,13 +283,14 @@ class TrainConfig:
         return member, self.param(member), self.seed
 
 
-_METHOD_FIELDS = ("methods", "cutmix_alpha", "manifold_alpha", "smoothing")
-_TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-_TRAIN_DEFAULTS["methods"] = list(DEFAULT_METHODS)
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 
-def default_run_name(cfg: TrainConfig) -> str:
-    return f"{cfg.dataset}-{cfg.model}-a{cfg.alpha:g}-s{cfg.seed}"
+def default_run_name(cfg: TrainConfig, *, seeded: bool = True) -> str:
+    """`mnist-5k-smallcnn-a1-s0` (without `-s0`, the name of a group of seeds); with other methods than the
+    pair, they are named instead of mixup's α."""
+    what = f"a{cfg.alpha:g}" if cfg.methods == DEFAULT_METHODS else "-".join(cfg.compared)
+    return f"{cfg.dataset}-{cfg.model}-{what}" + (f"-s{cfg.seed}" if seeded else "")
 
 
 # --- attacks ----------------------------------------------------------------------------------------
@@ -648,7 +661,7 @@ PRESETS = {
         name="quick", dataset="mnist-5k", model="smallcnn", epochs=15, alpha=1.0,
         attacks=(AttackConfig("fgsm", _SMALL_EPS), AttackConfig("ifgsm", (0.05, 0.1), steps=10),
                  AttackConfig("pgd", (0.05, 0.1), steps=20)),
-        probe_pairs=2000, probe_lambdas=21, sweep_noise=(0.5,), sweep_alpha=(0.0, 8.0), sweep_epochs=30,
+        probe_pairs=2000, probe_lambdas=21, sweep_noise=(0.5,), sweep_alpha=(0.0, 8.0), sweep_epochs=40,
         summary="mnist-5k, smallcnn, ERM and mixup; about 10 min on 2 CPU cores",
     ),
     "family": Preset(

@@ -2,8 +2,11 @@
 
 - calibration: the expected calibration error of the top-1 confidence (Guo et al. 2017);
 - margins: the true-class logit minus the best other logit (negative when misclassified);
-- input gradients: ‖∇ₓ CE(f(x), y)‖₂ per example, and the share that underflows to (almost) 0, the
-  mark of a saturated softmax that starves gradient attacks (gradient masking, Athalye et al. 2018);
+- input gradients: ‖∇ₓ CE(f(x), y)‖₂ per example, the share below 1e-6 (a saturated softmax: the loss is
+  flat around the point) and the share exactly 0 (no direction at all: a sign attack cannot move; gradient
+  masking, Athalye et al. 2018). A tiny but non-zero gradient still has a sign, so FGSM still takes a full
+  step of ε; what it says is that the loss is flat where the step starts, so a single linear step is a poor
+  guide to the loss ε away;
 - random noise: correctness under uniform random sign noise of each ε, to set beside the attacks'
   robust accuracy at the same ε (Fawzi et al. 2016: random noise is far weaker than adversarial noise).
 
@@ -39,7 +42,7 @@ __all__ = [
 ]
 
 ECE_BINS = 15  # Guo et al. 2017's default
-UNDERFLOW = 1e-6  # a gradient norm below this gives a sign attack no usable direction
+UNDERFLOW = 1e-6  # a gradient norm below this: the loss is flat around the point (a saturated softmax)
 NOISE_STREAM = "sign-noise"  # the `seeding` stream the noise signs are drawn from
 
 
@@ -140,12 +143,17 @@ class Diagnostics:
         return (self.grad_norm < threshold).double().mean().item()
 
     @property
+    def zero_fraction(self) -> float:
+        """Share of examples whose input gradient is exactly 0 (no sign to follow), in [0, 1]."""
+        return (self.grad_norm == 0).double().mean().item()
+
+    @property
     def noise_accuracy(self) -> tuple[float, ...]:
         return tuple(self.noise_correct.double().mean(1).tolist())
 
     def summary(self) -> dict[str, float]:
         """One row of the table: clean_acc, ece, median_margin, grad_norm_median, grad_norm_p90,
-        grad_underflow, then noise_acc@ε (ε formatted with :g) per ε, in that order."""
+        grad_underflow, grad_zero, then noise_acc@ε (ε formatted with :g) per ε, in that order."""
         row = {
             "clean_acc": self.clean_accuracy,
             "ece": self.ece(),
@@ -153,6 +161,7 @@ class Diagnostics:
             "grad_norm_median": self.grad_norm_quantile(0.5),
             "grad_norm_p90": self.grad_norm_quantile(0.9),
             "grad_underflow": self.underflow_fraction(),
+            "grad_zero": self.zero_fraction,
         }
         return row | {f"noise_acc@{e:g}": acc for e, acc in zip(self.eps, self.noise_accuracy, strict=True)}
 

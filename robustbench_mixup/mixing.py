@@ -57,6 +57,11 @@ def _check(images: torch.Tensor, labels: torch.Tensor, alpha: float, num_classes
         raise ValueError(f"labels must lie in [0, {num_classes}), got range [{int(labels.min())}, {int(labels.max())}]")
 
 
+def _mix(t: torch.Tensor, lam: float, index: torch.Tensor) -> torch.Tensor:
+    """λ·t + (1−λ)·t[index], a new tensor: the one mixing of images, representations and targets."""
+    return t.mul(lam).add_(t[index], alpha=1.0 - lam)
+
+
 def _draw(n: int, alpha: float, device: torch.device, generator: torch.Generator | None) -> tuple[float, torch.Tensor]:
     """λ ~ Beta(α, α) and a permutation of n, both from `generator` (the default torch generator if None)."""
     # torch's Beta sampler takes no generator; a NumPy Generator seeded from ours keeps one stream.
@@ -86,9 +91,7 @@ def mixup_batch(
     if alpha == 0:
         return MixedBatch(images, onehot, 1.0, torch.arange(n, device=labels.device))
     lam, index = _draw(n, alpha, labels.device, generator)
-    mixed = images.mul(lam).add_(images[index], alpha=1.0 - lam)
-    targets = onehot.mul(lam).add_(onehot[index], alpha=1.0 - lam)
-    return MixedBatch(mixed, targets, lam, index)
+    return MixedBatch(_mix(images, lam, index), _mix(onehot, lam, index), lam, index)
 
 
 def cutmix_batch(
@@ -125,8 +128,7 @@ def cutmix_batch(
     mixed = images.clone()
     mixed[:, :, y1:y2, x1:x2] = images[index][:, :, y1:y2, x1:x2]
     lam = 1.0 - (y2 - y1) * (x2 - x1) / (h * w)
-    targets = onehot.mul(lam).add_(onehot[index], alpha=1.0 - lam)
-    return MixedBatch(mixed, targets, lam, index)
+    return MixedBatch(mixed, _mix(onehot, lam, index), lam, index)
 
 
 # --- training steps: one per method ----------------------------------------------------------------
@@ -182,20 +184,21 @@ def manifold_mixup_step(
 ) -> Step:  # fmt: skip
     """Manifold Mixup: λ ~ Beta(α, α) and the permutation as for mixup, then a layer k uniform over
     {0 (the input), 1 .. L} with L = len(mixing_layers(model)); the output h of layer k is replaced by
-    λ·h + (1−λ)·h[index] in this forward pass only (a hook removed on return). α = 0 is `erm_step`."""
+    λ·h + (1−λ)·h[index] in this forward pass only (a hook removed on return). α = 0 is `erm_step`.
+    Trained, as every method here, with cross-entropy on the soft targets (the authors' code uses binary
+    cross-entropy on the softmax; the mixing is theirs)."""
     _check(x, y, alpha, num_classes)
     if alpha == 0:
         return erm_step(model, x, y, num_classes=num_classes)
     layers = mixing_layers(model)
     lam, index = _draw(len(y), alpha, y.device, generator)
     k = int(torch.randint(0, len(layers) + 1, (1,), generator=generator))
-    onehot = F.one_hot(y, num_classes).to(x.dtype)
-    targets = onehot.mul(lam).add_(onehot[index], alpha=1.0 - lam)
+    targets = _mix(F.one_hot(y, num_classes).to(x.dtype), lam, index)
     if k == 0:
-        return Step(model(as_batch(x.mul(lam).add_(x[index], alpha=1.0 - lam))), targets, targets, lam, 0)
+        return Step(model(as_batch(_mix(x, lam, index))), targets, targets, lam, 0)
 
     def mix(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
-        return output.mul(lam).add(output[index], alpha=1.0 - lam)
+        return _mix(output, lam, index)
 
     handle = layers[k - 1].register_forward_hook(mix)
     try:

@@ -34,6 +34,7 @@ from .claims import (
     StrongVerdict,
     assess,
     format_p,
+    paired_rows,
     seeds_statement,
     strong_attack_verdicts,
 )
@@ -147,7 +148,7 @@ def collect(out: str | Path, run: str) -> dict[str, Any]:
         "final": final, "commands": stage_commands(layout.root, run, record["config"], made_by),
         "claim_eps": made_by.claim_eps if made_by is not None else CLAIM_EPS.get(record["config"]["dataset"]),
         "surrogate_seed": surrogate_seed(record["config"]["seed"]),
-        "diagnostics": diagnostics, "methods": trained.methods,
+        "diagnostics": diagnostics, "methods": trained.methods, "compared": trained.compared,
         "settings": {m: trained.describe(m) for m in trained.methods},
     }  # fmt: skip
 
@@ -321,8 +322,7 @@ def strong_sections(data: dict[str, Any]) -> list[StrongSection]:
     """`claims.strong_attack_verdicts` on one run's collected results, with the commands its `needs` name."""
     n_test = data["dataset"].get("n_test")
     out = []
-    compared = [m for m in data["methods"] if m != "erm"]
-    for v in strong_attack_verdicts(data["attack_rows"], data["worst_case"], data["claim_eps"], compared):
+    for v in strong_attack_verdicts(data["attack_rows"], data["worst_case"], data["claim_eps"], data["compared"]):
         met = {g.attack: g.label for at in v.table for g in at.strong}
         columns = [met[a] for a in (*STRONG, WORST) if a in met]  # the registry's order, the worst case last
         rows = []
@@ -413,10 +413,12 @@ def robustness_rows(rows: Sequence[Mapping[str, Any]], worst: Sequence[Mapping[s
 
 
 DIAGNOSTICS_READING = (
-    "How to read it: a model whose input gradients are tiny at confident test points (a large margin, a small "
-    "median ‖∇‖, many below 1e-6) gives a single-step attack no direction to follow, so its FGSM accuracy is "
-    "optimistic, and a strong attack (PGD) tells the truth; random sign noise of the same ε should hurt far less "
-    "than any attack, and an attack no stronger than random noise has failed."
+    "How to read it: tiny gradients at confident points make single-step attacks optimistic. A large margin and a "
+    "small median ‖∇‖ (many below 1e-6) mean the loss is flat where FGSM starts, so its one linear step is a poor "
+    "guide to the loss ε away and an iterative attack (PGD) finds much more; a gradient that is exactly 0 gives a "
+    "sign attack no direction at all, and there only an attack whose loss does not saturate (APGD-DLR) or a "
+    "transfer attack can tell. Random sign noise of the same ε should hurt far less than any attack; an attack no "
+    "stronger than random noise has failed."
 )
 
 
@@ -431,12 +433,15 @@ def diagnostics_rows(data: dict[str, Any]) -> tuple[list[float], list[dict[str, 
     rows = []
     for model in [m for m in data["methods"] if m in stored]:
         d = stored[model]
-        attacks = {}
+        attacks: dict[str, list[float | None]] = {}
         for attack in ("fgsm", "pgd"):
-            key = (attack, "white", "native", model, d["n"])
-            mine = {r["eps"]: r for r in data["attack_rows"]
-                    if (r["attack"], r["mode"], r["backend"], r["model"], r["n"]) == key}  # fmt: skip
-            attacks[attack] = [next((mine[x]["top1"] for x in mine if abs(x - e) < 1e-9), None) for e in eps]
+            evaluated = {r["eps"] for r in data["attack_rows"] if r["attack"] == attack and r["n"] == d["n"]}
+            cells = []
+            for e in eps:  # the strongest exact setting stored at that ε (claims.paired_rows' choice)
+                x = next((x for x in evaluated if abs(x - e) < 1e-9), None)
+                at = None if x is None else paired_rows(data["attack_rows"], attack, "white", x, d["n"], method=model)
+                cells.append(None if at is None else at[model]["top1"])
+            attacks[attack] = cells
         rows.append({"model": model, "setting": data["settings"][model], **d,
                      "noise": [d.get(f"noise_acc@{e:g}") for e in eps], **attacks})  # fmt: skip
     return eps, rows
@@ -518,7 +523,7 @@ def build_group(out: str | Path, group: str, runs: Sequence[str]) -> Path:
         raise UsageError(f"group {group!r} has no trained run yet ({', '.join(runs)}): run it with its --seeds")
     datas = [collect(out, resolve_run(out, r)[0]) for r in trained]
     # the group report links to each run's own report: (re)built from the same collected results
-    per_seed = {d["run"]: _write_run_report(layout, d)[1] for d in datas}
+    per_seed = {d["run"]: {c.ident: c for c in _write_run_report(layout, d)[1]} for d in datas}
     claims = group_claims(datas)
     html = _env().get_template("group.html.j2").render(
         group=group, runs=list(runs), trained=trained, datas=datas, claims=claims, per_seed=per_seed, rule=RULE,

@@ -244,6 +244,25 @@ def unpack_values(blob: Any, n: int) -> Any:
     return values
 
 
+DIAGNOSTICS = ("clean_acc", "ece", "median_margin", "grad_norm_median", "grad_norm_p90", "grad_underflow",
+               "grad_zero")  # fmt: skip  # every model's; then noise_acc@EPS per noise level
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _noise_level(metric: str) -> float | None:
+    """The ε of a `noise_acc@EPS` metric, None for any other name."""
+    if not metric.startswith("noise_acc@"):
+        return None
+    try:
+        eps = float(metric.split("@", 1)[1])
+    except ValueError:
+        return None
+    return eps if math.isfinite(eps) and 0 <= eps <= 1 else None
+
+
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -690,15 +709,28 @@ class ResultsDB:
                 )
 
     def diagnostics(self, run: str) -> dict[str, dict[str, float]]:
-        """model -> metric -> value of the run's diagnostics on the largest n stored (with "n" and "seed")."""
+        """model -> metric -> value of the run's diagnostics on the largest n stored (with "n" and "seed").
+        Every row is checked: a positive n, a seed ≥ 0, a known metric with a finite value, and every metric
+        of `DIAGNOSTICS` there for each model; anything else is refused as damage."""
         top = self.conn.execute("SELECT MAX(n) FROM diagnostics WHERE run=?", (run,)).fetchone()[0]
         out: dict[str, dict[str, float]] = {}
+
+        def damaged(what: str) -> UsageError:
+            return self._unusable(f"is damaged (diagnostics of run {run!r}: {what})")
+
         for r in self.conn.execute("SELECT * FROM diagnostics WHERE run=? AND n=? ORDER BY rowid", (run, top)):
-            value = r["value"]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise self._unusable(f"is damaged (diagnostics {r['metric']!r} of {r['model']!r} in run {run!r} is "
-                                     f"{value!r}, not a finite number)")  # fmt: skip
-            out.setdefault(r["model"], {"n": r["n"], "seed": r["seed"]})[r["metric"]] = float(value)
+            n, seed, metric, value = r["n"], r["seed"], r["metric"], r["value"]
+            if not (_int(n) and n >= 1 and _int(seed) and seed >= 0):
+                raise damaged(f"n {n!r} and seed {seed!r} of {r['model']!r}")
+            if not (isinstance(metric, str) and (metric in DIAGNOSTICS or _noise_level(metric) is not None)):
+                raise damaged(f"unknown metric {metric!r}")
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)):
+                raise damaged(f"{metric!r} of {r['model']!r} is {value!r}, not a finite number")
+            out.setdefault(r["model"], {"n": n, "seed": seed})[metric] = float(value)
+        for model, row in out.items():
+            missing = [m for m in DIAGNOSTICS if m not in row]
+            if missing:
+                raise damaged(f"{model!r} lacks {', '.join(missing)}")
         return out
 
     # --- probes ------------------------------------------------------------------------------------

@@ -17,15 +17,8 @@ exactly the results of an uninterrupted sweep.
 from __future__ import annotations
 
 import dataclasses
-import os
-import socket
 import statistics
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,10 +26,11 @@ from typing import Any
 import torch
 
 from . import seeding
-from .config import Executor, Job, SweepConfig
+from .config import Job, SweepConfig
 from .data import Dataset, corrupt_labels, load_dataset
 from .devices import accuracy, predict, resolve_device
 from .errors import UsageError
+from .executors import check_executor, die_with, execute
 from .fsutil import ensure_writable_dir, exclusive, remove_stale_temporaries
 from .layout import Layout
 from .progress import Meter
@@ -87,26 +81,6 @@ def _checked_history(history: object, epochs: int, path: Path) -> list[dict[str,
     return list(history)  # type: ignore[arg-type]
 
 
-def die_with(parent: int, every: float = 1.0) -> None:
-    """In a worker process: exit at once when `parent` is gone (a kill -9 of the sweep leaves no orphans
-    training on, and a re-run of the sweep does not race them)."""
-
-    try:  # Linux: the kernel kills this process the moment its parent dies (PR_SET_PDEATHSIG = 1)
-        import ctypes
-        import signal
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass  # elsewhere the watchdog below does it, within `every` seconds
-
-    def watch() -> None:
-        while os.getppid() == parent:  # also covers a parent that died before prctl took effect
-            time.sleep(every)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
-
-
 def run_job(
     cfg: SweepConfig, job: Job, out: str, sweep: str, device: str, data_root: str | None, threads: int | None = None,
     on_epoch: Callable[[Job, int], None] | None = None, parent: int | None = None,
@@ -155,79 +129,6 @@ def run_job(
 # --- the parent: schedule, collect, record ----------------------------------------------------------
 
 
-def check_ray_address(address: str, timeout: float = 3.0) -> None:
-    """Fail within `timeout` seconds, with one clear line, when nothing listens at a Ray address."""
-    hostport = address.split("://", 1)[-1]
-    host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
-        raise UsageError(f"--address must look like HOST:PORT or ray://HOST:PORT, got {address!r}")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-    except OSError as exc:
-        raise UsageError(
-            f"cannot reach a Ray cluster at {address} ({exc.strerror or exc}): start one with 'ray start --head' "
-            "or check --address"
-        ) from None
-
-
-def _local(jobs: list[Job], submit: tuple, workers: int, on_epoch: Callable[[Job, int], None] | None) -> Iterator[dict]:
-    cfg, rest = submit[0], submit[1:]
-    if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            yield run_job(cfg, job, *rest, on_epoch=on_epoch)
-        return
-    import multiprocessing
-
-    threads = max(1, (os.cpu_count() or 1) // workers)  # workers share the cores rather than fight
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(run_job, cfg, job, *rest, threads, parent=os.getpid()) for job in jobs]
-        for fut in as_completed(futures):
-            yield fut.result()
-
-
-RAY_ANSWER_SECONDS = 10.0
-
-
-def check_ray(address: str | None, timeout: float = RAY_ANSWER_SECONDS) -> None:
-    """Before anything is written: Ray importable, and either already initialized in this process or a
-    cluster that answers at `address` as Ray within `timeout` seconds (tried in a child process, killed
-    at the deadline, since ray.init can retry an endpoint that is not Ray forever)."""
-    import importlib.util
-
-    if importlib.util.find_spec("ray") is None:
-        raise UsageError("--executor ray needs Ray: pip install 'robust-eval[distributed]'")
-    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
-        return
-    if address is None:
-        raise UsageError("--executor ray needs --address HOST:PORT of a running cluster")
-    check_ray_address(address)
-    probe = "import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False, logging_level='ERROR'); ray.shutdown()"
-    try:
-        answer = subprocess.run([sys.executable, "-c", probe, address], capture_output=True, text=True,
-                                timeout=timeout)  # fmt: skip
-    except subprocess.TimeoutExpired:
-        raise UsageError(
-            f"{address} accepts connections but no Ray cluster answered there within {timeout:g} s: "
-            "check --address (a Ray head's GCS port, 6379 by default)"
-        ) from None
-    if answer.returncode != 0:
-        last = (answer.stderr.strip().splitlines() or ["no message"])[-1][:160]
-        raise UsageError(f"no Ray cluster answers at {address} ({last}): check --address")
-
-
-def _ray(jobs: list[Job], submit_args: tuple, address: str | None) -> Iterator[dict]:
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(address=address, log_to_driver=False)  # check_ray found a cluster there
-    gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0  # one GPU per task where there are GPUs
-    task = ray.remote(num_gpus=gpus)(run_job)
-    pending = [task.remote(submit_args[0], job, *submit_args[1:]) for job in jobs]
-    while pending:
-        done, pending = ray.wait(pending, num_returns=1)
-        yield ray.get(done[0])
-
-
 @dataclass
 class SweepResult:
     name: str
@@ -256,11 +157,7 @@ def run_sweep(
     cfg.validate()
     layout = Layout(out)
     ckdir = layout.sweep_dir(name)  # checks the name
-    Executor.check(executor, "--executor")
-    if jobs < 1:
-        raise UsageError(f"--jobs must be ≥ 1, got {jobs}")
-    if executor == "ray":
-        check_ray(address)
+    check_executor(executor, jobs, address)
     resolve_device(device)
     previous = read_stored(layout.database, lambda db: db.get_sweep(name))
     if previous is not None and previous["config"] != cfg.to_dict():
@@ -287,7 +184,7 @@ def run_sweep(
         if progress is not None:
             progress.start(len(todo) * cfg.epochs)  # a resumed job finishes early: its done epochs are not redone
         submit = (cfg, str(layout.root), name, device, None if data_root is None else str(data_root))
-        results = _local(todo, submit, jobs, epoch_done) if executor == "local" else _ray(todo, submit, address)
+        results = execute(run_job, todo, submit, executor=executor, workers=jobs, address=address, on_epoch=epoch_done)
         for result in results:
             job = Job(**result["job"])
             db.record_sweep_job(name, job.key, result["history"], result["corrupted_fit"], result["n_corrupted"])

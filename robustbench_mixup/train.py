@@ -366,7 +366,7 @@ def _save_member(m: Member, layout: Layout, cfg: TrainConfig, dataset: Dataset, 
         m.model,
         m.optimizer,
         {
-            "run": run, "member": m.name, "method": m.method, "alpha": m.param, "seed": m.seed,
+            "run": run, "member": m.name, "method": m.method, "param": m.param, "seed": m.seed,
             "epoch": m.epochs_done,
             "epochs": cfg.epochs, "train": cfg.to_dict(), "dataset": dataset.describe(), "metrics": metrics,
             "rng": "every stream is seeded from (seed, stream, epoch): the epoch number is the RNG state",

@@ -134,6 +134,7 @@ def test_a_saturated_softmax_underflows_exactly_where_it_is_certain():
     assert d.grad_norm[:2].tolist() == [0.0, 0.0] and d.grad_norm[2] > 1
     assert 0 < d.grad_norm[3] < diagnostics.UNDERFLOW
     assert d.underflow_fraction() == 0.75 and d.summary()["grad_underflow"] == 0.75
+    assert d.zero_fraction == 0.5 and d.summary()["grad_zero"] == 0.5  # only the exactly-one-hot points: no sign
 
 
 def test_sign_noise_moves_each_pixel_by_exactly_eps_unless_clipped():
@@ -217,7 +218,7 @@ def test_summary_has_one_key_per_measure_and_per_eps():
     d = diagnostics.test_point_diagnostics(_mlp(), x, y, eps=EPS, seed=0)
     s = d.summary()
     assert list(s) == ["clean_acc", "ece", "median_margin", "grad_norm_median", "grad_norm_p90", "grad_underflow",
-                       "noise_acc@0", "noise_acc@0.05", "noise_acc@0.3"]  # fmt: skip
+                       "grad_zero", "noise_acc@0", "noise_acc@0.05", "noise_acc@0.3"]  # fmt: skip
     assert s["clean_acc"] == d.correct.double().mean().item() and s["ece"] == d.ece(diagnostics.ECE_BINS)
     assert [s[f"noise_acc@{e:g}"] for e in EPS] == list(d.noise_accuracy)
     hand = _diag(margin=[1.0, 2.0, 3.0, 10.0], grad_norm=[0.0, 1.0, 2.0, 3.0])

@@ -139,9 +139,31 @@ def test_a_run_recorded_before_methods_existed_reads_and_compares_as_it_did():
     old = {k: v for k, v in TrainConfig().to_dict().items()}
     assert not {"methods", "cutmix_alpha", "manifold_alpha", "smoothing"} & set(old)  # defaults are not written
     assert TrainConfig(**old).methods == ("erm", "mixup") and TrainConfig(**old).to_dict() == old
-    family = TrainConfig(methods=("erm", "mixup", "cutmix"), smoothing=0.2).to_dict()
-    assert family["methods"] == ["erm", "mixup", "cutmix"] and family["smoothing"] == 0.2
-    assert "cutmix_alpha" not in family
+    family = TrainConfig(methods=("erm", "mixup", "cutmix")).to_dict()
+    assert family["methods"] == ["erm", "mixup", "cutmix"] and family["cutmix_alpha"] == 1.0  # a trained method's
+    assert "smoothing" not in family and "manifold_alpha" not in family  # parameter, even at its default; no other
+    with pytest.raises(UsageError, match="--smoothing sets label-smoothing's parameter, but --methods does not"):
+        TrainConfig(methods=("erm", "cutmix"), smoothing=0.2).validate()
+    with pytest.raises(UsageError, match="a method besides erm"):
+        TrainConfig(methods=("erm",)).validate()
+
+
+@pytest.mark.parametrize("methods", [("erm", "mixup"), ("erm", "cutmix", "label-smoothing"), tuple(METHODS)])
+def test_the_suggested_train_command_rebuilds_the_same_settings(methods):
+    from robustbench_mixup.cli import build_parser
+    from robustbench_mixup.commands import train_command
+    from robustbench_mixup.config import default_run_name
+
+    cfg = TrainConfig(methods=methods, cutmix_alpha=0.5 if "cutmix" in methods else 1.0, seed=3).validate()
+    words = train_command(".", "r", cfg.to_dict(), resume=True).split()[1:]
+    args = build_parser().parse_args(words)
+    rebuilt = TrainConfig(dataset=args.dataset, model=args.model, epochs=args.epochs, alpha=args.alpha, seed=args.seed,
+                          batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, dropout=args.dropout,
+                          methods=tuple(args.methods), cutmix_alpha=args.cutmix_alpha,
+                          manifold_alpha=args.manifold_alpha, smoothing=args.smoothing).validate()  # fmt: skip
+    assert rebuilt.to_dict() == cfg.to_dict()
+    assert default_run_name(cfg) == ("mnist-5k-smallcnn-a1-s3" if methods == ("erm", "mixup") else
+                                     f"mnist-5k-smallcnn-{'-'.join(cfg.compared)}-s3")  # fmt: skip
 
 
 @pytest.mark.slow

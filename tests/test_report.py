@@ -84,7 +84,7 @@ def test_the_diagnostics_sit_beside_the_attacks_at_the_same_eps(full):
         fgsm = {r["eps"]: r["top1"] for r in stored["attack_rows"]
                 if (r["attack"], r["mode"], r["model"]) == ("fgsm", "white", model)}  # fmt: skip
         # per ε: random noise, FGSM, PGD (both run at 0.05 and 0.1 on every test example)
-        assert cells[6:] == [f"{100 * v:.1f}" for e in (0.05, 0.1)
+        assert cells[7:] == [f"{100 * v:.1f}" for e in (0.05, 0.1)
                              for v in (d[f"noise_acc@{e:g}"], fgsm[e], _top1(stored, "pgd", model, e))]  # fmt: skip
         assert d["clean_acc"] == stored["final"][model]["test_acc"]  # the same test points as training's
     assert "tiny gradients" in html.lower() or "tiny at confident" in html

@@ -1,3 +1,4 @@
+import re
 import sqlite3
 
 import pandas as pd
@@ -122,3 +123,25 @@ def test_a_version_5_database_is_migrated_and_its_rows_are_read_without_outcomes
         assert db.clean_rows("r") == [] and db.get_group("r") is None
     measured = claims.probe_points(claims.RunResults(probe_rows=rows), column="missed")
     assert measured == "stored without per-pair outcomes (by an older robust-eval): run the probe again"
+
+
+@pytest.mark.parametrize(
+    "sql, needle",
+    [
+        ("UPDATE diagnostics SET value='nan?' WHERE metric='ece'", "'ece' of 'erm' is 'nan?', not a finite number"),
+        ("UPDATE diagnostics SET metric='noise_acc@x' WHERE metric='noise_acc@0.1'", "unknown metric 'noise_acc@x'"),
+        ("DELETE FROM diagnostics WHERE metric='grad_zero'", "'erm' lacks grad_zero"),
+        ("UPDATE diagnostics SET seed=-3", "seed -3"),
+        ("UPDATE diagnostics SET metric='n' WHERE metric='ece'", "unknown metric 'n'"),
+    ],
+)
+def test_damaged_diagnostics_are_refused_where_they_are_read(tmp_path, sql, needle):
+    summary = {"clean_acc": 0.9, "ece": 0.05, "median_margin": 4.0, "grad_norm_median": 0.1, "grad_norm_p90": 0.3,
+               "grad_underflow": 0.0, "grad_zero": 0.0, "noise_acc@0.1": 0.85}  # fmt: skip
+    with ResultsDB(tmp_path / "r.sqlite") as db:
+        db.start_run("r", kind="train", config={}, seed=0, dataset="digits", environment={})
+        db.record_diagnostics("r", 100, 0, {"erm": summary})
+        assert db.diagnostics("r") == {"erm": {"n": 100, "seed": 0, **summary}}
+        db.conn.execute(sql)
+        with pytest.raises(UsageError, match=re.escape(needle)):
+            db.diagnostics("r")
