@@ -803,3 +803,90 @@ def strong_attack_verdicts(
     Nothing is guessed: rows without outcomes give "not paired: re-run".
     """
     return [strong_verdict(s, rows, worst, claim_eps, m) for m in methods for s in CLAIMS if s.key in FGSM_CLAIMS]
+
+
+# --- where does a claim hold? the robustness sweep ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepEffect:
+    """method − ERM at one (attack, ε, epochs, α) of a robustness sweep, pooled over its seeds."""
+
+    method: str
+    attack: str  # 'clean' or a key of ATTACKS (white box)
+    eps: float
+    epochs: int
+    alpha: float
+    effect: Any  # stats.Effect of the error (clean: of the accuracy)
+    verdict: str  # reproduced | contradicted | inconclusive, after Holm over every cell of the sweep
+    p_value: float
+    p_holm: float = 1.0
+
+    @property
+    def direction(self) -> Direction:
+        return "no_worse" if self.attack == "clean" else "lower"
+
+
+def sweep_effects(rows: Sequence[Row]) -> list[SweepEffect]:
+    """From a robustness sweep's stored outcomes (`ResultsDB.robust_rows`): for every method other than ERM and
+    every (attack, ε, epochs, α), the paired difference in error under the attack (for 'clean', in accuracy)
+    pooled over the seeds, as the claims pool a group (the same test examples for every seed: crossed). The
+    claim read is the paper's: the method lowers the attack's error (clean accuracy no worse, by `MARGIN`);
+    reproduced or contradicted needs p < ALPHA after Holm over every cell."""
+    from .stats import holm, pooled_effect
+
+    by: dict[tuple, dict[str, Any]] = {}
+    for r in rows:
+        by.setdefault((r["attack"], r["eps"], r["epochs"], r["alpha"], r["seed"]), {})[r["model"]] = r["correct"]
+    methods = [m for m in METHODS if m != BASELINE and any(m in v for v in by.values())]
+    effects = []
+    for attack, eps, epochs, alpha in sorted({k[:4] for k in by}, key=lambda k: (k[0] != "clean", k)):
+        for method in methods:
+            seeds = [v for k, v in sorted(by.items()) if k[:4] == (attack, eps, epochs, alpha)
+                     and BASELINE in v and method in v]  # fmt: skip
+            if not seeds:
+                continue
+            clean = attack == "clean"
+            pairs = [(v[BASELINE], v[method]) if clean else (~v[BASELINE], ~v[method]) for v in seeds]
+            e = pooled_effect(pairs, shared_units=len(pairs) > 1)
+            direction: Direction = "no_worse" if clean else "lower"
+            verdict = {"claimed": "reproduced", "other": "contradicted"}.get(side(e, direction), "inconclusive")
+            effects.append(SweepEffect(method, attack, eps, epochs, alpha, e, verdict, claim_p(e, direction)))
+    adjusted = holm([x.p_value for x in effects]) if effects else []
+    out = []
+    for x, adj in zip(effects, adjusted, strict=True):
+        verdict = x.verdict if adj < ALPHA else "inconclusive"
+        out.append(SweepEffect(**{**x.__dict__, "verdict": verdict, "p_holm": adj}))
+    return out
+
+
+def where_it_holds(effects: Sequence[SweepEffect]) -> list[str]:
+    """The sweep in words: per method, attack, ε and epochs, the α where the paper's claim holds, where it
+    flips (significantly the other way) and where the data cannot tell."""
+    lines = []
+    groups: dict[tuple, list[SweepEffect]] = {}
+    for x in effects:
+        groups.setdefault((x.method, x.attack, x.eps, x.epochs), []).append(x)
+    order = {m: i for i, m in enumerate(METHODS)}
+    for (method, attack, eps, epochs), xs in sorted(
+        groups.items(), key=lambda kv: (order[kv[0][0]], kv[0][1] != "clean", kv[0][1], kv[0][2], kv[0][3])
+    ):
+        label = METHODS[method].label
+
+        def alphas(verdict: str, xs: list[SweepEffect] = xs) -> str:
+            return ", ".join(f"{x.alpha:g}" for x in xs if x.verdict == verdict)
+
+        held, flipped, unsure = alphas("reproduced"), alphas("contradicted"), alphas("inconclusive")
+        if attack == "clean":
+            what = f"{label}'s clean accuracy is no worse than ERM's (by at most {100 * MARGIN:g} point)"
+        else:
+            what = f"{label} lowers white-box {ATTACKS[attack].label} error at ε = {eps:.4g}"
+        parts = []
+        if held:
+            parts.append(f"holds at α = {held}")
+        if flipped:
+            parts.append(f"flips (significantly the other way) at α = {flipped}")
+        if unsure:
+            parts.append(f"is undecided at α = {unsure}")
+        lines.append(f"After {epochs} epochs, '{what}' " + "; ".join(parts) + ".")
+    return lines

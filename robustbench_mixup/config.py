@@ -593,6 +593,80 @@ class SweepConfig:
         return TrainConfig(methods=(BASELINE, job.mixing), **{field: job.alpha}, **common)
 
 
+# --- the robustness sweep --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of a robustness sweep: a run of every method at one α, number of epochs and seed."""
+
+    alpha: float
+    epochs: int
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"alpha{self.alpha:g}-epochs{self.epochs}-seed{self.seed}"
+
+
+@dataclass(frozen=True)
+class RobustSweepConfig:
+    """Where does a claim hold? Every method (ERM among them) trained at every α × epochs × seed, then
+    attacked white box by every attack at every ε on the first `n` test examples. The mixing methods of a
+    cell share its α; label smoothing keeps its factor (`TrainConfig.smoothing`)."""
+
+    dataset: str
+    model: str
+    methods: tuple[str, ...]
+    alpha: tuple[float, ...]
+    epochs: tuple[int, ...]
+    seeds: tuple[int, ...] = (0,)
+    attacks: tuple[str, ...] = ("fgsm",)
+    eps: tuple[float, ...] = (0.1,)
+    steps: int | None = None  # the iterative attacks' steps (None: each attack's default)
+    n: int | None = None  # first n test examples (None: all)
+    batch_size: int = TrainConfig.batch_size
+    lr: float = TrainConfig.lr
+    weight_decay: float = TrainConfig.weight_decay
+    width: int | None = None
+
+    def validate(self) -> RobustSweepConfig:
+        for name, grid in (("alpha", self.alpha), ("epochs", self.epochs), ("seeds", self.seeds),
+                           ("attack", self.attacks), ("eps", self.eps)):  # fmt: skip
+            if not grid:
+                raise UsageError(f"--{name} needs at least one value: the grid is empty")
+            if len(set(grid)) != len(grid):
+                raise UsageError(f"--{name} lists a value more than once: {' '.join(map(str, grid))}")
+        if any(not (math.isfinite(a) and a > 0) for a in self.alpha):
+            raise UsageError(f"--alpha values must be > 0 (ERM is the erm method), got {list(self.alpha)}")
+        for attack in self.attacks:
+            if attack not in ATTACKS:
+                raise UsageError(f"unknown attack {attack!r}: choose one of {', '.join(ATTACKS)}")
+        for cfg in self.attack_configs():
+            cfg.validate()
+        for cell in self.cells():
+            self.cell_config(cell).validate()
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    def cells(self) -> list[Cell]:
+        return [Cell(a, e, s) for a, e, s in itertools.product(self.alpha, self.epochs, self.seeds)]
+
+    def cell_config(self, cell: Cell) -> TrainConfig:
+        """The training settings of a cell: every method, each mixing method at the cell's α."""
+        alphas = {METHODS[m].param: cell.alpha for m in self.methods if METHODS[m].param not in (None, "smoothing")}
+        return TrainConfig(dataset=self.dataset, model=self.model, epochs=cell.epochs, seed=cell.seed,
+                           batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay, width=self.width,
+                           methods=self.methods, **alphas)  # fmt: skip
+
+    def attack_configs(self) -> list[AttackConfig]:
+        """Every attack, white box, at every ε, with `steps` for the iterative ones."""
+        return [AttackConfig(a, self.eps, steps=self.steps if ATTACKS[a].iterative else None, mode="white", n=self.n)
+                for a in self.attacks]  # fmt: skip
+
+
 # --- presets of `robust-eval run` ------------------------------------------------------------------
 
 # The ε at which the attack claims are judged, per dataset: the analogue of the paper's 4/255 on ImageNet

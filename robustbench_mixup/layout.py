@@ -3,10 +3,12 @@
     OUT/
       checkpoints/RUN/{erm,mixup,surrogate}.safetensors, run.json   a training run
       checkpoints/sweeps/SWEEP/JOB.safetensors                       a sweep's jobs
+      checkpoints/sweeps/SWEEP/CELL/                                 a robustness sweep's cell (an OUT of its own)
       attacks/RUN/*.safetensors                                      saved transfer (black-box) sets
       reports/results.sqlite                                         the results database
       reports/RUN/index.html, probe-SPLIT-SAMECLASS.png              a run's report and probe figure
       reports/sweeps/SWEEP/curves.png                                a sweep's figure
+      reports/sweeps/SWEEP/index.html, effects.png                   a robustness sweep's report
       reports/compare-TAG/index.html                                 a comparison of runs
 
 Every name that becomes a path component is checked here, whatever its source (the command line, the
@@ -118,6 +120,13 @@ class Layout:
 
     def sweep_figure(self, sweep: str) -> Path:
         return self.reports / "sweeps" / check_name(sweep, "sweep name") / "curves.png"
+
+    def cell_root(self, sweep: str, cell_key: str) -> Path:
+        """A robustness sweep's cell: the output root its run is trained and attacked under."""
+        return self.sweep_dir(sweep) / check_name(cell_key, "cell key")
+
+    def sweep_report(self, sweep: str) -> Path:
+        return self.reports / "sweeps" / check_name(sweep, "sweep name") / "index.html"
 
     # --- comparisons ------------------------------------------------------------------------------
     def comparison(self, tag: str) -> Path:

@@ -32,11 +32,14 @@ from .claims import (
     Gain,
     RunResults,
     StrongVerdict,
+    SweepEffect,
     assess,
     format_p,
     paired_rows,
     seeds_statement,
     strong_attack_verdicts,
+    sweep_effects,
+    where_it_holds,
 )
 from .commands import attack_command, stage_commands
 from .config import ATTACKS, CLAIM_EPS, METHODS, SURROGATE, ProbeConfig, TrainConfig, preset_of, surrogate_seed
@@ -130,6 +133,7 @@ def collect(out: str | Path, run: str) -> dict[str, Any]:
         clean_rows = db.clean_rows(run)
         diagnostics = db.diagnostics(run)
         sweep = db.get_sweep(run)
+        sweep = sweep if sweep is not None and sweep["kind"] == "corrupt" else None  # memorization only
         sweep_jobs = db.sweep_jobs(run) if sweep else []
     assert record is not None
     made_by = preset_of(record["environment"].get("argv"))
@@ -620,5 +624,66 @@ def build_comparison(out: str | Path, runs: list[str]) -> Path:
     if len(tag) > 80:
         tag = f"{names[0]}-and-{len(names) - 1}-more-{hashlib.sha256(tag.encode()).hexdigest()[:8]}"
     path = layout.comparison(tag)
+    atomic_write_text(path, html)
+    return path
+
+
+# --- the robustness sweep -------------------------------------------------------------------------
+
+
+def sweep_effects_figure(effects: Sequence[SweepEffect]) -> str | None:
+    """method − ERM against α (log scale) with 95% intervals over seeds: a panel per (attack, ε), a line per
+    (method, epochs); 0 marked."""
+    from . import figures
+
+    panels = list(dict.fromkeys((x.attack, x.eps) for x in effects))
+    if not panels:
+        return None
+    lines = list(dict.fromkeys((x.method, x.epochs) for x in effects))
+    colours = dict(zip(lines, figures.palette(len(lines)), strict=False))
+    with figures.theme():
+        fig, axes = figures.new_figure(1, len(panels), figsize=(3.6 * len(panels), 3.2), squeeze=False)
+        for ax, (attack, eps) in zip(axes[0], panels, strict=True):
+            for method, epochs in lines:
+                xs = sorted((x for x in effects if (x.attack, x.eps, x.method, x.epochs) == (attack, eps, method,
+                                                                                              epochs)),
+                            key=lambda x: x.alpha)  # fmt: skip
+                if not xs:
+                    continue
+                a = [x.alpha for x in xs]
+                mid = [100 * x.effect.diff for x in xs]
+                ax.errorbar(a, mid, yerr=[[100 * (x.effect.diff - x.effect.lo) for x in xs],
+                                          [100 * (x.effect.hi - x.effect.diff) for x in xs]],
+                            marker="o", capsize=3, color=colours[(method, epochs)],
+                            label=f"{METHODS[method].label}, {epochs} epochs")  # fmt: skip
+            ax.axhline(0, color=".3", linewidth=1)
+            ax.set_xscale("log")
+            ticks = sorted({x.alpha for x in effects})
+            ax.set_xticks(ticks, [f"{a:g}" for a in ticks])
+            ax.minorticks_off()
+            ax.set_xlabel("α")
+            what = "clean error" if attack == "clean" else f"{ATTACKS[attack].label} error, ε {eps:.3g}"
+            ax.set_title(what if attack != "clean" else "clean accuracy", fontsize=9)
+            ax.set_ylabel("method − ERM, points" + (" (accuracy)" if attack == "clean" else " (error)"))
+        axes[0][0].legend(fontsize=7)
+        fig.tight_layout()
+        return _png(fig)
+
+
+def build_robust_sweep(out: str | Path, name: str) -> Path:
+    """Write `reports/sweeps/NAME/index.html` for robustness sweep `name` from the database alone: the
+    sentences saying where the claim holds and where it flips, the effects against α, and every cell."""
+    layout = Layout(out)
+    stored = read_stored(layout.database, lambda db: (db.get_sweep(name), db.robust_rows(name)))
+    if stored is None or stored[0] is None or stored[0]["kind"] != "robust":
+        raise UsageError(f"no robustness sweep named {name!r} under {str(layout.root)!r}")
+    sweep, rows = stored
+    effects = sweep_effects(rows)
+    cells = sorted({(r["alpha"], r["epochs"], r["seed"]) for r in rows})
+    html = _env().get_template("robust.html.j2").render(
+        name=name, cfg=sweep["config"], effects=effects, sentences=where_it_holds(effects), cells=len(cells),
+        figure=sweep_effects_figure(effects), alpha=ALPHA, attacks=ATTACKS, methods=METHODS,
+    )  # fmt: skip
+    path = layout.sweep_report(name)
     atomic_write_text(path, html)
     return path

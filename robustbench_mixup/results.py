@@ -200,6 +200,23 @@ MIGRATIONS: list[list[str]] = [
         )""",
         # the sweep job's training method; every job before v7 was ERM (α = 0) or mixup
         "ALTER TABLE sweep_jobs ADD COLUMN mixing TEXT NOT NULL DEFAULT 'mixup'",
+        """CREATE TABLE robust_cells (      -- a robustness sweep's grid (the sweep itself: sweeps, kind 'robust')
+            sweep TEXT NOT NULL REFERENCES sweeps(name),
+            key TEXT NOT NULL,              -- e.g. alpha0.2-epochs15-seed0
+            alpha REAL NOT NULL, epochs INTEGER NOT NULL, seed INTEGER NOT NULL,
+            status TEXT NOT NULL,           -- 'pending' | 'running' | 'done'
+            starts INTEGER NOT NULL DEFAULT 0, updated TEXT NOT NULL,
+            PRIMARY KEY (sweep, key)
+        )""",
+        """CREATE TABLE robust_results (
+            sweep TEXT NOT NULL, key TEXT NOT NULL,
+            model TEXT NOT NULL,            -- the method
+            attack TEXT NOT NULL,           -- 'clean', or a key of config.ATTACKS (white box)
+            eps REAL NOT NULL, n INTEGER NOT NULL, top1 REAL NOT NULL,
+            correct BLOB NOT NULL,          -- per test example, top-1 correct (packbits)
+            PRIMARY KEY (sweep, key, model, attack, eps),
+            FOREIGN KEY (sweep, key) REFERENCES robust_cells(sweep, key)
+        )""",
     ],
 ]
 
@@ -779,6 +796,53 @@ class ResultsDB:
             "SELECT key FROM sweep_jobs WHERE sweep=? AND status='done' AND corrupted_fit IS NOT NULL", (name,)
         )
         return {r[0] for r in rows}
+
+    # --- robustness sweeps ---------------------------------------------------------------------------
+
+    def start_robust_sweep(self, name: str, config: dict, cells: list[dict[str, Any]]) -> set[str]:
+        """Register the sweep and its cells (existing rows kept: the resume path); returns the finished cells'
+        keys, and marks the others as started."""
+        now = _now()
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO sweeps (name, kind, config, created, updated) VALUES (?, 'robust', ?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET updated=excluded.updated",
+                (name, json.dumps(config, sort_keys=True), now, now),
+            )
+            c.executemany(
+                "INSERT OR IGNORE INTO robust_cells (sweep, key, alpha, epochs, seed, status, updated) "
+                "VALUES (?, ?, ?, ?, ?, 'pending', ?)",
+                [(name, x["key"], x["alpha"], x["epochs"], x["seed"], now) for x in cells],
+            )
+            done = {r[0] for r in c.execute("SELECT key FROM robust_cells WHERE sweep=? AND status='done'", (name,))}
+            c.executemany(
+                "UPDATE robust_cells SET status='running', starts=starts+1, updated=? WHERE sweep=? AND key=?",
+                [(now, name, x["key"]) for x in cells if x["key"] not in done],
+            )
+        return done
+
+    def record_robust_cell(self, name: str, key: str, rows: list[dict[str, Any]]) -> None:
+        """A finished cell: per method, its clean and attacked outcomes (`correct` packed), in one transaction."""
+        with self.transaction() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO robust_results (sweep, key, model, attack, eps, n, top1, correct) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(name, key, r["model"], r["attack"], r["eps"], r["n"], r["top1"], r["correct"]) for r in rows],
+            )
+            c.execute("UPDATE robust_cells SET status='done', updated=? WHERE sweep=? AND key=?", (_now(), name, key))
+
+    def robust_rows(self, name: str) -> list[dict[str, Any]]:
+        """Every stored outcome of the sweep's finished cells, with the cell's α, epochs and seed and `correct`
+        as a numpy bool array (checked: a blob of the wrong size is refused as damage)."""
+        rows = [dict(r) for r in self.conn.execute(
+            "SELECT r.*, c.alpha, c.epochs, c.seed FROM robust_results r JOIN robust_cells c "
+            "ON r.sweep = c.sweep AND r.key = c.key WHERE r.sweep=? AND c.status='done' "
+            "ORDER BY c.epochs, c.alpha, c.seed, r.model, r.attack, r.eps", (name,))]  # fmt: skip
+        for r in rows:
+            if not (_int(r["n"]) and r["n"] >= 1):
+                raise self._unusable(f"is damaged (robust_results.n of {name!r} is {r['n']!r})")
+            r["correct"] = self._unpacked(f"robust_results.correct of {name!r}", unpack_outcomes, r["correct"], r["n"])
+        return rows
 
     def mark_started(self, name: str, keys: list[str]) -> None:
         with self.transaction() as c:

@@ -1,4 +1,5 @@
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -272,3 +273,76 @@ def test_a_stored_job_of_an_unknown_method_is_refused_as_damage(tmp_path):
         db.conn.execute("UPDATE sweep_jobs SET mixing='<b>bogus</b>'")
         with pytest.raises(UsageError, match=r"sweep_jobs\.mixing of 's' is '<b>bogus</b>', not a method"):
             db.sweep_jobs("s")
+
+
+ROBUST = ["sweep", "robust", "--dataset", "digits", "--model", "mlp", "--methods", "erm", "mixup", "--alpha", "0.5",
+          "2", "--epochs", "1", "--seeds", "0", "1", "--attack", "fgsm", "--eps", "0.05", "0.1", "--batch-size", "64",
+          "--device", "cpu", "--name", "where"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_robustness_sweep_pools_each_cell_over_seeds_and_says_where_the_claim_holds(capsys, tmp_path):
+    from robustbench_mixup.claims import sweep_effects
+    from robustbench_mixup.results import ResultsDB
+    from robustbench_mixup.stats import pooled_effect
+
+    code, out, err = run_cli(capsys, *ROBUST, "--out", str(tmp_path))
+    assert code == 0, err
+    sentences = [ln for ln in out.splitlines() if ln.startswith("  After 1 epochs")]
+    assert len(sentences) == 3  # clean, FGSM at 0.05 and at 0.1, for mixup
+    assert all(re.search(r"(holds|flips|is undecided) at α = ", s) for s in sentences)
+    report = tmp_path / "reports" / "sweeps" / "where" / "index.html"
+    html = report.read_text()
+    assert re.search(r'id="fig-effects" alt="[^"]+" src="data:image/png;base64,', html)
+    with ResultsDB(tmp_path / "reports" / "results.sqlite") as db:
+        rows = db.robust_rows("where")
+    assert {(r["alpha"], r["seed"]) for r in rows} == {(0.5, 0), (0.5, 1), (2.0, 0), (2.0, 1)}
+    effects = {(x.attack, x.eps, x.alpha): x for x in sweep_effects(rows)}
+    assert len(effects) == 2 * 3 and html.count('<tr><td class="l">mixup</td>') == 6
+    # each cell's effect: ERM and mixup of the same seed paired on the same test examples, then over the seeds
+    for alpha in (0.5, 2.0):
+        pairs = []
+        for seed in (0, 1):
+            cell = tmp_path / "checkpoints" / "sweeps" / "where" / f"alpha{alpha:g}-epochs1-seed{seed}"
+            with ResultsDB(cell / "reports" / "results.sqlite") as db:
+                at = {r["model"]: r["correct"] for r in db.attack_rows("cell", outcomes=True, eps=0.1)}
+            pairs.append((~at["erm"], ~at["mixup"]))
+        expected = pooled_effect(pairs, shared_units=True)
+        assert effects[("fgsm", 0.1, alpha)].effect.diff == pytest.approx(expected.diff)
+        assert effects[("fgsm", 0.1, alpha)].effect.lo == pytest.approx(expected.lo)
+    capsys.readouterr()
+    code, out, err = run_cli(capsys, *ROBUST, "--out", str(tmp_path))  # everything stored: nothing is retrained
+    assert code == 0 and "done α" not in err, err
+    code, _, err = run_cli(capsys, *ROBUST[:-1], "other", "--out", str(tmp_path), "--eps", "0.2")
+    assert code == 0, err  # another name, another sweep
+    code, _, err = run_cli(capsys, *ROBUST, "--out", str(tmp_path), "--seeds", "0")
+    assert_one_line_error(code, err, "'where' is already a sweep with other settings")
+    with sqlite3.connect(tmp_path / "reports" / "results.sqlite") as con:
+        con.execute("UPDATE robust_results SET correct = x'00' WHERE attack = 'fgsm'")  # a blob cut short
+    code, _, err = run_cli(capsys, *ROBUST, "--out", str(tmp_path))
+    assert_one_line_error(code, err, "robust_results.correct of 'where'")
+
+
+@pytest.mark.parametrize(
+    "extra, needles",
+    [
+        (["--alpha", "0"], ["--alpha values must be > 0"]),
+        (["--methods", "mixup"], ["--methods must include erm"]),
+        (["--eps", "2"], ["--eps values must lie in [0, 1]"]),
+        (["--epochs", "0"], ["--epochs must be ≥ 1"]),
+        (["--seeds", "1", "1"], ["--seeds lists a value more than once"]),
+    ],
+)
+def test_robustness_sweep_bad_input_is_one_line_and_writes_nothing(capsys, tmp_path, extra, needles):
+    code, _, err = run_cli(capsys, *ROBUST, *extra, "--out", str(tmp_path / "o"))
+    assert_one_line_error(code, err, *needles)
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_robustness_sweep_cannot_take_a_memorization_sweeps_name(capsys, tmp_path):
+    from robustbench_mixup.results import ResultsDB
+
+    with ResultsDB(tmp_path / "reports" / "results.sqlite") as db:
+        db.start_sweep("where", {"dataset": "digits"}, [])
+    code, _, err = run_cli(capsys, *ROBUST, "--out", str(tmp_path))
+    assert_one_line_error(code, err, "'where' is already a memorization sweep")

@@ -1,0 +1,134 @@
+"""Where does a claim hold? The robustness sweep over methods × α × epochs × seeds × attack × ε.
+
+Each cell (α, epochs, seed) is one training run of every method (`TrainConfig.methods`, each mixing
+method at the cell's α) followed by white-box attacks at every ε, exactly as `robust-eval train` and
+`robust-eval fgsm` do, under an output root of its own (`Layout.cell_root`): so a cell resumes like a run
+(from its last epoch, skipping attacks already stored) and can run anywhere. Cells run through the same
+executor as the memorization sweep (`executors.execute`: this process, local workers or Ray); each sends
+back its per-example outcomes, and this process alone records them (`robust_results`). The effects,
+method − ERM pooled over seeds with the claims' statistics, and the sentences saying where the paper's
+claim holds and where it flips, come from `claims.sweep_effects` / `where_it_holds`; the report is
+`report.build_robust_sweep`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import Cell, RobustSweepConfig
+from .data import load_dataset
+from .devices import resolve_device
+from .errors import UsageError
+from .evaluation import evaluate_run
+from .executors import check_executor, die_with, execute
+from .fsutil import ensure_writable_dir, exclusive
+from .layout import Layout
+from .progress import Meter
+from .results import ResultsDB, pack_outcomes, read_stored
+from .train import check_data, train_run
+
+CELL_RUN = "cell"  # the run's name inside a cell's own output root
+
+
+def run_cell(
+    cfg: RobustSweepConfig, cell: Cell, out: str, sweep: str, device: str, data_root: str | None,
+    threads: int | None = None, on_epoch: Callable[[Cell, int], None] | None = None, parent: int | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Train (or finish) one cell's run and attack it; returns its per-example outcomes, packed.
+
+    Runs in this process, a worker process or a Ray task, so it takes plain arguments (see `executors`)."""
+    if parent is not None:
+        die_with(parent)
+    if threads:
+        torch.set_num_threads(threads)
+    root = Layout(out).cell_root(sweep, cell.key)
+    tick = None if on_epoch is None else (lambda member, epoch, metrics: on_epoch(cell, 1))
+    train_run(cfg.cell_config(cell), run=CELL_RUN, out=root, device=device, resume=True, data_root=data_root,
+              members=cfg.methods, on_epoch=tick)  # fmt: skip
+    with ResultsDB(Layout(root).database) as db:
+        stored = db.attack_rows(CELL_RUN)
+    for attack in cfg.attack_configs():
+        have = {(r["model"], r["eps"]) for r in stored if r["attack"] == attack.attack and r["mode"] == "white"}
+        if not all((m, e) in have for m in cfg.methods for e in attack.eps):
+            evaluate_run(attack, out=root, run=CELL_RUN, device=device, data_root=data_root)
+    with ResultsDB(Layout(root).database) as db:
+        clean = db.clean_rows(CELL_RUN)
+        attacked = db.attack_rows(CELL_RUN, outcomes=True, mode="white", backend="native")
+    rows = [{"model": r["model"], "attack": "clean", "eps": 0.0, "n": r["n"], "top1": r["top1"],
+             "correct": pack_outcomes(r["correct"])} for r in clean if r["split"] == "test"]  # fmt: skip
+    wanted = {(a.attack, e) for a in cfg.attack_configs() for e in a.eps}
+    best: dict[tuple, dict[str, Any]] = {}
+    for r in attacked:  # per (model, attack, ε): the row of the sweep's setting (the latest if stored twice)
+        if (r["attack"], r["eps"]) in wanted and r["correct"] is not None:
+            best[(r["model"], r["attack"], r["eps"])] = r
+    rows += [{"model": m, "attack": a, "eps": e, "n": r["n"], "top1": r["top1"], "correct": pack_outcomes(r["correct"])}
+             for (m, a, e), r in best.items()]  # fmt: skip
+    return {"cell": dataclasses.asdict(cell), "rows": rows}
+
+
+@dataclass
+class RobustSweepResult:
+    name: str
+    config: RobustSweepConfig
+    report: Path
+
+
+def run_robust_sweep(
+    cfg: RobustSweepConfig,
+    *,
+    name: str,
+    out: str | Path = ".",
+    executor: str = "local",
+    jobs: int = 1,
+    address: str | None = None,
+    device: str = "auto",
+    data_root: str | Path | None = None,
+    on_cell: Callable[[dict[str, Any]], None] | None = None,
+    progress: Meter | None = None,
+) -> RobustSweepResult:
+    """Run (or resume) robustness sweep `name` under `out`, then write its report; finished cells are kept.
+
+    `on_cell(result)` is called as each cell finishes; `progress` counts member-epochs of training."""
+    cfg = cfg.validate()
+    layout = Layout(out)
+    layout.sweep_dir(name)  # checks the name
+    check_executor(executor, jobs, address)
+    resolve_device(device)
+    previous = read_stored(layout.database, lambda db: db.get_sweep(name))
+    if previous is not None and (previous["kind"] != "robust" or previous["config"] != cfg.to_dict()):
+        what = "a memorization sweep" if previous["kind"] != "robust" else "a sweep with other settings"
+        raise UsageError(f"{name!r} is already {what} under {str(layout.root)!r}: give this one another --name")
+    data = load_dataset(cfg.dataset, root=data_root)  # a missing dataset stops here, before anything is written
+    check_data(cfg.cell_config(cfg.cells()[0]), len(data.train_labels))
+    ensure_writable_dir(layout.root)
+    cells = cfg.cells()
+    with exclusive(layout.sweep_lock(name), f"sweep {name!r}"), ResultsDB(layout.database) as db:
+        done = db.start_robust_sweep(name, cfg.to_dict(), [{"key": c.key, **dataclasses.asdict(c)} for c in cells])
+        todo = [c for c in cells if c.key not in done]
+        counted: dict[str, int] = {}
+
+        def epoch_done(cell: Cell, count: int) -> None:
+            counted[cell.key] = counted.get(cell.key, 0) + count
+            if progress is not None:
+                progress.update(count)
+
+        if progress is not None:
+            progress.start(sum(c.epochs for c in todo) * len(cfg.methods))
+        args = (cfg, str(layout.root), name, device, None if data_root is None else str(data_root))
+        for result in execute(run_cell, todo, args, executor=executor, workers=jobs, address=address,
+                              on_epoch=epoch_done):  # fmt: skip
+            cell = Cell(**result["cell"])
+            db.record_robust_cell(name, cell.key, result["rows"])
+            if progress is not None and not counted.get(cell.key):  # from a worker: its epochs at once
+                progress.update(cell.epochs * len(cfg.methods))
+            if on_cell is not None:
+                on_cell(result)
+    from .report import build_robust_sweep
+
+    return RobustSweepResult(name, cfg, build_robust_sweep(out, name))
