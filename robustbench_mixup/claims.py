@@ -35,7 +35,7 @@ from statistics import NormalDist
 from typing import Any, Literal, get_args
 
 from . import paper
-from .config import ATTACKS, BASELINE, DEFAULT_METHODS, METHODS, AttackConfig
+from .config import ATTACKS, BASELINE, DEFAULT_METHODS, METHODS, PAPER_METHOD, AttackConfig
 
 Direction = Literal["lower", "higher", "no_worse"]
 DIRECTIONS: tuple[str, ...] = get_args(Direction)
@@ -126,7 +126,7 @@ class Claim:
     direction: Direction
     unit: str
     verdict: str  # one of VERDICTS
-    method: str = "mixup"  # the method compared with ERM
+    method: str = PAPER_METHOD  # the method compared with ERM
     where: str = ""
     effect: Any = None  # stats.Effect at `at`: the decisive point, or the least favourable one
     at: float | None = None
@@ -148,7 +148,7 @@ class Claim:
     @property
     def ident(self) -> str:
         """Unique within a report: the claim's key, with the method's name unless it is mixup."""
-        return self.key if self.method == "mixup" else f"{self.key}-{self.method}"
+        return self.key if self.method == PAPER_METHOD else f"{self.key}-{self.method}"
 
 
 # --- selection rules: pure functions of one run's stored rows -------------------------------------------------
@@ -158,7 +158,7 @@ def _nearest(points: Sequence[float], target: float | None) -> float:
     return max(points) if target is None else min(points, key=lambda x: (abs(x - target), -x))
 
 
-def attack_points(results: RunResults, method: str = "mixup", *, attack: str, mode: str) -> Measured | str:
+def attack_points(results: RunResults, method: str = PAPER_METHOD, *, attack: str, mode: str) -> Measured | str:
     """Top-1 error of ERM and `method` under `attack` in `mode` (native backend), paired per test example, at
     every ε > 0 evaluated on the largest n; the verdict reads the claim's ε (`RunResults.claim_eps`, else the
     nearest evaluated ε, which the note names)."""
@@ -195,7 +195,7 @@ def attack_points(results: RunResults, method: str = "mixup", *, attack: str, mo
 PROBE_SETTINGS = (("train", "exclude"), ("train", "include"), ("test", "exclude"), ("test", "include"))
 
 
-def probe_points(results: RunResults, method: str = "mixup", *, column: str) -> Measured | str:
+def probe_points(results: RunResults, method: str = PAPER_METHOD, *, column: str) -> Measured | str:
     """The probe's per-pair `column` ('missed' or 'norms') of ERM and `method` at every λ strictly between 0 and 1:
     the largest pair count, training pairs of different classes when stored (else what is)."""
     rows = results.probe_rows
@@ -226,7 +226,7 @@ def probe_points(results: RunResults, method: str = "mixup", *, column: str) -> 
     return Measured(points, "λ", None, where, unit_name="pairs", setting=(split, same, pairs))
 
 
-def memorization_points(results: RunResults, method: str = "mixup") -> Measured | str:
+def memorization_points(results: RunResults, method: str = PAPER_METHOD) -> Measured | str:
     """Training error on the corrupted labels, ERM (α = 0) and `method` (its largest α, or smoothing factor)
     paired per corrupted example of the same (noise, seed), one replicate per seed; finished jobs without
     dropout at the noise nearest 0.5. Only a sweep of the run's own dataset and network counts."""
@@ -263,7 +263,7 @@ def memorization_points(results: RunResults, method: str = "mixup") -> Measured 
                     keys={0.0: [f"sweep seed {s}" for s in seeds]})  # fmt: skip
 
 
-def clean_points(results: RunResults, method: str = "mixup") -> Measured | str:
+def clean_points(results: RunResults, method: str = PAPER_METHOD) -> Measured | str:
     """Clean top-1 accuracy of ERM and `method` after the last epoch, paired per test example."""
     rows = {r["model"]: r for r in results.clean_rows if r["split"] == "test"}
     if BASELINE not in rows or method not in rows:
@@ -406,12 +406,12 @@ def _power(effect: Any, direction: Direction, unit_name: str) -> str:
 
 
 def judge(
-    spec: ClaimSpec, measured: Sequence[Measured | str], *, command: str = "", seed: int = 0, method: str = "mixup"
+    spec: ClaimSpec, measured: Sequence[Measured | str], *, command: str = "", seed: int = 0, method: str = PAPER_METHOD
 ) -> Claim:
     """The `Claim` for one row of `CLAIMS` about `method` from what each run of a group measured (one run: a
     single seed), before Holm's correction (see `assess`). The paper's figures are mixup's: other methods
     are shown without them."""
-    mixup = method == "mixup"
+    mixup = method == PAPER_METHOD
     base = {"key": spec.key, "claim": spec.wording(method), "paper": spec.paper if mixup else "",
             "direction": spec.direction, "unit": spec.unit, "command": command, "method": method,
             "paper_diff": spec.paper_diff if mixup else None}  # fmt: skip
@@ -601,7 +601,7 @@ class StrongVerdict:
     note: str = ""  # why the headline is not at the FGSM claim's ε, which attacks could not be paired
     table: tuple[GainsAtEps, ...] = ()  # every ε where FGSM and a strong attack both ran, ascending
     needs: tuple[AttackConfig, ...] = ()  # the evaluations that would decide it (to run, or to re-run)
-    method: str = "mixup"  # the method compared with ERM
+    method: str = PAPER_METHOD  # the method compared with ERM
 
 
 def _setting(row: Row) -> str:
@@ -630,7 +630,7 @@ def paired_rows(
     n: int,
     *,
     source: str | None = None,
-    method: str = "mixup",
+    method: str = PAPER_METHOD,
 ) -> dict[str, Row] | None:
     """ERM's and `method`'s native rows of one evaluation of `attack` at (`mode`, ε, n), scored on the same
     examples; among several settings, `_strength`'s choice. `source`: the black box's (None: white box)."""
@@ -670,7 +670,7 @@ def _worst_gain(worst: Sequence[Row], eps: float, n: int, method: str) -> Gain |
 
 
 def gains_table(
-    rows: Sequence[Row], worst: Sequence[Row], mode: str, source: str | None = None, method: str = "mixup"
+    rows: Sequence[Row], worst: Sequence[Row], mode: str, source: str | None = None, method: str = PAPER_METHOD
 ) -> list[GainsAtEps]:
     """At each ε > 0 where native FGSM and at least one strong attack both ran on the same n examples (the
     largest such n), FGSM's paired gain beside each strong attack's and, in the white box, the worst case's."""
@@ -695,7 +695,7 @@ def _interval(d: Any) -> str:
     return f"[{_points(d.lo)}, {_points(d.hi)}]"
 
 
-def describe(fgsm: Gain, strong: Gain, method: str = "mixup") -> str:
+def describe(fgsm: Gain, strong: Gain, method: str = PAPER_METHOD) -> str:
     """One strong attack's outcome, in words: "mixup's FGSM gain of 12.3 points shrinks to 1.2 under APGD-CE
     (interval [-0.4, 2.8] includes 0: vanishes)"."""
     who = METHODS[method].label
@@ -740,7 +740,11 @@ def fgsm_claim_rows(rows: Sequence[Row], mode: str, claim_eps: float | None) -> 
 
 
 def strong_verdict(
-    spec: ClaimSpec, rows: Sequence[Row], worst: Sequence[Row], claim_eps: float | None = None, method: str = "mixup"
+    spec: ClaimSpec,
+    rows: Sequence[Row],
+    worst: Sequence[Row],
+    claim_eps: float | None = None,
+    method: str = PAPER_METHOD,
 ) -> StrongVerdict:
     """Whether the FGSM claim `spec` about `method` survives a strong attack; see `strong_attack_verdicts`."""
     mode = FGSM_CLAIMS[spec.key]
@@ -789,7 +793,7 @@ def strong_attack_verdicts(
     rows: Sequence[Row],
     worst: Sequence[Row] = (),
     claim_eps: float | None = None,
-    methods: Sequence[str] = ("mixup",),
+    methods: Sequence[str] = (PAPER_METHOD,),
 ) -> list[StrongVerdict]:
     """For each method of `methods` and each FGSM claim of `CLAIMS` (white and black box): does the method's
     FGSM gain survive a strong attack?

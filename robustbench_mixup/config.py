@@ -149,6 +149,7 @@ METHODS: dict[str, MethodInfo] = {
 }  # fmt: skip
 DEFAULT_METHODS = ("erm", "mixup")  # what a run trains unless --methods says otherwise
 BASELINE = "erm"  # every other method is compared with it
+PAPER_METHOD = "mixup"  # the method the paper's claims and figures are about
 
 # SQLite stores signed 64-bit integers.
 MAX_SEED = 2**63 - 1

@@ -42,7 +42,17 @@ from .claims import (
     where_it_holds,
 )
 from .commands import attack_command, stage_commands
-from .config import ATTACKS, CLAIM_EPS, METHODS, SURROGATE, ProbeConfig, TrainConfig, preset_of, surrogate_seed
+from .config import (
+    ATTACKS,
+    CLAIM_EPS,
+    METHODS,
+    PAPER_METHOD,
+    SURROGATE,
+    ProbeConfig,
+    TrainConfig,
+    preset_of,
+    surrogate_seed,
+)
 from .errors import UsageError
 from .fsutil import atomic_write_text
 from .layout import Layout, check_run_name
@@ -191,13 +201,13 @@ def forest_figure(claims: Sequence[Claim]) -> str | None:
     shown = [c for c in claims if c.effect is not None]
     if not shown:
         return None
-    who = "mixup" if {c.method for c in shown} == {"mixup"} else "method"
+    who = PAPER_METHOD if {c.method for c in shown} == {PAPER_METHOD} else "method"
     panels = [("%", f"{who} − ERM, points"), ("", f"{who} − ERM, gradient norm")]
     panels = [(u, label) for u, label in panels if any(c.unit == u for c in shown)]
     colours = {"reproduced": "#029e73", "contradicted": "#d55e00", "inconclusive": "#949494"}
     with figures.theme():
         heights = [sum(1 for c in shown if c.unit == u) for u, _ in panels]
-        width = 7.5 if who == "mixup" else 8.5  # room for the methods' names
+        width = 7.5 if who == PAPER_METHOD else 8.5  # room for the methods' names
         fig, axes = figures.new_figure(len(panels), 1, figsize=(width, 0.9 + 0.45 * len(shown)), squeeze=False,
                                        gridspec_kw={"height_ratios": heights})  # fmt: skip
         for ax, (unit, label) in zip(axes[:, 0], panels, strict=True):
@@ -224,7 +234,7 @@ def forest_figure(claims: Sequence[Claim]) -> str | None:
             ax.set_xlim(left, right)
             ax.axvline(0, color=".3", linewidth=1)
             ax.set_yticks(range(len(mine)))
-            ax.set_yticklabels([_short(c, who != "mixup") for c in reversed(mine)], fontsize=7)
+            ax.set_yticklabels([_short(c, who != PAPER_METHOD) for c in reversed(mine)], fontsize=7)
             ax.set_xlabel(label)
             ax.set_ylim(-0.6, len(mine) - 0.4)
             if any(c.paper_diff is not None for c in mine):
@@ -243,7 +253,7 @@ SHORT = {
 
 def _short(c: Claim, named: bool = False) -> str:
     where = {"ε": f" (ε {c.at:.3g})", "λ": f" (λ {c.at:.2f})"}.get(c.axis, "") if c.at is not None else ""
-    who = f"{METHODS[c.method].label}: " if named or c.method != "mixup" else ""
+    who = f"{METHODS[c.method].label}: " if named or c.method != PAPER_METHOD else ""
     return who + SHORT.get(c.key, c.key) + where
 
 
