@@ -336,7 +336,8 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
                    help="α values of each mixing method; 0 = ERM")  # fmt: skip
     p.add_argument("--methods", nargs="+", default=list(SWEEP.methods), metavar="M",
                    help="methods trained at every α > 0: mixup, cutmix, manifold-mixup; label-smoothing at every "
-                        f"--smoothing (default: {' '.join(SWEEP.methods)})")  # fmt: skip
+                        "--smoothing; erm is the α = 0 jobs, always there "
+                        f"(default: {' '.join(SWEEP.methods)})")  # fmt: skip
     p.add_argument("--smoothing", type=float, nargs="+", default=list(SWEEP.smoothing), metavar="S",
                    help=f"label-smoothing's factors, with --methods label-smoothing (default: "
                         f"{' '.join(map(str, SWEEP.smoothing))})")  # fmt: skip
@@ -348,6 +349,7 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
                    help=f"(default: {' '.join(map(str, seeds))})")  # fmt: skip
     p.add_argument("--name", required=True, help="sweep name; the same command again resumes it")
     _add_training(p)
+    _add_executor(p)
     _add_where(p)
     p.set_defaults(handler=_cmd_sweep_corrupt)
 
@@ -655,10 +657,8 @@ def diagnostics_table(rows: dict[str, dict[str, float]], eps: Sequence[float]) -
 
 
 def _cmd_sweep_robust(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from .claims import sweep_effects, where_it_holds
     from .config import RobustSweepConfig
     from .progress import Progress
-    from .results import ResultsDB
     from .robust_sweep import run_robust_sweep
 
     cfg = RobustSweepConfig(
@@ -677,13 +677,9 @@ def _cmd_sweep_robust(args: argparse.Namespace, argv: Sequence[str]) -> int:
         result = run_robust_sweep(cfg, name=args.name, out=args.out, executor=args.executor, jobs=args.jobs,
                                   address=args.address, device=args.device, data_root=args.data_root,
                                   on_cell=report, progress=bar)  # fmt: skip
-    from .layout import Layout
-
-    with ResultsDB(Layout(args.out).database) as db:
-        effects = sweep_effects(db.robust_rows(args.name))
     print(f"sweep {args.name}: {cfg.dataset}, {cfg.model}, method − ERM pooled over seeds {list(cfg.seeds)}, "
           "paired on the same test examples, Holm over every cell")  # fmt: skip
-    for line in where_it_holds(effects):
+    for line in result.sentences:
         print(f"  {line}")
     print(f"report: {result.report.resolve().as_uri()}")
     return 0
@@ -697,8 +693,8 @@ def _cmd_sweep_corrupt(args: argparse.Namespace, argv: Sequence[str]) -> int:
     cfg = SweepConfig(
         dataset=args.dataset, model=args.model, noise=tuple(args.noise), alpha=tuple(args.alpha),
         dropout=tuple(args.dropout), epochs=args.epochs, seeds=tuple(args.seeds), batch_size=args.batch_size,
-        lr=args.lr, weight_decay=args.weight_decay, width=args.width, methods=tuple(args.methods),
-        smoothing=tuple(args.smoothing),
+        lr=args.lr, weight_decay=args.weight_decay, width=args.width,
+        methods=tuple(m for m in args.methods if m != "erm"), smoothing=tuple(args.smoothing),
     ).validate()  # fmt: skip
     total = len(cfg.jobs())
     with Progress(f"sweep {args.name}", "epochs") as bar:

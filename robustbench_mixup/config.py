@@ -536,13 +536,20 @@ class SweepConfig:
     def validate(self) -> SweepConfig:
         if not self.methods or any(m not in METHODS or m == BASELINE for m in self.methods):
             others = ", ".join(m for m in METHODS if m != BASELINE)
-            raise UsageError(f"--methods takes one or more of {others} (ERM is the α = 0 jobs), got {self.methods}")
+            raise UsageError(f"--methods takes one or more of {others} (ERM is the α = 0 jobs, always trained), "
+                             f"got {' '.join(self.methods) or 'none'}")  # fmt: skip
         if len(set(self.methods)) != len(self.methods):
             raise UsageError(f"--methods lists a method more than once: {' '.join(self.methods)}")
         if "label-smoothing" in self.methods and (
             not self.smoothing or len(set(self.smoothing)) != len(self.smoothing)
         ):
-            raise UsageError(f"--smoothing needs one or more distinct values, got {list(self.smoothing)}")
+            raise UsageError(f"--smoothing needs one or more distinct values, got {' '.join(map(str, self.smoothing))}")
+        if "label-smoothing" not in self.methods and tuple(self.smoothing) != (0.1,):
+            raise UsageError("--smoothing sets label-smoothing's factors, but --methods does not include it")
+        for name, grid in (("alpha", self.alpha), ("noise", self.noise), ("smoothing", self.smoothing)):
+            if len({f"{v:g}" for v in grid}) != len(set(grid)):
+                raise UsageError(f"--{name} lists values that print alike ({' '.join(map(str, grid))}): they would "
+                                 "share one job's name")  # fmt: skip
         for name, grid in (("noise", self.noise), ("alpha", self.alpha), ("dropout", self.dropout),
                            ("seeds", self.seeds)):  # fmt: skip
             if not grid:
@@ -632,17 +639,27 @@ class RobustSweepConfig:
     width: int | None = None
 
     def validate(self) -> RobustSweepConfig:
+        for m in self.methods:
+            MethodName.check(m, "method")
         for name, grid in (("alpha", self.alpha), ("epochs", self.epochs), ("seeds", self.seeds),
                            ("attack", self.attacks), ("eps", self.eps)):  # fmt: skip
             if not grid:
                 raise UsageError(f"--{name} needs at least one value: the grid is empty")
-            if len(set(grid)) != len(grid):
-                raise UsageError(f"--{name} lists a value more than once: {' '.join(map(str, grid))}")
+            if len({f"{v:g}" if isinstance(v, float) else v for v in grid}) != len(grid):
+                raise UsageError(f"--{name} lists a value more than once (or values that print alike): "
+                                 f"{' '.join(map(str, grid))}")  # fmt: skip
         if any(not (math.isfinite(a) and a > 0) for a in self.alpha):
-            raise UsageError(f"--alpha values must be > 0 (ERM is the erm method), got {list(self.alpha)}")
+            raise UsageError(
+                f"--alpha values must be > 0 (ERM is the erm method), got {' '.join(map(str, self.alpha))}"
+            )
+        if any(not (math.isfinite(e) and 0 < e <= 1) for e in self.eps):
+            raise UsageError(f"--eps values must lie in (0, 1] (pixel units; clean accuracy is always judged), got "
+                             f"{' '.join(map(str, self.eps))}")  # fmt: skip
         for attack in self.attacks:
             if attack not in ATTACKS:
                 raise UsageError(f"unknown attack {attack!r}: choose one of {', '.join(ATTACKS)}")
+        if self.steps is not None and not any(ATTACKS[a].iterative for a in self.attacks):
+            raise UsageError("--steps applies to the iterative attacks, and none is listed")
         for cfg in self.attack_configs():
             cfg.validate()
         for cell in self.cells():

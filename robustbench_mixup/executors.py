@@ -116,9 +116,13 @@ def execute(
         gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
         remote = ray.remote(num_gpus=gpus)(task)
         pending = [remote.remote(cfg, job, *rest) for job in jobs]
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            yield ray.get(done[0])
+        try:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                yield ray.get(done[0])
+        finally:  # a failed task, Ctrl-C or a consumer that stopped: nothing keeps running on the cluster
+            for ref in pending:
+                ray.cancel(ref, force=True)
         return
     if workers <= 1 or len(jobs) <= 1:
         for job in jobs:
@@ -127,7 +131,10 @@ def execute(
     import multiprocessing
 
     threads = max(1, (os.cpu_count() or 1) // workers)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
         futures = [pool.submit(task, cfg, job, *rest, threads=threads, parent=os.getpid()) for job in jobs]
         for fut in as_completed(futures):
             yield fut.result()
+    finally:  # on a failure the queued jobs are dropped, not run to the end before the error shows
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -656,8 +656,8 @@ def sweep_effects_figure(effects: Sequence[SweepEffect]) -> str | None:
         for ax, (attack, eps) in zip(axes[0], panels, strict=True):
             for method, epochs in lines:
                 xs = sorted((x for x in effects if (x.attack, x.eps, x.method, x.epochs) == (attack, eps, method,
-                                                                                              epochs)),
-                            key=lambda x: x.alpha)  # fmt: skip
+                                                                                              epochs)
+                             and x.alpha is not None), key=lambda x: x.alpha)  # fmt: skip
                 if not xs:
                     continue
                 a = [x.alpha for x in xs]
@@ -668,7 +668,7 @@ def sweep_effects_figure(effects: Sequence[SweepEffect]) -> str | None:
                             label=f"{METHODS[method].label}, {epochs} epochs")  # fmt: skip
             ax.axhline(0, color=".3", linewidth=1)
             ax.set_xscale("log")
-            ticks = sorted({x.alpha for x in effects})
+            ticks = sorted({x.alpha for x in effects if x.alpha is not None})
             ax.set_xticks(ticks, [f"{a:g}" for a in ticks])
             ax.minorticks_off()
             ax.set_xlabel("α")
@@ -680,20 +680,22 @@ def sweep_effects_figure(effects: Sequence[SweepEffect]) -> str | None:
         return _png(fig)
 
 
-def build_robust_sweep(out: str | Path, name: str) -> Path:
+def build_robust_sweep(out: str | Path, name: str) -> tuple[Path, list[str]]:
     """Write `reports/sweeps/NAME/index.html` for robustness sweep `name` from the database alone: the
-    sentences saying where the claim holds and where it flips, the effects against α, and every cell."""
+    sentences saying where the claim holds and where it flips, the effects against α, and every cell.
+    Returns its path and the sentences."""
     layout = Layout(out)
     stored = read_stored(layout.database, lambda db: (db.get_sweep(name), db.robust_rows(name)))
     if stored is None or stored[0] is None or stored[0]["kind"] != "robust":
         raise UsageError(f"no robustness sweep named {name!r} under {str(layout.root)!r}")
     sweep, rows = stored
     effects = sweep_effects(rows)
+    sentences = where_it_holds(effects)
     cells = sorted({(r["alpha"], r["epochs"], r["seed"]) for r in rows})
     html = _env().get_template("robust.html.j2").render(
-        name=name, cfg=sweep["config"], effects=effects, sentences=where_it_holds(effects), cells=len(cells),
-        figure=sweep_effects_figure(effects), alpha=ALPHA, attacks=ATTACKS, methods=METHODS,
+        name=name, cfg=sweep["config"], effects=effects, sentences=sentences, cells=len(cells),
+        figure=sweep_effects_figure(effects), alpha=ALPHA, margin=MARGIN, attacks=ATTACKS, methods=METHODS,
     )  # fmt: skip
     path = layout.sweep_report(name)
     atomic_write_text(path, html)
-    return path
+    return path, sentences

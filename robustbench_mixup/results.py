@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import METHODS
+from .config import ATTACKS, METHODS
 from .errors import UsageError
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 # Each entry migrates the schema from version i to i + 1.
 MIGRATIONS: list[list[str]] = [
@@ -200,6 +200,8 @@ MIGRATIONS: list[list[str]] = [
         )""",
         # the sweep job's training method; every job before v7 was ERM (α = 0) or mixup
         "ALTER TABLE sweep_jobs ADD COLUMN mixing TEXT NOT NULL DEFAULT 'mixup'",
+    ],
+    [  # robustness sweeps
         """CREATE TABLE robust_cells (      -- a robustness sweep's grid (the sweep itself: sweeps, kind 'robust')
             sweep TEXT NOT NULL REFERENCES sweeps(name),
             key TEXT NOT NULL,              -- e.g. alpha0.2-epochs15-seed0
@@ -833,14 +835,25 @@ class ResultsDB:
 
     def robust_rows(self, name: str) -> list[dict[str, Any]]:
         """Every stored outcome of the sweep's finished cells, with the cell's α, epochs and seed and `correct`
-        as a numpy bool array (checked: a blob of the wrong size is refused as damage)."""
+        as a numpy bool array. Every column is checked (a known method and attack, finite numbers in range, one
+        n per cell, a blob of its size); anything else is refused as damage."""
         rows = [dict(r) for r in self.conn.execute(
             "SELECT r.*, c.alpha, c.epochs, c.seed FROM robust_results r JOIN robust_cells c "
             "ON r.sweep = c.sweep AND r.key = c.key WHERE r.sweep=? AND c.status='done' "
             "ORDER BY c.epochs, c.alpha, c.seed, r.model, r.attack, r.eps", (name,))]  # fmt: skip
+
+        def real(v: Any, lo: float, hi: float) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and lo <= v <= hi
+
+        n_of: dict[str, int] = {}
         for r in rows:
-            if not (_int(r["n"]) and r["n"] >= 1):
-                raise self._unusable(f"is damaged (robust_results.n of {name!r} is {r['n']!r})")
+            ok = (r["model"] in METHODS and (r["attack"] == "clean" or r["attack"] in ATTACKS) and real(r["eps"], 0, 1)
+                  and real(r["top1"], 0, 1) and real(r["alpha"], 1e-300, math.inf) and _int(r["epochs"])
+                  and r["epochs"] >= 1 and _int(r["seed"]) and r["seed"] >= 0 and _int(r["n"]) and r["n"] >= 1
+                  and n_of.setdefault(r["key"], r["n"]) == r["n"])  # fmt: skip
+            if not ok:
+                what = {k: r[k] for k in ("key", "model", "attack", "eps", "n", "top1", "alpha", "epochs", "seed")}
+                raise self._unusable(f"is damaged (a robust_results row of {name!r} is not valid: {what})")
             r["correct"] = self._unpacked(f"robust_results.correct of {name!r}", unpack_outcomes, r["correct"], r["n"])
         return rows
 

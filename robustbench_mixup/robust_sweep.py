@@ -21,11 +21,11 @@ from typing import Any
 
 import torch
 
-from .config import Cell, RobustSweepConfig
+from .config import AttackConfig, Cell, RobustSweepConfig
 from .data import load_dataset
 from .devices import resolve_device
 from .errors import UsageError
-from .evaluation import evaluate_run
+from .evaluation import build_attack, evaluate_run
 from .executors import check_executor, die_with, execute
 from .fsutil import ensure_writable_dir, exclusive
 from .layout import Layout
@@ -52,24 +52,32 @@ def run_cell(
     train_run(cfg.cell_config(cell), run=CELL_RUN, out=root, device=device, resume=True, data_root=data_root,
               members=cfg.methods, on_epoch=tick)  # fmt: skip
     with ResultsDB(Layout(root).database) as db:
-        stored = db.attack_rows(CELL_RUN)
-    for attack in cfg.attack_configs():
-        have = {(r["model"], r["eps"]) for r in stored if r["attack"] == attack.attack and r["mode"] == "white"}
-        if not all((m, e) in have for m in cfg.methods for e in attack.eps):
-            evaluate_run(attack, out=root, run=CELL_RUN, device=device, data_root=data_root)
-    with ResultsDB(Layout(root).database) as db:
-        clean = db.clean_rows(CELL_RUN)
-        attacked = db.attack_rows(CELL_RUN, outcomes=True, mode="white", backend="native")
-    rows = [{"model": r["model"], "attack": "clean", "eps": 0.0, "n": r["n"], "top1": r["top1"],
-             "correct": pack_outcomes(r["correct"])} for r in clean if r["split"] == "test"]  # fmt: skip
-    wanted = {(a.attack, e) for a in cfg.attack_configs() for e in a.eps}
-    best: dict[tuple, dict[str, Any]] = {}
-    for r in attacked:  # per (model, attack, ε): the row of the sweep's setting (the latest if stored twice)
-        if (r["attack"], r["eps"]) in wanted and r["correct"] is not None:
-            best[(r["model"], r["attack"], r["eps"])] = r
-    rows += [{"model": m, "attack": a, "eps": e, "n": r["n"], "top1": r["top1"], "correct": pack_outcomes(r["correct"])}
-             for (m, a, e), r in best.items()]  # fmt: skip
+        clean = {r["model"]: r for r in db.clean_rows(CELL_RUN) if r["split"] == "test"}
+    n = next(iter(clean.values()))["n"] if cfg.n is None else min(cfg.n, next(iter(clean.values()))["n"])
+    rows = [{"model": m, "attack": "clean", "eps": 0.0, "n": r["n"], "top1": r["top1"],
+             "correct": pack_outcomes(r["correct"])} for m, r in clean.items()]  # fmt: skip
+    for acfg in cfg.attack_configs():
+        found = _attack_rows(root, acfg, n)
+        if len(found) < len(cfg.methods) * len(acfg.eps):
+            evaluate_run(acfg, out=root, run=CELL_RUN, device=device, data_root=data_root)
+            found = _attack_rows(root, acfg, n)
+        rows += [{"model": m, "attack": acfg.attack, "eps": e, "n": r["n"], "top1": r["top1"],
+                  "correct": pack_outcomes(r["correct"])} for (m, e), r in found.items()]  # fmt: skip
+    wanted = len(cfg.methods) * (1 + sum(len(a.eps) for a in cfg.attack_configs()))
+    if len(rows) != wanted or set(clean) != set(cfg.methods):  # never recorded as done when incomplete
+        raise RuntimeError(f"cell {cell.key} holds {len(rows)} of its {wanted} results")
     return {"cell": dataclasses.asdict(cell), "rows": rows}
+
+
+def _attack_rows(root: Path, acfg: AttackConfig, n: int) -> dict[tuple[str, float], dict[str, Any]]:
+    """(method, ε) -> the cell's stored white-box row of exactly this attack setting on the first n examples."""
+    atk = build_attack(acfg)
+    with ResultsDB(Layout(root).database) as db:
+        rows = db.attack_rows(CELL_RUN, outcomes=True, attack=acfg.attack, mode="white", backend="native", n=n)
+    return {(r["model"], r["eps"]): r for r in rows
+            if r["eps"] in acfg.eps and r["correct"] is not None
+            and (r["steps"], r["step_size"], r["restarts"], r["precision"])
+            == (atk.steps, atk.size_for(r["eps"]), atk.restarts, atk.precision)}  # fmt: skip
 
 
 @dataclass
@@ -77,6 +85,7 @@ class RobustSweepResult:
     name: str
     config: RobustSweepConfig
     report: Path
+    sentences: list[str]  # where the claim holds and where it flips (`claims.where_it_holds`)
 
 
 def run_robust_sweep(
@@ -120,7 +129,8 @@ def run_robust_sweep(
 
         if progress is not None:
             progress.start(sum(c.epochs for c in todo) * len(cfg.methods))
-        args = (cfg, str(layout.root), name, device, None if data_root is None else str(data_root))
+        root = str(layout.root.resolve())  # a Ray worker elsewhere resolves no relative path against ours
+        args = (cfg, root, name, device, None if data_root is None else str(Path(data_root).resolve()))
         for result in execute(run_cell, todo, args, executor=executor, workers=jobs, address=address,
                               on_epoch=epoch_done):  # fmt: skip
             cell = Cell(**result["cell"])
@@ -131,4 +141,5 @@ def run_robust_sweep(
                 on_cell(result)
     from .report import build_robust_sweep
 
-    return RobustSweepResult(name, cfg, build_robust_sweep(out, name))
+    path, sentences = build_robust_sweep(out, name)
+    return RobustSweepResult(name, cfg, path, sentences)

@@ -183,7 +183,7 @@ def run_sweep(
 
         if progress is not None:
             progress.start(len(todo) * cfg.epochs)  # a resumed job finishes early: its done epochs are not redone
-        submit = (cfg, str(layout.root), name, device, None if data_root is None else str(data_root))
+        submit = (cfg, str(layout.root.resolve()), name, device, None if data_root is None else str(data_root))
         results = execute(run_job, todo, submit, executor=executor, workers=jobs, address=address, on_epoch=epoch_done)
         for result in results:
             job = Job(**result["job"])

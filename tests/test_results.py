@@ -117,12 +117,28 @@ def test_a_version_5_database_is_migrated_and_its_rows_are_read_without_outcomes
                     "0, 0.5, 0.1, 0, 0.3, 1, 0.9, 1.1, 'now')")  # fmt: skip
     con.close()
     with ResultsDB(path) as db:
-        assert db.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
+        assert db.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
         rows = db.probe_rows("r", outcomes=True)
         assert [(r["missed"], r["norms"]) for r in rows] == [(None, None)] * 2
         assert db.clean_rows("r") == [] and db.get_group("r") is None
     measured = claims.probe_points(claims.RunResults(probe_rows=rows), column="missed")
     assert measured == "stored without per-pair outcomes (by an older robust-eval): run the probe again"
+
+
+def test_a_version_7_database_gains_the_robustness_sweep_tables(tmp_path):
+    from robustbench_mixup.results import MIGRATIONS
+
+    path = tmp_path / "v7.sqlite"
+    con = sqlite3.connect(path)
+    for steps in MIGRATIONS[:7]:
+        for sql in steps:
+            con.execute(sql)
+    con.execute("PRAGMA user_version = 7")
+    con.commit()
+    con.close()
+    with ResultsDB(path) as db:
+        assert db.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
+        assert db.robust_rows("none") == [] and db.get_sweep("none") is None
 
 
 @pytest.mark.parametrize(

@@ -328,7 +328,10 @@ def test_a_robustness_sweep_pools_each_cell_over_seeds_and_says_where_the_claim_
     [
         (["--alpha", "0"], ["--alpha values must be > 0"]),
         (["--methods", "mixup"], ["--methods must include erm"]),
-        (["--eps", "2"], ["--eps values must lie in [0, 1]"]),
+        (["--eps", "2"], ["--eps values must lie in (0, 1]"]),
+        (["--eps", "0"], ["clean accuracy is always judged"]),
+        (["--steps", "3"], ["--steps applies to the iterative attacks"]),
+        (["--methods", "erm", "mixupp"], ["unknown method 'mixupp'"]),
         (["--epochs", "0"], ["--epochs must be ≥ 1"]),
         (["--seeds", "1", "1"], ["--seeds lists a value more than once"]),
     ],
