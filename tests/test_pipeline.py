@@ -159,15 +159,15 @@ def test_run_seeds_makes_a_group_whose_report_pools_the_seeds(tmp_path, capsys, 
 @pytest.mark.slow
 def test_a_preset_of_the_whole_family_runs_its_seeds_and_judges_every_method(tmp_path, capsys, monkeypatch):
     pgd = AttackConfig("pgd", (0.05, 0.1), steps=3, mode="white")
-    family = dataclasses.replace(TINY, name="fam", methods=tuple(config.METHODS), seeds=(0, 1),
-                                 attacks=(FGSM, IFGSM, pgd))  # fmt: skip
+    family = dataclasses.replace(TINY, name="fam", methods=tuple(config.METHODS), seeds=(0, 1), epochs=1,
+                                 sweep_epochs=1, probe_pairs=50, attacks=(FGSM, IFGSM, pgd))  # fmt: skip
     monkeypatch.setitem(config.PRESETS, "fam", family)
     code, stdout, err = run_cli(capsys, "run", "--preset", "fam", "--out", str(tmp_path), "--device", "cpu")
     assert code == 0, err
     assert "== seed 0 (1/2): run fam-s0" in err and "== seed 1 (2/2): run fam-s1" in err  # the preset's seeds
     for label in ("mixup", "CutMix", "Manifold Mixup", "label smoothing"):  # every method judged against ERM
         assert re.search(rf"(reproduced|contradicted|inconclusive) +{label} lowers white-box FGSM error", stdout)
-        assert re.search(rf"not measured +{label} memorizes", stdout) or label == "mixup"
+        assert re.search(rf"(reproduced|contradicted|inconclusive) +{label} memorizes", stdout)  # its own sweep jobs
     html = (tmp_path / "reports" / "fam" / "index.html").read_text()
     assert html.count('<tr id="claim-') == 4 * 7 and html.count('class="method-row"') == 4
     assert "Holm" in html
