@@ -762,7 +762,7 @@ PRESETS = {
                  AttackConfig("pgd", (0.05, 0.1), steps=20, mode="white")),
         probe_pairs=1000, probe_lambdas=21, sweep_noise=(0.5,), sweep_alpha=(0.0, 8.0), sweep_epochs=30,
         seeds=(0, 1, 2),
-        summary="mnist-5k, smallcnn, the five methods, seeds 0 1 2 pooled; about an hour on 2 CPU cores",
+        summary="mnist-5k, smallcnn, the five methods, seeds 0 1 2 pooled; about 65 min on 2 CPU cores",
     ),
     "fashion": Preset(
         name="fashion", dataset="fashion-mnist", model="smallcnn", epochs=30, alpha=1.0,
