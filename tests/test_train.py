@@ -95,7 +95,8 @@ def test_resuming_a_finished_run_changes_nothing(tmp_path):
 def test_checkpoint_metadata_records_the_run(tmp_path):
     train_run(DIGITS, run="r", out=tmp_path, device="cpu")
     model, meta = checkpoints.load(tmp_path / "checkpoints" / "r" / "mixup.safetensors")
-    assert meta["train"] == DIGITS.to_dict() and meta["epoch"] == 4 and meta["seed"] == 0 and meta["alpha"] == 1.0
+    assert meta["train"] == DIGITS.to_dict() and meta["epoch"] == 4 and meta["seed"] == 0
+    assert (meta["member"], meta["method"], meta["param"]) == ("mixup", "mixup", 1.0)
     assert meta["dataset"]["name"] == "digits" and 0 <= meta["metrics"]["test_acc"] <= 1
     ds = load_dataset("digits")
     assert evaluate(model, ds.test_images, ds.test_labels) == pytest.approx(meta["metrics"]["test_acc"])
