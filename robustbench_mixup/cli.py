@@ -128,6 +128,9 @@ def _add_training(p: argparse.ArgumentParser) -> None:
                    help=f"(default: {TRAIN.weight_decay:g})")  # fmt: skip
     p.add_argument("--width", type=int, metavar="W",
                    help=f"preact-resnet18 first-stage channels (default: {DEFAULT_WIDTH})")  # fmt: skip
+    p.add_argument("--train-n", type=int, metavar="N",
+                   help="train on a stratified subset of N training images, the same N for every seed and method "
+                        "(default: all); the test images stay whole")  # fmt: skip
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -435,9 +438,21 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, nargs="+", metavar="S",
                    help="train and evaluate one pair per seed (runs NAME-sS) and report them pooled as group NAME: "
                         "verdicts then account for seed-to-seed variation (default: the preset's)")  # fmt: skip
+    p.add_argument("--train-n", type=_train_n, metavar="N|all",
+                   help="train on a stratified subset of N training images, or on all of them (default: the "
+                        "preset's: fashion keeps a subset on a CPU and trains on all on a GPU)")  # fmt: skip
     p.add_argument("--download", action="store_true", help="allow fetching a missing dataset from the network")
     _add_where(p)
     p.set_defaults(handler=_cmd_run)
+
+
+def _train_n(text: str) -> int | str:
+    if text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of training images or 'all', got {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -476,7 +491,7 @@ def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     cfg = TrainConfig(
         dataset=args.dataset, model=args.model, epochs=args.epochs, alpha=args.alpha, seed=args.seed,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, dropout=args.dropout, width=args.width,
-        methods=tuple(args.methods),
+        methods=tuple(args.methods), train_n=args.train_n,
         **{info.param: getattr(args, info.param) for info in METHODS.values() if info.param not in (None, "alpha")},
     ).validate()  # fmt: skip
     plan = [(cfg, default_run_name(cfg) if args.run is None else args.run)]  # '' is refused as a name, not defaulted
@@ -694,7 +709,7 @@ def _cmd_sweep_corrupt(args: argparse.Namespace, argv: Sequence[str]) -> int:
         dataset=args.dataset, model=args.model, noise=tuple(args.noise), alpha=tuple(args.alpha),
         dropout=tuple(args.dropout), epochs=args.epochs, seeds=tuple(args.seeds), batch_size=args.batch_size,
         lr=args.lr, weight_decay=args.weight_decay, width=args.width,
-        methods=tuple(m for m in args.methods if m != "erm"), smoothing=tuple(args.smoothing),
+        methods=tuple(m for m in args.methods if m != "erm"), smoothing=tuple(args.smoothing), train_n=args.train_n,
     ).validate()  # fmt: skip
     total = len(cfg.jobs())
     with Progress(f"sweep {args.name}", "epochs") as bar:
@@ -768,6 +783,8 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .report import collect, group_claims, run_claims
 
     p = preset(args.preset)
+    if args.train_n is not None:
+        p = dataclasses.replace(p, train_n=None if args.train_n == "all" else args.train_n, subset_on_gpu=True)
     seeds = args.seeds if args.seeds is not None else p.seeds
     if seeds is not None:
         from .pipeline import run_group

@@ -40,6 +40,8 @@ def train_command(out: str | Path, run: str, config: dict[str, Any], *, resume: 
     ]  # fmt: skip
     if cfg.width is not None:
         words += ["--width", cfg.width]
+    if cfg.train_n is not None:
+        words += ["--train-n", cfg.train_n]
     if cfg.methods != TrainConfig.methods:
         words += ["--methods", *cfg.methods]
         words += [w for m in cfg.compared if m != "mixup" for w in _method_option(cfg, m)]
@@ -106,6 +108,8 @@ def sweep_command(out: str | Path, run: str, sweep: SweepConfig) -> str:
         words += ["--seeds", *sweep.seeds]
     if sweep.width is not None:
         words += ["--width", sweep.width]
+    if sweep.train_n is not None:
+        words += ["--train-n", sweep.train_n]
     return _join(*words, "--name", run, *_out(out))
 
 
@@ -117,7 +121,7 @@ def run_sweep_config(config: dict[str, Any]) -> SweepConfig:
     return SweepConfig(
         dataset=cfg.dataset, model=cfg.model, noise=SWEEP_NOISE, alpha=SWEEP_ALPHA, epochs=cfg.epochs,
         seeds=(cfg.seed,), batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, width=cfg.width,
-        methods=cfg.compared or SweepConfig.methods, smoothing=(cfg.smoothing,),
+        methods=cfg.compared or SweepConfig.methods, smoothing=(cfg.smoothing,), train_n=cfg.train_n,
     )  # fmt: skip
 
 

@@ -195,6 +195,7 @@ class TrainConfig:
     cutmix_alpha: float = 1.0  # Beta(α, α) of `cutmix` (Yun et al.: 1)
     manifold_alpha: float = 2.0  # Beta(α, α) of `manifold-mixup` (Verma et al.: 2 on CIFAR-10)
     smoothing: float = 0.1  # `label-smoothing`'s factor s: targets (1−s)·onehot + s/K (Szegedy et al.: 0.1)
+    train_n: int | None = None  # a stratified subset of this many training images (`data.train_subset`); None: all
 
     def __post_init__(self) -> None:
         # One spelling per set of methods (a list read from JSON, any order given), so that configurations
@@ -222,6 +223,8 @@ class TrainConfig:
             (self.width is None or 1 <= self.width <= MAX_WIDTH,
              f"--width must be in [1, {MAX_WIDTH}], got {self.width}"),
             (self.width is None or self.model == "preact-resnet18", "--width applies to preact-resnet18 only"),
+            (self.train_n is None or (_is_int(self.train_n) and self.train_n >= 1),
+             f"--train-n must be a positive number of training images, got {self.train_n}"),
         ])  # fmt: skip
         methods = self.methods
         if not isinstance(methods, tuple) or not methods or not all(isinstance(m, str) for m in methods):
@@ -255,6 +258,8 @@ class TrainConfig:
         for name, info in METHODS.items():
             if info.param not in (None, "alpha") and name not in self.methods:
                 del d[info.param]
+        if self.train_n is None:
+            del d["train_n"]  # as recorded before subsets existed
         return d
 
     @property
@@ -532,6 +537,7 @@ class SweepConfig:
     width: int | None = None
     methods: tuple[str, ...] = ("mixup",)  # trained at every α > 0 of `alpha` (label smoothing: every `smoothing`)
     smoothing: tuple[float, ...] = (0.1,)  # label smoothing's factors, when it is one of `methods`
+    train_n: int | None = None  # every job on this stratified subset of the training images (None: all)
 
     def validate(self) -> SweepConfig:
         if not self.methods or any(m not in METHODS or m == BASELINE for m in self.methods):
@@ -569,7 +575,7 @@ class SweepConfig:
     def to_dict(self) -> dict[str, Any]:
         d = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
         # as recorded before sweeps had a width, or methods: those sweeps still resume
-        for key, default in (("width", None), ("methods", ["mixup"]), ("smoothing", [0.1])):
+        for key, default in (("width", None), ("methods", ["mixup"]), ("smoothing", [0.1]), ("train_n", None)):
             if d[key] == default:
                 del d[key]
         if "label-smoothing" not in self.methods:
@@ -593,7 +599,7 @@ class SweepConfig:
         own field, that method beside ERM."""
         common = {"dataset": self.dataset, "model": self.model, "epochs": self.epochs, "seed": job.seed,
                   "batch_size": self.batch_size, "lr": self.lr, "weight_decay": self.weight_decay,
-                  "dropout": job.dropout, "width": self.width}  # fmt: skip
+                  "dropout": job.dropout, "width": self.width, "train_n": self.train_n}  # fmt: skip
         if job.mixing == "mixup" or job.alpha == 0:
             return TrainConfig(alpha=job.alpha, **common)
         field = METHODS[job.mixing].param
@@ -713,6 +719,13 @@ class Preset:
     seed: int = 0  # of the pair, and of the sweep's single seed: `robust-eval run --seeds` replaces it
     methods: tuple[str, ...] = DEFAULT_METHODS  # the members trained and compared with erm
     seeds: tuple[int, ...] | None = None  # a group of seeds by default (`robust-eval run` without --seeds)
+    train_n: int | None = None  # a stratified training subset on a CPU (the report says so); a GPU trains on all
+    subset_on_gpu: bool = False  # `train_n` on a GPU too (`robust-eval run --train-n N`)
+
+    def on(self, device_type: str) -> Preset:
+        """The preset as it runs on `device_type` ('cpu', 'cuda'): a GPU trains on the whole training split
+        unless `subset_on_gpu`."""
+        return self if device_type == "cpu" or self.subset_on_gpu else dataclasses.replace(self, train_n=None)
 
     @property
     def claim_eps(self) -> float:
@@ -727,6 +740,7 @@ class Preset:
             alpha=self.alpha,
             seed=self.seed,
             methods=self.methods,
+            train_n=self.train_n,
         )
 
     def attack(self, name: str) -> AttackConfig:
@@ -744,7 +758,7 @@ class Preset:
         methods = tuple(m for m in self.methods if m != BASELINE) or ("mixup",)
         return SweepConfig(dataset=self.dataset, model=self.model, noise=self.sweep_noise, alpha=self.sweep_alpha,
                            epochs=self.sweep_epochs, seeds=(self.seed,), methods=methods,
-                           smoothing=(TrainConfig.smoothing,))  # fmt: skip
+                           smoothing=(TrainConfig.smoothing,), train_n=self.train_n)  # fmt: skip
 
 
 _SMALL_EPS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2)
@@ -765,11 +779,13 @@ PRESETS = {
         summary="mnist-5k, smallcnn, the five methods, seeds 0 1 2 pooled; about 65 min on 2 CPU cores",
     ),
     "fashion": Preset(
-        name="fashion", dataset="fashion-mnist", model="smallcnn", epochs=30, alpha=1.0,
-        attacks=(AttackConfig("fgsm", _SMALL_EPS), AttackConfig("ifgsm", (0.02, 0.05, 0.1), steps=10),
-                 AttackConfig("pgd", (0.05, 0.1, 0.2), steps=50)),
-        probe_pairs=5000, probe_lambdas=21, sweep_noise=(0.2, 0.5, 0.8), sweep_alpha=(0.0, 1.0, 8.0, 32.0),
-        sweep_epochs=60, summary="fashion-mnist, smallcnn; for a stronger CPU or a GPU",
+        name="fashion", dataset="fashion-mnist", model="smallcnn", epochs=15, alpha=1.0, methods=tuple(METHODS),
+        attacks=(AttackConfig("fgsm", _SMALL_EPS, n=2000), AttackConfig("ifgsm", (0.05, 0.1), steps=10, n=2000),
+                 AttackConfig("pgd", (0.05, 0.1), steps=20, n=2000)),
+        probe_pairs=1000, probe_lambdas=21, sweep_noise=(0.5,), sweep_alpha=(0.0, 8.0), sweep_epochs=20,
+        train_n=10_000,
+        summary="fashion-mnist, smallcnn, the five methods; on a CPU a 10,000-image training subset (about "
+                "45 min on 2 cores), on a GPU all 60,000",
     ),
     "paper": Preset(
         name="paper", dataset="cifar10", model="preact-resnet18", epochs=200, alpha=1.0,

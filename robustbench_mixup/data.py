@@ -18,6 +18,7 @@ themselves, so attacks and interpolation stay in pixel space). Nothing here touc
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gzip
 import os
 import pickle
@@ -74,6 +75,7 @@ class Dataset:
     mean: tuple[float, ...]  # per channel, over the training split
     std: tuple[float, ...]
     augment: bool  # random crop (pad 4) + horizontal flip during training (the CIFAR protocol)
+    train_of: int | None = None  # the full training split's size, when `train_images` is a subset of it
 
     @property
     def num_classes(self) -> int:
@@ -92,6 +94,7 @@ class Dataset:
             "image_shape": list(self.image_shape),
             "num_classes": self.num_classes,
             "augment": self.augment,
+            **({"train_of": self.train_of} if self.train_of is not None else {}),
         }
 
 
@@ -102,15 +105,47 @@ def default_data_root() -> Path:
 
 
 def load_dataset(
-    name: str, *, root: str | os.PathLike[str] | None = None, download: bool = False, split_seed: int = 0
+    name: str,
+    *,
+    root: str | os.PathLike[str] | None = None,
+    download: bool = False,
+    split_seed: int = 0,
+    train_n: int | None = None,
 ) -> Dataset:
     """Load dataset `name` (see the module table). `split_seed` fixes the train/test split of the
     bundled sets that have no official split, independently of any training seed, so runs with
-    different seeds are scored on the same test images."""
+    different seeds are scored on the same test images. `train_n` keeps a stratified subset of that
+    many training images (`train_subset`); the test split is always whole."""
     if name not in LOADERS:
         raise UsageError(f"unknown dataset {name!r}: choose one of {', '.join(LOADERS)}")
     data_root = Path(root) if root is not None else default_data_root()
-    return LOADERS[name](data_root, download, split_seed)
+    data = LOADERS[name](data_root, download, split_seed)
+    return data if train_n is None else train_subset(data, train_n, seed=split_seed)
+
+
+def train_subset(data: Dataset, n: int, *, seed: int) -> Dataset:
+    """`data` trained on `n` of its training images: from each class its share of `n` (largest remainders
+    first), drawn by `seed` alone, so every run, method and sweep job with the same `n` and seed trains on
+    the same images. Mean and std are recomputed over them, as over any training split."""
+    labels = data.train_labels
+    total = len(labels)
+    if isinstance(n, bool) or not isinstance(n, int) or not data.num_classes <= n <= total:
+        raise UsageError(f"--train-n must be an integer in [{data.num_classes}, {total}] (the classes, "
+                         f"{data.name}'s training images), got {n}")  # fmt: skip
+    counts = torch.bincount(labels, minlength=data.num_classes)
+    exact = counts.double() * n / total
+    take = exact.floor().long()
+    short = n - int(take.sum())
+    take[torch.argsort(exact - take, descending=True, stable=True)[:short]] += 1
+    g = torch.Generator().manual_seed(seed)
+    keep = []
+    for c in range(data.num_classes):
+        idx = torch.nonzero(labels == c).flatten()
+        keep.append(idx[torch.randperm(len(idx), generator=g)[: int(take[c])]])
+    idx = torch.cat(keep).sort().values  # the source's order, so the batches stay a seeded shuffle of it
+    sub = _make(data.name, data.train_images[idx], labels[idx], data.test_images, data.test_labels, data.classes,
+                augment=data.augment)  # fmt: skip
+    return dataclasses.replace(sub, train_of=total)
 
 
 # --- bundled sets: no official split, so a seeded stratified one ------------------------------------

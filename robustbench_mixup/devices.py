@@ -68,9 +68,17 @@ def frozen(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
+# Images per forward when only predictions are wanted. On the CPU a batch that stays in cache is faster:
+# smallcnn on 4,000 mnist images took 0.51 s in batches of 256 against 1.46 s in batches of 1,024 (2 cores,
+# the logits bit for bit the same: a convolution in eval mode treats each image alone).
+PREDICT_BATCH = {"cpu": 256, "cuda": 1024}
+
+
 @torch.inference_mode()
-def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 1024) -> torch.Tensor:
-    """Top-1 predictions (N,) of `model` on `images` (on the model's device), in eval mode (restored)."""
+def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int | None = None) -> torch.Tensor:
+    """Top-1 predictions (N,) of `model` on `images` (on the model's device), in eval mode (restored);
+    `batch_size` images per forward (default: `PREDICT_BATCH` of the device)."""
+    batch_size = batch_size or PREDICT_BATCH.get(images.device.type, 1024)
     was_training = model.training
     model.eval()
     preds = []
@@ -81,7 +89,9 @@ def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 1024) -
     return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.int64, device=images.device)
 
 
-def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 1024) -> float:
+def accuracy(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int | None = None
+) -> float:
     """Top-1 accuracy of `model` on (images, labels)."""
     if len(labels) == 0:
         return 0.0

@@ -244,11 +244,11 @@ def run_pipeline(
 ) -> Path:
     """Run (or finish) every stage of preset `p` as run `run` (default: the preset's name); returns the
     report's path."""
+    p = p.on(resolve_device(device).type)
     ctx = Context(p, Layout(out), run_name(p, run), device, data_root, download, argv)
     stages = stages_for(p)
     p.train().validate()
-    resolve_device(device)
-    load_dataset(p.dataset, root=data_root, download=download)  # a missing dataset: one line, nothing written
+    load_dataset(p.dataset, root=data_root, download=download, train_n=p.train_n)  # one line, nothing written
     stored = ctx.stored()
     if stored is not None:
         with stored as db:
@@ -317,9 +317,9 @@ def run_group(
     layout = Layout(out)
     group = run_name(p, run)
     runs = check_group(layout, group, seeds)
+    p = p.on(resolve_device(device).type)
     p.train().validate()
-    resolve_device(device)
-    load_dataset(p.dataset, root=data_root, download=download)  # a missing dataset: one line, nothing written
+    load_dataset(p.dataset, root=data_root, download=download, train_n=p.train_n)  # one line, nothing written
     ensure_writable_dir(layout.root)
     with ResultsDB(layout.database) as db:
         db.record_group(group, runs)

@@ -50,7 +50,7 @@ def probe_run(
     layout = Layout(out)
     run, cfg = resolve_run(out, run)
     dev = resolve_device(device)
-    data = load_dataset(cfg["dataset"], root=data_root, split_seed=cfg.get("split_seed", 0))
+    data = load_dataset(cfg["dataset"], root=data_root, split_seed=cfg.get("split_seed", 0), train_n=cfg.get("train_n"))
     images, labels = (
         (data.train_images, data.train_labels) if spec.split == "train" else (data.test_images, data.test_labels)
     )

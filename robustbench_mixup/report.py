@@ -148,7 +148,7 @@ def collect(out: str | Path, run: str) -> dict[str, Any]:
     assert record is not None
     made_by = preset_of(record["environment"].get("argv"))
     if made_by is not None:  # a run of a group carries its own seed (the preset's sweep seed follows it)
-        made_by = dataclasses.replace(made_by, seed=record["config"]["seed"])
+        made_by = dataclasses.replace(made_by, seed=record["config"]["seed"], train_n=record["config"].get("train_n"))
     trained = TrainConfig(**record["config"])
     stored = read_run_json(layout, run)
     described = stored["dataset"] if stored is not None else {}
@@ -164,7 +164,22 @@ def collect(out: str | Path, run: str) -> dict[str, Any]:
         "surrogate_seed": surrogate_seed(record["config"]["seed"]),
         "diagnostics": diagnostics, "methods": trained.methods, "compared": trained.compared,
         "settings": {m: trained.describe(m) for m in trained.methods},
+        "subset": subset_sentence(trained.train_n, described.get("train_of")),
     }  # fmt: skip
+
+
+def subset_sentence(train_n: object, train_of: object) -> str | None:
+    """What a report says of a run trained on part of its training split (None when on all of it)."""
+    if train_n is None:
+        return None
+
+    def count(v: object) -> str:  # the stored values are read back from files: shown, never trusted
+        return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
+
+    of = "" if train_of is None else f" of the {count(train_of)}"
+    return (f"Trained on a stratified subset of {count(train_n)}{of} training images (each class in its share, "
+            "drawn by the split seed: the same images for every method and seed); the test images are all used. "
+            "Numbers from the whole training set may differ.")  # fmt: skip
 
 
 def _sweep_table(data: dict[str, Any]) -> list[dict[str, Any]]:

@@ -96,7 +96,7 @@ def run_job(
         torch.set_num_threads(threads)
     dev = resolve_device(device)
     tcfg = cfg.job_config(job)
-    data = load_dataset(cfg.dataset, root=data_root)
+    data = load_dataset(cfg.dataset, root=data_root, train_n=cfg.train_n)
     noisy, mask = job_labels(data, job)
     path = Layout(out).sweep_checkpoint(sweep, job.key)
     if path.exists():
@@ -165,7 +165,8 @@ def run_sweep(
             f"sweep {name!r} already exists under {str(layout.root)!r} with other settings; "
             "give the new settings another name"
         )
-    data = load_dataset(cfg.dataset, root=data_root)  # a missing dataset stops here, before anything is written
+    # a missing dataset (or a subset larger than it) stops here, before anything is written
+    data = load_dataset(cfg.dataset, root=data_root, train_n=cfg.train_n)
     check_data(cfg.job_config(cfg.jobs()[0]), len(data.train_labels))
     ensure_writable_dir(layout.root)
     with exclusive(layout.sweep_lock(name), f"sweep {name!r}"), ResultsDB(layout.database) as db:

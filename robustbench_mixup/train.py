@@ -266,7 +266,9 @@ def train_run(
             f"run {run!r} already exists under {str(layout.root)!r}: pass --resume to continue it, "
             "or choose another --run"
         )
-    dataset = load_dataset(cfg.dataset, root=data_root, download=download, split_seed=cfg.split_seed)
+    dataset = load_dataset(
+        cfg.dataset, root=data_root, download=download, split_seed=cfg.split_seed, train_n=cfg.train_n
+    )
     check_data(cfg, len(dataset.train_labels))
 
     ensure_writable_dir(layout.root)

@@ -154,3 +154,31 @@ def test_corrupt_labels_bad_arguments():
         data.corrupt_labels(labels, 0.5, 1)
     with pytest.raises(TypeError, match="labels"):
         data.corrupt_labels(labels.float(), 0.5, 3)
+
+
+def test_train_subset_is_stratified_seeded_and_keeps_the_test_split():
+    full = load_dataset("mnist-5k")
+    sub = load_dataset("mnist-5k", train_n=1003)
+    assert len(sub.train_labels) == 1003 and sub.train_of == len(full.train_labels) == 4000
+    assert torch.equal(sub.test_images, full.test_images) and torch.equal(sub.test_labels, full.test_labels)
+    # each class its share of 1003, rounded by largest remainders: never off by one or more
+    share = torch.bincount(full.train_labels, minlength=10).double() * 1003 / 4000
+    counts = torch.bincount(sub.train_labels, minlength=10).double()
+    assert (counts - share).abs().max() < 1 and counts.sum() == 1003
+    # the images are training images of the full split, each once, with their labels
+    rows = {tuple(x.flatten().tolist()): int(y) for x, y in zip(full.train_images, full.train_labels, strict=True)}
+    kept = [tuple(x.flatten().tolist()) for x in sub.train_images]
+    assert len(set(kept)) == len(kept) and all(rows[k] == int(y) for k, y in zip(kept, sub.train_labels, strict=True))
+    # mean and std are those of the images kept
+    assert sub.mean[0] == pytest.approx(sub.train_images.mean().item(), rel=1e-5)
+    again = load_dataset("mnist-5k", train_n=1003)
+    assert torch.equal(again.train_images, sub.train_images)
+    other = load_dataset("mnist-5k", train_n=1003, split_seed=1)
+    assert not torch.equal(other.train_labels, load_dataset("mnist-5k", train_n=1003, split_seed=0).train_labels)
+    assert sub.describe()["train_of"] == 4000 and "train_of" not in full.describe()
+
+
+@pytest.mark.parametrize("n", [0, 9, 4001, True, "100"])
+def test_train_subset_out_of_range_is_one_usage_error(n):
+    with pytest.raises(UsageError, match=r"--train-n must be an integer in \[10, 4000\]"):
+        load_dataset("mnist-5k", train_n=n)

@@ -148,20 +148,23 @@ def test_a_run_recorded_before_methods_existed_reads_and_compares_as_it_did():
         TrainConfig(methods=("erm",)).validate()
 
 
-@pytest.mark.parametrize("methods", [("erm", "mixup"), ("erm", "cutmix", "label-smoothing"), tuple(METHODS)])
-def test_the_suggested_train_command_rebuilds_the_same_settings(methods):
+@pytest.mark.parametrize("methods, train_n", [(("erm", "mixup"), None), (("erm", "cutmix", "label-smoothing"), 500),
+                                              (tuple(METHODS), None)])  # fmt: skip
+def test_the_suggested_train_command_rebuilds_the_same_settings(methods, train_n):
     from robustbench_mixup.cli import build_parser
     from robustbench_mixup.commands import train_command
     from robustbench_mixup.config import default_run_name
 
-    cfg = TrainConfig(methods=methods, cutmix_alpha=0.5 if "cutmix" in methods else 1.0, seed=3).validate()
+    cfg = TrainConfig(methods=methods, cutmix_alpha=0.5 if "cutmix" in methods else 1.0, seed=3,
+                      train_n=train_n).validate()  # fmt: skip
     words = train_command(".", "r", cfg.to_dict(), resume=True).split()[1:]
     args = build_parser().parse_args(words)
     rebuilt = TrainConfig(dataset=args.dataset, model=args.model, epochs=args.epochs, alpha=args.alpha, seed=args.seed,
                           batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, dropout=args.dropout,
                           methods=tuple(args.methods), cutmix_alpha=args.cutmix_alpha,
-                          manifold_alpha=args.manifold_alpha, smoothing=args.smoothing).validate()  # fmt: skip
-    assert rebuilt.to_dict() == cfg.to_dict()
+                          manifold_alpha=args.manifold_alpha, smoothing=args.smoothing,
+                          train_n=args.train_n).validate()  # fmt: skip
+    assert rebuilt.to_dict() == cfg.to_dict() and ("train_n" in cfg.to_dict()) == (train_n is not None)
     assert default_run_name(cfg) == ("mnist-5k-smallcnn-a1-s3" if methods == ("erm", "mixup") else
                                      f"mnist-5k-smallcnn-{'-'.join(cfg.compared)}-s3")  # fmt: skip
 

@@ -79,3 +79,17 @@ def test_smallcnn_input_gradient_is_unchanged_by_the_fast_pool():
         torch.nn.functional.cross_entropy(m(xx), y).backward()
         grads.append(xx.grad)
     assert isinstance(model.net[3], models.MaxPool2x2) and torch.equal(grads[0], grads[1])
+
+
+def test_predictions_do_not_depend_on_the_batch_size_and_restore_the_mode():
+    from robustbench_mixup.devices import PREDICT_BATCH, predict
+
+    torch.manual_seed(0)
+    model = build_model("smallcnn", in_shape=[1, 28, 28], num_classes=10, mean=[0.1], std=[0.3]).train()
+    x = torch.rand(700, 1, 28, 28)
+    with torch.inference_mode():
+        logits = model.eval()(x)
+    model.train()
+    for batch in (None, 1, 64, PREDICT_BATCH["cpu"], 1024):
+        assert torch.equal(predict(model, x, batch_size=batch), logits.argmax(1))
+        assert model.training

@@ -5,7 +5,7 @@ import pytest
 from helpers import assert_one_line_error, run_cli
 
 from robustbench_mixup import config, pipeline
-from robustbench_mixup.config import PRESETS, AttackConfig, Preset
+from robustbench_mixup.config import METHODS, PRESETS, AttackConfig, Preset
 from robustbench_mixup.layout import Layout
 from robustbench_mixup.report import collect
 from robustbench_mixup.results import ResultsDB
@@ -179,3 +179,22 @@ def test_a_preset_of_the_whole_family_runs_its_seeds_and_judges_every_method(tmp
     capsys.readouterr()
     code, _, err = run_cli(capsys, "run", "--preset", "fam", "--out", str(tmp_path), "--device", "cpu")
     assert code == 0 and err.count("done before, skipped") == 2 * 7, err  # PGD white only is found done too
+
+
+def test_the_fashion_preset_trains_on_a_named_subset_on_a_cpu_and_on_all_on_a_gpu():
+    fashion = PRESETS["fashion"]
+    assert fashion.train_n is not None and fashion.methods == tuple(METHODS)
+    cpu, gpu = fashion.on("cpu"), fashion.on("cuda")
+    assert cpu.train().train_n == cpu.sweep().train_n == fashion.train_n
+    assert gpu.train().train_n is None and gpu.sweep().train_n is None and "train_n" not in gpu.train().to_dict()
+    asked = dataclasses.replace(fashion, train_n=2000, subset_on_gpu=True)  # `run --train-n 2000`
+    assert asked.on("cuda").train().train_n == 2000
+    assert PRESETS["quick"].on("cpu") == PRESETS["quick"] and "train_n" not in PRESETS["quick"].train().to_dict()
+
+
+@pytest.mark.parametrize("value, needle", [("lots", "expected a number of training images or 'all'"),
+                                           ("0", "--train-n must be a positive number")])  # fmt: skip
+def test_run_bad_train_n_is_one_line_and_writes_nothing(capsys, tmp_path, value, needle):
+    code, _, err = run_cli(capsys, "run", "--train-n", value, "--out", str(tmp_path / "o"))
+    assert_one_line_error(code, err, needle)
+    assert not (tmp_path / "o").exists()
