@@ -89,9 +89,7 @@ def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int | None = 
     return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.int64, device=images.device)
 
 
-def accuracy(
-    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int | None = None
-) -> float:
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int | None = None) -> float:
     """Top-1 accuracy of `model` on (images, labels)."""
     if len(labels) == 0:
         return 0.0
