@@ -35,7 +35,7 @@ from statistics import NormalDist
 from typing import Any, Literal, get_args
 
 from . import paper
-from .config import ATTACKS, BASELINE, DEFAULT_METHODS, METHODS, PAPER_METHOD, AttackConfig
+from .config import ATTACKS, BASELINE, DEFAULT_METHODS, METHODS, PAPER_METHOD, AttackConfig, training_images
 
 Direction = Literal["lower", "higher", "no_worse"]
 DIRECTIONS: tuple[str, ...] = get_args(Direction)
@@ -67,6 +67,7 @@ class RunResults:
 
     dataset: str = ""
     model: str = ""
+    train_n: int | None = None  # the run's training subset (`TrainConfig.train_n`; None: all images)
     methods: tuple[str, ...] = DEFAULT_METHODS  # the methods the run trained (`TrainConfig.methods`)
     claim_eps: float | None = None  # the ε the attack claims are read at (`config.CLAIM_EPS`)
     clean_rows: Sequence[Row] = ()  # `clean_results`, with `correct`
@@ -158,7 +159,7 @@ def _nearest(points: Sequence[float], target: float | None) -> float:
     return max(points) if target is None else min(points, key=lambda x: (abs(x - target), -x))
 
 
-def attack_points(results: RunResults, method: str = PAPER_METHOD, *, attack: str, mode: str) -> Measured | str:
+def attack_points(results: RunResults, method: str, *, attack: str, mode: str) -> Measured | str:
     """Top-1 error of ERM and `method` under `attack` in `mode` (native backend), paired per test example, at
     every ε > 0 evaluated on the largest n; the verdict reads the claim's ε (`RunResults.claim_eps`, else the
     nearest evaluated ε, which the note names)."""
@@ -195,7 +196,7 @@ def attack_points(results: RunResults, method: str = PAPER_METHOD, *, attack: st
 PROBE_SETTINGS = (("train", "exclude"), ("train", "include"), ("test", "exclude"), ("test", "include"))
 
 
-def probe_points(results: RunResults, method: str = PAPER_METHOD, *, column: str) -> Measured | str:
+def probe_points(results: RunResults, method: str, *, column: str) -> Measured | str:
     """The probe's per-pair `column` ('missed' or 'norms') of ERM and `method` at every λ strictly between 0 and 1:
     the largest pair count, training pairs of different classes when stored (else what is)."""
     rows = results.probe_rows
@@ -226,16 +227,19 @@ def probe_points(results: RunResults, method: str = PAPER_METHOD, *, column: str
     return Measured(points, "λ", None, where, unit_name="pairs", setting=(split, same, pairs))
 
 
-def memorization_points(results: RunResults, method: str = PAPER_METHOD) -> Measured | str:
+def memorization_points(results: RunResults, method: str) -> Measured | str:
     """Training error on the corrupted labels, ERM (α = 0) and `method` (its largest α, or smoothing factor)
     paired per corrupted example of the same (noise, seed), one replicate per seed; finished jobs without
-    dropout at the noise nearest 0.5. Only a sweep of the run's own dataset and network counts."""
+    dropout at the noise nearest 0.5. Only a sweep of the run's own dataset, network and training images counts."""
     cfg = results.sweep_config
     if cfg is None:
         return "no memorization sweep is named like the run"
     if (cfg.get("dataset"), cfg.get("model")) != (results.dataset, results.model):
         return (f"the sweep named like the run trained {cfg.get('model')} on {cfg.get('dataset')}, not this run's "
                 f"{results.model} on {results.dataset}")  # fmt: skip
+    if cfg.get("train_n") != results.train_n:
+        return (f"the sweep named like the run trained on {training_images(cfg.get('train_n'))}, the run on "
+                f"{training_images(results.train_n)}")  # fmt: skip
     done = [j for j in results.sweep_jobs if j.get("train_corrupted_err") is not None and j["dropout"] == 0]
     if not done:
         return "the sweep has no finished job without dropout"
@@ -263,7 +267,7 @@ def memorization_points(results: RunResults, method: str = PAPER_METHOD) -> Meas
                     keys={0.0: [f"sweep seed {s}" for s in seeds]})  # fmt: skip
 
 
-def clean_points(results: RunResults, method: str = PAPER_METHOD) -> Measured | str:
+def clean_points(results: RunResults, method: str) -> Measured | str:
     """Clean top-1 accuracy of ERM and `method` after the last epoch, paired per test example."""
     rows = {r["model"]: r for r in results.clean_rows if r["split"] == "test"}
     if BASELINE not in rows or method not in rows:
@@ -406,7 +410,7 @@ def _power(effect: Any, direction: Direction, unit_name: str) -> str:
 
 
 def judge(
-    spec: ClaimSpec, measured: Sequence[Measured | str], *, command: str = "", seed: int = 0, method: str = PAPER_METHOD
+    spec: ClaimSpec, measured: Sequence[Measured | str], *, method: str, command: str = "", seed: int = 0
 ) -> Claim:
     """The `Claim` for one row of `CLAIMS` about `method` from what each run of a group measured (one run: a
     single seed), before Holm's correction (see `assess`). The paper's figures are mixup's: other methods
@@ -629,8 +633,8 @@ def paired_rows(
     eps: float,
     n: int,
     *,
+    method: str,
     source: str | None = None,
-    method: str = PAPER_METHOD,
 ) -> dict[str, Row] | None:
     """ERM's and `method`'s native rows of one evaluation of `attack` at (`mode`, ε, n), scored on the same
     examples; among several settings, `_strength`'s choice. `source`: the black box's (None: white box)."""
@@ -670,7 +674,7 @@ def _worst_gain(worst: Sequence[Row], eps: float, n: int, method: str) -> Gain |
 
 
 def gains_table(
-    rows: Sequence[Row], worst: Sequence[Row], mode: str, source: str | None = None, method: str = PAPER_METHOD
+    rows: Sequence[Row], worst: Sequence[Row], mode: str, *, method: str, source: str | None = None
 ) -> list[GainsAtEps]:
     """At each ε > 0 where native FGSM and at least one strong attack both ran on the same n examples (the
     largest such n), FGSM's paired gain beside each strong attack's and, in the white box, the worst case's."""
@@ -695,7 +699,7 @@ def _interval(d: Any) -> str:
     return f"[{_points(d.lo)}, {_points(d.hi)}]"
 
 
-def describe(fgsm: Gain, strong: Gain, method: str = PAPER_METHOD) -> str:
+def describe(fgsm: Gain, strong: Gain, *, method: str) -> str:
     """One strong attack's outcome, in words: "mixup's FGSM gain of 12.3 points shrinks to 1.2 under APGD-CE
     (interval [-0.4, 2.8] includes 0: vanishes)"."""
     who = METHODS[method].label
@@ -744,7 +748,8 @@ def strong_verdict(
     rows: Sequence[Row],
     worst: Sequence[Row],
     claim_eps: float | None = None,
-    method: str = PAPER_METHOD,
+    *,
+    method: str,
 ) -> StrongVerdict:
     """Whether the FGSM claim `spec` about `method` survives a strong attack; see `strong_attack_verdicts`."""
     mode = FGSM_CLAIMS[spec.key]
@@ -757,7 +762,7 @@ def strong_verdict(
         return StrongVerdict(**base, verdict="no FGSM result", sentence=sentence, needs=(AttackConfig("fgsm", grid),))
     claim_eps, at = found
     n = at[BASELINE]["n"]
-    table = gains_table(rows, worst, mode, at[BASELINE]["source"] if mode == "black" else None, method)
+    table = gains_table(rows, worst, mode, source=at[BASELINE]["source"] if mode == "black" else None, method=method)
     if not table:
         native = ("fgsm", mode, "native", n)
         grid = tuple(sorted({r["eps"] for r in rows if (r["attack"], r["mode"], r["backend"], r["n"]) == native}))
@@ -786,7 +791,8 @@ def strong_verdict(
         needs = tuple(_rerun(rows, g.attack, mode, head.n) for g in unpaired if g.attack != WORST)
         return StrongVerdict(**base, verdict="not paired: re-run", sentence=sentence, needs=needs, **found_at)
     decisive = max(paired, key=lambda g: (SEVERITY[g.outcome], -g.diff.diff))
-    return StrongVerdict(**base, verdict=decisive.outcome, sentence=describe(head.fgsm, decisive, method), **found_at)
+    sentence = describe(head.fgsm, decisive, method=method)
+    return StrongVerdict(**base, verdict=decisive.outcome, sentence=sentence, **found_at)
 
 
 def strong_attack_verdicts(
@@ -806,7 +812,8 @@ def strong_attack_verdicts(
     there, at the largest ε where both did (the verdict's `note` says so); its rule is `STRONG_RULE`.
     Nothing is guessed: rows without outcomes give "not paired: re-run".
     """
-    return [strong_verdict(s, rows, worst, claim_eps, m) for m in methods for s in CLAIMS if s.key in FGSM_CLAIMS]
+    specs = [s for s in CLAIMS if s.key in FGSM_CLAIMS]
+    return [strong_verdict(s, rows, worst, claim_eps, method=m) for m in methods for s in specs]
 
 
 # --- where does a claim hold? the robustness sweep ----------------------------------------------------------

@@ -509,7 +509,9 @@ def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
             from .data import load_dataset
             from .results import ResultsDB
 
-            load_dataset(cfg.dataset, root=args.data_root, download=args.download)  # nothing written before it
+            load_dataset(
+                cfg.dataset, root=args.data_root, download=args.download, split_seed=cfg.split_seed, train_n=cfg.train_n
+            )  # nothing written before it
             Layout(args.out).root.mkdir(parents=True, exist_ok=True)
             with ResultsDB(Layout(args.out).database) as db:
                 db.record_group(group, [r for _, r in plan])
@@ -680,7 +682,7 @@ def _cmd_sweep_robust(args: argparse.Namespace, argv: Sequence[str]) -> int:
         dataset=args.dataset, model=args.model, methods=tuple(args.methods), alpha=tuple(args.alpha),
         epochs=tuple(args.epochs), seeds=tuple(args.seeds), attacks=tuple(args.attack), eps=tuple(args.eps),
         steps=args.steps, n=args.n, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-        width=args.width,
+        width=args.width, train_n=args.train_n,
     ).validate()  # fmt: skip
     total = len(cfg.cells())
     with Progress(f"sweep {args.name}", "epochs") as bar:

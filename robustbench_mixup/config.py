@@ -292,6 +292,11 @@ class TrainConfig:
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 
+def training_images(train_n: object) -> str:
+    """'all training images', or 'a subset of N training images' (`train_n` as stored: shown, not trusted)."""
+    return "all training images" if train_n is None else f"a subset of {train_n} training images"
+
+
 def default_run_name(cfg: TrainConfig, *, seeded: bool = True) -> str:
     """`mnist-5k-smallcnn-a1-s0` (without `-s0`, the name of a group of seeds); with other methods than the
     pair, they are named instead of mixup's α."""
@@ -643,6 +648,7 @@ class RobustSweepConfig:
     lr: float = TrainConfig.lr
     weight_decay: float = TrainConfig.weight_decay
     width: int | None = None
+    train_n: int | None = None  # every cell on this stratified subset of the training images (None: all)
 
     def validate(self) -> RobustSweepConfig:
         for m in self.methods:
@@ -673,7 +679,10 @@ class RobustSweepConfig:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        d = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        if self.train_n is None:
+            del d["train_n"]  # as recorded before subsets existed
+        return d
 
     def cells(self) -> list[Cell]:
         return [Cell(a, e, s) for a, e, s in itertools.product(self.alpha, self.epochs, self.seeds)]
@@ -683,7 +692,7 @@ class RobustSweepConfig:
         alphas = {METHODS[m].param: cell.alpha for m in self.methods if METHODS[m].param not in (None, "smoothing")}
         return TrainConfig(dataset=self.dataset, model=self.model, epochs=cell.epochs, seed=cell.seed,
                            batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay, width=self.width,
-                           methods=self.methods, **alphas)  # fmt: skip
+                           methods=self.methods, train_n=self.train_n, **alphas)  # fmt: skip
 
     def attack_configs(self) -> list[AttackConfig]:
         """Every attack, white box, at every ε, with `steps` for the iterative ones."""

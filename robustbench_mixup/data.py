@@ -130,8 +130,9 @@ def train_subset(data: Dataset, n: int, *, seed: int) -> Dataset:
     labels = data.train_labels
     total = len(labels)
     if isinstance(n, bool) or not isinstance(n, int) or not data.num_classes <= n <= total:
-        raise UsageError(f"--train-n must be an integer in [{data.num_classes}, {total}] (the classes, "
-                         f"{data.name}'s training images), got {n}")  # fmt: skip
+        raise UsageError(f"a training subset (--train-n) must hold an integer number of images in "
+                         f"[{data.num_classes}, {total}] (one per class at least, {data.name}'s training images "
+                         f"at most), got {n!r}")  # fmt: skip
     counts = torch.bincount(labels, minlength=data.num_classes)
     exact = counts.double() * n / total
     take = exact.floor().long()

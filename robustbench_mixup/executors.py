@@ -22,6 +22,7 @@ from typing import Any
 
 from .config import Executor
 from .errors import UsageError
+from .progress import Meter
 
 Task = Callable[..., dict[str, Any]]
 
@@ -138,3 +139,28 @@ def execute(
             yield fut.result()
     finally:  # on a failure the queued jobs are dropped, not run to the end before the error shows
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_all(
+    task: Task, jobs: Sequence[Any], args: tuple, *, key: Callable[[Any], str], epochs: Callable[[Any], int],
+    progress: Meter | None = None, executor: str = "local", workers: int = 1, address: str | None = None,
+) -> Iterator[tuple[Any, dict[str, Any]]]:  # fmt: skip
+    """`execute`, yielding (job, its result) as each finishes (a result names its job by `result["key"]`),
+    with `progress` counted in epochs (`epochs(job)` each): one by one where a job runs in this process,
+    all of a job's at once when it comes back from a worker. A resumed job ends early: its done epochs
+    are never counted, so the bar may stop short of its total."""
+    by_key = {key(job): job for job in jobs}
+    ticked: set[str] = set()
+
+    def tick(job: Any, _epoch: int) -> None:
+        ticked.add(key(job))
+        if progress is not None:
+            progress.update(1)
+
+    if progress is not None:
+        progress.start(sum(epochs(job) for job in jobs))
+    for result in execute(task, jobs, args, executor=executor, workers=workers, address=address, on_epoch=tick):
+        job = by_key[result["key"]]
+        if progress is not None and key(job) not in ticked:
+            progress.update(epochs(job))
+        yield job, result

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
 
-from .config import Job, Preset
+from .config import Job, Preset, training_images
 from .data import load_dataset
 from .devices import resolve_device
 from .diagnosing import diagnose_run
@@ -35,7 +35,7 @@ from .probes import lambda_grid
 from .probing import probe_run
 from .progress import EpochProgress, Progress
 from .report import build
-from .results import ResultsDB
+from .results import ResultsDB, read_stored
 from .runs import read_run_json
 from .sweep import run_sweep
 from .train import train_run
@@ -227,6 +227,18 @@ def stages_for(p: Preset) -> tuple[Stage, ...]:
     return (Train(), Diagnose(), *(Attack(a.attack) for a in p.attacks), Probe(), Sweep(), Report())
 
 
+def check_subset(p: Preset, layout: Layout, run: str) -> None:
+    """Before anything is written: a stored run trained on other images than `p` would train on (started on
+    another device, or with another --train-n) is refused with one line saying how to finish it."""
+    record = read_stored(layout.database, lambda db: db.get_run(run))
+    stored = None if record is None else record["config"].get("train_n")
+    if record is None or stored == p.train_n:
+        return
+    raise UsageError(f"run {run!r} was trained on {training_images(stored)}, and here the preset trains on "
+                     f"{training_images(p.train_n)}: pass --train-n {'all' if stored is None else stored} to finish "
+                     "it as it started, or choose another --run")  # fmt: skip
+
+
 def run_name(p: Preset, run: str | None) -> str:
     """The run's name: `run`, else the preset's name."""
     return check_run_name(p.name if run is None else run)
@@ -248,6 +260,7 @@ def run_pipeline(
     ctx = Context(p, Layout(out), run_name(p, run), device, data_root, download, argv)
     stages = stages_for(p)
     p.train().validate()
+    check_subset(p, ctx.layout, ctx.run)
     load_dataset(p.dataset, root=data_root, download=download, train_n=p.train_n)  # one line, nothing written
     stored = ctx.stored()
     if stored is not None:

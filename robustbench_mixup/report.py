@@ -190,8 +190,8 @@ def run_results(data: dict[str, Any]) -> RunResults:
     """What the claims read of one run's collected results (`collect`)."""
     cfg = data["record"]["config"]
     return RunResults(
-        dataset=cfg["dataset"], model=cfg["model"], methods=data["methods"], claim_eps=data["claim_eps"],
-        clean_rows=data["clean_rows"],
+        dataset=cfg["dataset"], model=cfg["model"], train_n=cfg.get("train_n"), methods=data["methods"],
+        claim_eps=data["claim_eps"], clean_rows=data["clean_rows"],
         attack_rows=data["attack_rows"], probe_rows=data["probe_rows"],
         sweep_config=None if data["sweep"] is None else data["sweep"]["config"], sweep_jobs=data["sweep_jobs"],
     )  # fmt: skip

@@ -777,11 +777,7 @@ class ResultsDB:
         """Register the sweep and its grid (existing rows are kept: this is also the resume path)."""
         now = _now()
         with self.transaction() as c:
-            c.execute(
-                "INSERT INTO sweeps (name, kind, config, created, updated) VALUES (?, 'corrupt', ?, ?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET updated=excluded.updated",
-                (name, json.dumps(config, sort_keys=True), now, now),
-            )
+            _register_sweep(c, name, "corrupt", config, now)
             c.executemany(
                 """INSERT OR IGNORE INTO sweep_jobs (sweep, key, noise, alpha, dropout, seed, mixing, status, updated)
                    VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?)""",
@@ -806,11 +802,7 @@ class ResultsDB:
         keys, and marks the others as started."""
         now = _now()
         with self.transaction() as c:
-            c.execute(
-                "INSERT INTO sweeps (name, kind, config, created, updated) VALUES (?, 'robust', ?, ?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET updated=excluded.updated",
-                (name, json.dumps(config, sort_keys=True), now, now),
-            )
+            _register_sweep(c, name, "robust", config, now)
             c.executemany(
                 "INSERT OR IGNORE INTO robust_cells (sweep, key, alpha, epochs, seed, status, updated) "
                 "VALUES (?, ?, ?, ?, ?, 'pending', ?)",
@@ -960,6 +952,34 @@ def read_stored(path: str | os.PathLike[str], read: Callable[[ResultsDB], Any]) 
         return None
     with ResultsDB(path) as db:
         return read(db)
+
+
+SWEEP_KINDS = {"corrupt": "a memorization sweep", "robust": "a robustness sweep"}
+
+
+def _register_sweep(c: sqlite3.Connection, name: str, kind: str, config: dict, now: str) -> None:
+    """The sweep's row (created once; a resume only touches `updated`)."""
+    c.execute(
+        "INSERT INTO sweeps (name, kind, config, created, updated) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT(name) DO UPDATE SET updated=excluded.updated",
+        (name, kind, json.dumps(config, sort_keys=True), now, now),
+    )
+
+
+def refuse_other_sweep(
+    path: str | os.PathLike[str], name: str, kind: str, config: dict[str, Any], *, where: str
+) -> None:
+    """Before anything is written: UsageError when sweep `name` is stored in the database at `path` (of
+    output root `where`) as another kind of sweep, or with other settings (a resume must not mix two grids
+    under one name)."""
+    previous = read_stored(path, lambda db: db.get_sweep(name))
+    if previous is None or (previous["kind"] == kind and previous["config"] == config):
+        return
+    if previous["kind"] != kind:
+        what = SWEEP_KINDS.get(previous["kind"], "another kind of sweep")
+        raise UsageError(f"sweep {name!r} already exists under {where!r} as {what}: give this one another name")
+    raise UsageError(f"sweep {name!r} already exists under {where!r} with other settings: give the new settings "
+                     "another name")  # fmt: skip
 
 
 def environment(device: str, argv: list[str] | None = None) -> dict[str, Any]:

@@ -24,13 +24,12 @@ import torch
 from .config import AttackConfig, Cell, RobustSweepConfig
 from .data import load_dataset
 from .devices import resolve_device
-from .errors import UsageError
 from .evaluation import build_attack, evaluate_run
-from .executors import check_executor, die_with, execute
+from .executors import check_executor, die_with, run_all
 from .fsutil import ensure_writable_dir, exclusive
 from .layout import Layout
 from .progress import Meter
-from .results import ResultsDB, pack_outcomes, read_stored
+from .results import ResultsDB, pack_outcomes, refuse_other_sweep
 from .train import check_data, train_run
 
 CELL_RUN = "cell"  # the run's name inside a cell's own output root
@@ -66,7 +65,7 @@ def run_cell(
     wanted = len(cfg.methods) * (1 + sum(len(a.eps) for a in cfg.attack_configs()))
     if len(rows) != wanted or set(clean) != set(cfg.methods):  # never recorded as done when incomplete
         raise RuntimeError(f"cell {cell.key} holds {len(rows)} of its {wanted} results")
-    return {"cell": dataclasses.asdict(cell), "rows": rows}
+    return {"key": cell.key, "cell": dataclasses.asdict(cell), "rows": rows}
 
 
 def _attack_rows(root: Path, acfg: AttackConfig, n: int) -> dict[tuple[str, float], dict[str, Any]]:
@@ -109,34 +108,20 @@ def run_robust_sweep(
     layout.sweep_dir(name)  # checks the name
     check_executor(executor, jobs, address)
     resolve_device(device)
-    previous = read_stored(layout.database, lambda db: db.get_sweep(name))
-    if previous is not None and (previous["kind"] != "robust" or previous["config"] != cfg.to_dict()):
-        what = "a memorization sweep" if previous["kind"] != "robust" else "a sweep with other settings"
-        raise UsageError(f"{name!r} is already {what} under {str(layout.root)!r}: give this one another --name")
-    data = load_dataset(cfg.dataset, root=data_root)  # a missing dataset stops here, before anything is written
+    refuse_other_sweep(layout.database, name, "robust", cfg.to_dict(), where=str(layout.root))
+    # a missing dataset (or a subset larger than it) stops here, before anything is written
+    data = load_dataset(cfg.dataset, root=data_root, train_n=cfg.train_n)
     check_data(cfg.cell_config(cfg.cells()[0]), len(data.train_labels))
     ensure_writable_dir(layout.root)
     cells = cfg.cells()
     with exclusive(layout.sweep_lock(name), f"sweep {name!r}"), ResultsDB(layout.database) as db:
         done = db.start_robust_sweep(name, cfg.to_dict(), [{"key": c.key, **dataclasses.asdict(c)} for c in cells])
-        todo = [c for c in cells if c.key not in done]
-        counted: dict[str, int] = {}
-
-        def epoch_done(cell: Cell, count: int) -> None:
-            counted[cell.key] = counted.get(cell.key, 0) + count
-            if progress is not None:
-                progress.update(count)
-
-        if progress is not None:
-            progress.start(sum(c.epochs for c in todo) * len(cfg.methods))
         root = str(layout.root.resolve())  # a Ray worker elsewhere resolves no relative path against ours
         args = (cfg, root, name, device, None if data_root is None else str(Path(data_root).resolve()))
-        for result in execute(run_cell, todo, args, executor=executor, workers=jobs, address=address,
-                              on_epoch=epoch_done):  # fmt: skip
-            cell = Cell(**result["cell"])
+        for cell, result in run_all(run_cell, [c for c in cells if c.key not in done], args, key=lambda c: c.key,
+                                    epochs=lambda c: c.epochs * len(cfg.methods), progress=progress,
+                                    executor=executor, workers=jobs, address=address):  # fmt: skip
             db.record_robust_cell(name, cell.key, result["rows"])
-            if progress is not None and not counted.get(cell.key):  # from a worker: its epochs at once
-                progress.update(cell.epochs * len(cfg.methods))
             if on_cell is not None:
                 on_cell(result)
     from .report import build_robust_sweep

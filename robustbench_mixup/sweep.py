@@ -30,11 +30,11 @@ from .config import Job, SweepConfig
 from .data import Dataset, corrupt_labels, load_dataset
 from .devices import accuracy, predict, resolve_device
 from .errors import UsageError
-from .executors import check_executor, die_with, execute
+from .executors import check_executor, die_with, run_all
 from .fsutil import ensure_writable_dir, exclusive, remove_stale_temporaries
 from .layout import Layout
 from .progress import Meter
-from .results import ResultsDB, pack_outcomes, read_stored
+from .results import ResultsDB, pack_outcomes, refuse_other_sweep
 from .tables import method_order, table2, with_methods
 from .train import check_data, fit, load_trainable, new_trainable, save_trainable
 
@@ -122,7 +122,7 @@ def run_job(
         if on_epoch is not None:
             on_epoch(job, epoch)
     fits = predict(model, x_tr)[m] == y_noisy[m]  # per corrupted example: memorized at the last epoch
-    return {"job": dataclasses.asdict(job), "history": history, "n_corrupted": int(mask.sum()),
+    return {"key": job.key, "job": dataclasses.asdict(job), "history": history, "n_corrupted": int(mask.sum()),
             "corrupted_fit": pack_outcomes(fits)}  # fmt: skip
 
 
@@ -159,12 +159,7 @@ def run_sweep(
     ckdir = layout.sweep_dir(name)  # checks the name
     check_executor(executor, jobs, address)
     resolve_device(device)
-    previous = read_stored(layout.database, lambda db: db.get_sweep(name))
-    if previous is not None and previous["config"] != cfg.to_dict():
-        raise UsageError(
-            f"sweep {name!r} already exists under {str(layout.root)!r} with other settings; "
-            "give the new settings another name"
-        )
+    refuse_other_sweep(layout.database, name, "corrupt", cfg.to_dict(), where=str(layout.root))
     # a missing dataset (or a subset larger than it) stops here, before anything is written
     data = load_dataset(cfg.dataset, root=data_root, train_n=cfg.train_n)
     check_data(cfg.job_config(cfg.jobs()[0]), len(data.train_labels))
@@ -175,22 +170,10 @@ def run_sweep(
         finished = db.finished_jobs(name)
         todo = [j for j in cfg.jobs() if j.key not in finished]
         db.mark_started(name, [j.key for j in todo])
-        counted: dict[str, int] = {}
-
-        def epoch_done(job: Job, epoch: int) -> None:
-            counted[job.key] = counted.get(job.key, 0) + 1
-            if progress is not None:
-                progress.update(1)
-
-        if progress is not None:
-            progress.start(len(todo) * cfg.epochs)  # a resumed job finishes early: its done epochs are not redone
         submit = (cfg, str(layout.root.resolve()), name, device, None if data_root is None else str(data_root))
-        results = execute(run_job, todo, submit, executor=executor, workers=jobs, address=address, on_epoch=epoch_done)
-        for result in results:
-            job = Job(**result["job"])
+        for job, result in run_all(run_job, todo, submit, key=lambda j: j.key, epochs=lambda j: cfg.epochs,
+                                   progress=progress, executor=executor, workers=jobs, address=address):  # fmt: skip
             db.record_sweep_job(name, job.key, result["history"], result["corrupted_fit"], result["n_corrupted"])
-            if progress is not None and not counted.get(job.key):  # from a worker: its epochs at once
-                progress.update(cfg.epochs)
             if on_job is not None:
                 on_job(result)
         summaries = db.sweep_jobs(name)

@@ -58,7 +58,8 @@ def lr_at(epoch: int, cfg: TrainConfig) -> float:
 def check_data(cfg: TrainConfig, n_train: int) -> None:
     """Raise UsageError unless `cfg` can train on `n_train` examples (every step needs a full batch)."""
     if cfg.batch_size > n_train:
-        raise UsageError(f"--batch-size {cfg.batch_size} exceeds the {n_train} training examples of {cfg.dataset}")
+        what = cfg.dataset if cfg.train_n is None else f"the training subset of {cfg.dataset} (--train-n)"
+        raise UsageError(f"--batch-size {cfg.batch_size} exceeds the {n_train} training examples of {what}")
 
 
 def init_model(cfg: TrainConfig, dataset: Dataset, seed: int) -> nn.Module:

@@ -350,10 +350,11 @@ def test_grows_and_stays_wording():
                                                                         torch.arange(100) < 35))  # fmt: skip
     same = claims.Gain("pgd", "PGD", 0.2, 0.3, stats.paired_difference(torch.arange(100) < 20,
                                                                        torch.arange(100) < 30))  # fmt: skip
-    assert "gain of 10.0 points grows to 15.0 under PGD" in claims.describe(fgsm, more)
-    assert "gain of 10.0 points stays at 10.0 under PGD" in claims.describe(fgsm, same)
+    assert "gain of 10.0 points grows to 15.0 under PGD" in claims.describe(fgsm, more, method="mixup")
+    assert "gain of 10.0 points stays at 10.0 under PGD" in claims.describe(fgsm, same, method="mixup")
     unpaired = claims.Gain("pgd", "PGD", 0.2, 0.3, None)
-    assert unpaired.outcome == "not paired" and claims.describe(fgsm, unpaired).startswith("PGD: not paired: re-run")
+    assert unpaired.outcome == "not paired"
+    assert claims.describe(fgsm, unpaired, method="mixup").startswith("PGD: not paired: re-run")
 
 
 @pytest.mark.parametrize("mixup, side", [(505, "includes 0"), (400, "lies below 0")])
@@ -423,7 +424,7 @@ def test_the_strongest_exact_setting_of_an_attack_is_read():
     rows += pair("pgd", 0.1, 200, 300, steps=50, restarts=5)  # read this one
     (g,) = strong(rows).table[0].strong
     assert (g.erm_top1, g.other_top1, g.setting) == (0.2, 0.3, "50 steps, 5 restarts")
-    assert claims.paired_rows(rows, "pgd", "white", 0.1, 999) is None
+    assert claims.paired_rows(rows, "pgd", "white", 0.1, 999, method="mixup") is None
 
 
 def test_a_p_value_too_small_for_a_float_is_not_printed_as_zero():

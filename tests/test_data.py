@@ -180,5 +180,5 @@ def test_train_subset_is_stratified_seeded_and_keeps_the_test_split():
 
 @pytest.mark.parametrize("n", [0, 9, 4001, True, "100"])
 def test_train_subset_out_of_range_is_one_usage_error(n):
-    with pytest.raises(UsageError, match=r"--train-n must be an integer in \[10, 4000\]"):
+    with pytest.raises(UsageError, match=r"--train-n\) must hold an integer number of images in \[10, 4000\]"):
         load_dataset("mnist-5k", train_n=n)

@@ -81,12 +81,15 @@ def test_smallcnn_input_gradient_is_unchanged_by_the_fast_pool():
     assert isinstance(model.net[3], models.MaxPool2x2) and torch.equal(grads[0], grads[1])
 
 
-def test_predictions_do_not_depend_on_the_batch_size_and_restore_the_mode():
+@pytest.mark.parametrize("name, shape, options", [("mlp", (1, 8, 8), {}), ("smallcnn", (1, 28, 28), {}),
+                                                   ("preact-resnet18", (3, 32, 32), {"width": 4})])  # fmt: skip
+def test_predictions_do_not_depend_on_the_batch_size_and_restore_the_mode(name, shape, options):
     from robustbench_mixup.devices import PREDICT_BATCH, predict
 
     torch.manual_seed(0)
-    model = build_model("smallcnn", in_shape=[1, 28, 28], num_classes=10, mean=[0.1], std=[0.3]).train()
-    x = torch.rand(700, 1, 28, 28)
+    model = build_model(name, in_shape=list(shape), num_classes=10, mean=[0.1] * shape[0], std=[0.3] * shape[0],
+                        **options).train()  # fmt: skip
+    x = torch.rand(300, *shape)
     with torch.inference_mode():
         logits = model.eval()(x)
     model.train()

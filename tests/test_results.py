@@ -121,7 +121,7 @@ def test_a_version_5_database_is_migrated_and_its_rows_are_read_without_outcomes
         rows = db.probe_rows("r", outcomes=True)
         assert [(r["missed"], r["norms"]) for r in rows] == [(None, None)] * 2
         assert db.clean_rows("r") == [] and db.get_group("r") is None
-    measured = claims.probe_points(claims.RunResults(probe_rows=rows), column="missed")
+    measured = claims.probe_points(claims.RunResults(probe_rows=rows), "mixup", column="missed")
     assert measured == "stored without per-pair outcomes (by an older robust-eval): run the probe again"
 
 

@@ -316,7 +316,7 @@ def test_a_robustness_sweep_pools_each_cell_over_seeds_and_says_where_the_claim_
     code, _, err = run_cli(capsys, *ROBUST[:-1], "other", "--out", str(tmp_path), "--eps", "0.2")
     assert code == 0, err  # another name, another sweep
     code, _, err = run_cli(capsys, *ROBUST, "--out", str(tmp_path), "--seeds", "0")
-    assert_one_line_error(code, err, "'where' is already a sweep with other settings")
+    assert_one_line_error(code, err, "sweep 'where' already exists", "with other settings")
     with sqlite3.connect(tmp_path / "reports" / "results.sqlite") as con:
         con.execute("UPDATE robust_results SET correct = x'00' WHERE attack = 'fgsm'")  # a blob cut short
     code, _, err = run_cli(capsys, *ROBUST, "--out", str(tmp_path))
@@ -342,10 +342,14 @@ def test_robustness_sweep_bad_input_is_one_line_and_writes_nothing(capsys, tmp_p
     assert not (tmp_path / "o").exists()
 
 
-def test_a_robustness_sweep_cannot_take_a_memorization_sweeps_name(capsys, tmp_path):
+def test_a_sweep_cannot_take_the_name_of_the_other_kind(capsys, tmp_path):
     from robustbench_mixup.results import ResultsDB
 
     with ResultsDB(tmp_path / "reports" / "results.sqlite") as db:
         db.start_sweep("where", {"dataset": "digits"}, [])
+        db.start_robust_sweep("there", {"dataset": "digits"}, [])
     code, _, err = run_cli(capsys, *ROBUST, "--out", str(tmp_path))
-    assert_one_line_error(code, err, "'where' is already a memorization sweep")
+    assert_one_line_error(code, err, "sweep 'where' already exists", "as a memorization sweep")
+    code, _, err = run_cli(capsys, "sweep", "corrupt", "--dataset", "digits", "--model", "mlp", "--noise", "0.5",
+                           "--alpha", "0", "--epochs", "1", "--name", "there", "--out", str(tmp_path))  # fmt: skip
+    assert_one_line_error(code, err, "sweep 'there' already exists", "as a robustness sweep")
