@@ -794,7 +794,7 @@ PRESETS = {
         probe_pairs=1000, probe_lambdas=21, sweep_noise=(0.5,), sweep_alpha=(0.0, 8.0), sweep_epochs=20,
         train_n=10_000,
         summary="fashion-mnist, smallcnn, the five methods; on a CPU a 10,000-image training subset (about "
-                "45 min on 2 cores), on a GPU all 60,000",
+                "42 min on 2 cores), on a GPU all 60,000",
     ),
     "paper": Preset(
         name="paper", dataset="cifar10", model="preact-resnet18", epochs=200, alpha=1.0,

