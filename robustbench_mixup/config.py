@@ -777,7 +777,7 @@ PRESETS = {
         attacks=(AttackConfig("fgsm", _SMALL_EPS), AttackConfig("ifgsm", (0.05, 0.1), steps=10),
                  AttackConfig("pgd", (0.05, 0.1), steps=20)),
         probe_pairs=2000, probe_lambdas=21, sweep_noise=(0.5,), sweep_alpha=(0.0, 8.0), sweep_epochs=40,
-        summary="mnist-5k, smallcnn, ERM and mixup; about 11 min on 2 CPU cores",
+        summary="mnist-5k, smallcnn, ERM and mixup; about 9 min on 2 CPU cores",
     ),
     "family": Preset(
         name="family", dataset="mnist-5k", model="smallcnn", epochs=15, alpha=1.0, methods=tuple(METHODS),
