@@ -231,9 +231,16 @@ def check_subset(p: Preset, layout: Layout, run: str) -> None:
     """Before anything is written: a stored run trained on other images than `p` would train on (started on
     another device, or with another --train-n) is refused with one line saying how to finish it."""
     record = read_stored(layout.database, lambda db: db.get_run(run))
-    stored = None if record is None else record["config"].get("train_n")
-    if record is None or stored == p.train_n:
+    config = None if record is None else record["config"]
+    if not isinstance(config, dict):
         return
+
+    def others(d: dict) -> dict:
+        return {k: v for k, v in d.items() if k != "train_n"}
+
+    stored = config.get("train_n")
+    if stored == p.train_n or others(config) != others(p.train().to_dict()):
+        return  # the same images; or other settings as well, which training refuses with its own line
     raise UsageError(f"run {run!r} was trained on {training_images(stored)}, and here the preset trains on "
                      f"{training_images(p.train_n)}: pass --train-n {'all' if stored is None else stored} to finish "
                      "it as it started, or choose another --run")  # fmt: skip

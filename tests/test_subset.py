@@ -13,7 +13,7 @@ from robustbench_mixup.config import PRESETS, SweepConfig
 from robustbench_mixup.errors import UsageError
 from robustbench_mixup.executors import run_all
 from robustbench_mixup.layout import Layout
-from robustbench_mixup.pipeline import run_pipeline
+from robustbench_mixup.pipeline import check_subset, run_pipeline
 from robustbench_mixup.results import ResultsDB
 
 DIGITS = ["--dataset", "digits", "--model", "mlp", "--epochs", "1", "--batch-size", "32"]
@@ -70,6 +70,12 @@ def test_a_run_started_on_other_images_is_refused_with_the_option_that_finishes_
                                          r"on all training images: pass --train-n 10000"):  # fmt: skip
         run_pipeline(on_gpu, out=tmp_path, device="cpu")
     assert Layout(tmp_path).database.stat().st_mtime_ns == before
+    # a run of other settings as well (the fashion preset before it had a subset): not told to pass --train-n
+    old = dataclasses.replace(fashion, epochs=30, train_n=None)
+    with ResultsDB(Layout(tmp_path).database) as db:
+        db.start_run("old", kind="train", config=old.train().to_dict(), seed=0, dataset="fashion-mnist",
+                     environment={})  # fmt: skip
+    assert check_subset(fashion.on("cpu"), Layout(tmp_path), "old") is None  # training's own line refuses it
 
 
 def test_run_train_n_overrides_the_presets_subset_on_every_device(capsys, tmp_path, monkeypatch):
