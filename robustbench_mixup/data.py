@@ -219,10 +219,8 @@ def read_mnist5k(path: str | os.PathLike[str]) -> np.ndarray:
     pixels, labels = table[:, :-1], table[:, -1]
     if not (np.isfinite(table).all() and pixels.min() >= 0 and pixels.max() <= 255):
         raise bad("pixels outside 0..255")
-    if (
-        not np.array_equal(np.bincount(labels.astype(np.int64), minlength=10), np.full(10, 500))
-        or (labels != np.round(labels)).any()
-    ):
+    whole = labels.min() >= 0 and labels.max() <= 9 and (labels == np.round(labels)).all()
+    if not (whole and np.array_equal(np.bincount(labels.astype(np.int64), minlength=10), np.full(10, 500))):
         raise bad("labels other than 500 of each digit 0-9")
     return table
 

@@ -345,11 +345,13 @@ def _write_mnist5k_variant(path: Path, variant: str) -> None:
         table[7, 3] = 256
     elif variant == "labels unbalanced":
         table[0, -1] = 3
+    elif variant == "negative label":
+        table[0, -1] = -1
     np.savetxt(path, table, fmt="%d", delimiter=",")  # gzipped: the name ends in .gz
 
 
 @pytest.mark.parametrize("variant", ["truncated", "not gzip", "short rows", "too few rows", "text", "bright pixel",
-                                     "labels unbalanced"])  # fmt: skip
+                                     "labels unbalanced", "negative label"])  # fmt: skip
 def test_a_corrupt_bundled_mnist_subset_is_one_usage_error(tmp_path, variant):
     path = tmp_path / "mnist_5k.csv.gz"
     _write_mnist5k_variant(path, variant)
