@@ -170,9 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     import torch
 
-    from robustbench_mixup.devices import resolve_device
-    from robustbench_mixup.errors import UsageError
-    from robustbench_mixup.fsutil import atomic_write_json
+    from robustbench_mixup.learning.devices import resolve_device
+    from robustbench_mixup.settings.errors import UsageError
+    from robustbench_mixup.settings.fsutil import atomic_write_json
 
     from . import attacks, batched, cli_startup, probe, setups, training
 

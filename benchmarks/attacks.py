@@ -31,8 +31,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from robustbench_mixup.attacks import APGD, IFGSM, PGD, Attack, evaluate_attack, input_gradient, robust_accuracy
-from robustbench_mixup.devices import frozen
+from robustbench_mixup.attacks.engine import evaluate_attack, robust_accuracy
+from robustbench_mixup.attacks.methods import APGD, IFGSM, PGD, Attack
+from robustbench_mixup.learning.devices import frozen
+from robustbench_mixup.measures.gradients import input_gradient
 
 from .setups import Setup
 from .timing import Result, Target, measure, sync

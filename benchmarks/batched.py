@@ -38,11 +38,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
-from robustbench_mixup import seeding
-from robustbench_mixup.data import load_dataset
-from robustbench_mixup.devices import as_batch, autocast
-from robustbench_mixup.models import MaxPool2x2
-from robustbench_mixup.train import TrainConfig, make_optimizer, new_trainable, train_epoch
+from robustbench_mixup.learning import seeding
+from robustbench_mixup.learning.data import load_dataset
+from robustbench_mixup.learning.devices import as_batch, autocast
+from robustbench_mixup.learning.loop import make_optimizer, new_trainable, train_epoch
+from robustbench_mixup.learning.models import MaxPool2x2
+from robustbench_mixup.settings.config import TrainConfig
 
 from .timing import Result, Target, measure
 

@@ -10,8 +10,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from robustbench_mixup.devices import frozen
-from robustbench_mixup.probes import MAX_POINTS, input_gradient_norm, interpolation_miss_rate, lambda_grid, sample_pairs
+from robustbench_mixup.learning.devices import frozen
+from robustbench_mixup.measures.probes import (
+    MAX_POINTS,
+    input_gradient_norm,
+    interpolation_miss_rate,
+    lambda_grid,
+    sample_pairs,
+)
 
 from .setups import Setup
 from .timing import Result, Target, measure

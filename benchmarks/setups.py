@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustbench_mixup.data import Dataset, load_dataset
-from robustbench_mixup.train import TrainConfig, make_optimizer, new_trainable, train_epoch
+from robustbench_mixup.learning.data import Dataset, load_dataset
+from robustbench_mixup.learning.loop import make_optimizer, new_trainable, train_epoch
+from robustbench_mixup.settings.config import TrainConfig
 
 
 @dataclass(frozen=True)

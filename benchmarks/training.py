@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustbench_mixup.devices import autocast
+from robustbench_mixup.learning.devices import autocast
 
 from .setups import Setup, Sizes, build
 from .timing import Result, Target, measure

@@ -30,8 +30,9 @@ def _single_thread_determinism() -> None:
 def trained_smallcnn():
     """A smallcnn trained for two epochs on mnist-5k, and its 1,000 test images (shared: attacks never
     change a model's weights, mode or flags)."""
-    from robustbench_mixup.data import load_dataset
-    from robustbench_mixup.train import TrainConfig, init_model, train_epoch
+    from robustbench_mixup.learning.data import load_dataset
+    from robustbench_mixup.learning.loop import init_model, train_epoch
+    from robustbench_mixup.settings.config import TrainConfig
 
     data = load_dataset("mnist-5k")
     model = init_model(TrainConfig(model="smallcnn"), data, seed=0)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robustbench_mixup.cli import main
+from robustbench_mixup.cli.dispatch import main
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

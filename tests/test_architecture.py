@@ -15,15 +15,22 @@ import torch
 from helpers import assert_one_line_error, run_cli
 from torch import nn
 
-from robustbench_mixup import attacks, cli, config, evaluation
-from robustbench_mixup.attacks import FGSM, IFGSM, craft, evaluate_attack, fgsm, ifgsm, score
-from robustbench_mixup.config import ATTACKS, Job, SweepConfig, TrainConfig
-from robustbench_mixup.errors import UsageError
-from robustbench_mixup.layout import Layout
-from robustbench_mixup.progress import EpochProgress, Progress
-from robustbench_mixup.results import ResultsDB
-from robustbench_mixup.sweep import run_sweep
-from robustbench_mixup.train import train_run
+from robustbench_mixup.attacks import engine
+from robustbench_mixup.attacks import methods as attacks
+from robustbench_mixup.attacks.engine import craft, evaluate_attack, score
+from robustbench_mixup.attacks.methods import FGSM, IFGSM, fgsm, ifgsm
+from robustbench_mixup.cli import parser as cli_parser
+from robustbench_mixup.cli import text as cli_text
+from robustbench_mixup.settings import config
+from robustbench_mixup.settings.config import ATTACKS, TrainConfig
+from robustbench_mixup.settings.errors import UsageError
+from robustbench_mixup.settings.layout import Layout
+from robustbench_mixup.settings.sweeps import Job, SweepConfig
+from robustbench_mixup.stages import attack as evaluation
+from robustbench_mixup.stages.progress import EpochProgress, Progress
+from robustbench_mixup.stages.sweep_corrupt import run_sweep
+from robustbench_mixup.stages.train import train_run
+from robustbench_mixup.store.database import ResultsDB
 
 TINY = ["--dataset", "digits", "--model", "mlp", "--epochs", "1", "--device", "cpu"]
 
@@ -31,22 +38,69 @@ TINY = ["--dataset", "digits", "--model", "mlp", "--epochs", "1", "--device", "c
 # --- settings without torch --------------------------------------------------------------------------
 
 
-def test_settings_commands_claims_and_the_report_import_no_torch():
+TORCH_FREE = ("settings", "verdicts", "report")  # the layers a report, a --help or a settings check needs
+
+
+@pytest.mark.parametrize("layer", TORCH_FREE)
+def test_every_module_of_the_torch_free_layers_imports_no_torch(layer):
+    """Each module of the folder, imported alone in a fresh interpreter: no torch, and so no CUDA start-up."""
+    import pkgutil
+
+    import robustbench_mixup
+
+    folder = f"{robustbench_mixup.__path__[0]}/{layer}"
+    modules = [f"robustbench_mixup.{layer}.{m.name}" for m in pkgutil.iter_modules([folder])]
+    assert len(modules) >= 3, modules
+    code = (
+        "import importlib, sys\n"
+        f"for m in {modules!r}:\n"
+        "    importlib.import_module(m)\n"
+        "    assert 'torch' not in sys.modules, m\n"
+        "print('ok')"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
+
+
+def test_the_help_path_and_the_cli_package_import_no_torch():
     code = (
         "import sys\n"
-        "import robustbench_mixup.config, robustbench_mixup.layout, robustbench_mixup.commands\n"
-        "import robustbench_mixup.claims, robustbench_mixup.tables, robustbench_mixup.report, robustbench_mixup.cli\n"
+        "import robustbench_mixup, robustbench_mixup.cli, robustbench_mixup.cli.parser\n"
+        "robustbench_mixup.cli.parser.build_parser().format_help()\n"
         "print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
 
+def test_nothing_below_the_stages_imports_a_stage_and_no_stage_imports_the_report():
+    """The layers read top to bottom: an import never reaches a later folder of this order."""
+    import ast
+    from pathlib import Path
+
+    import robustbench_mixup
+
+    order = ["settings", "learning", "measures", "attacks", "store", "stages", "verdicts", "report", "cli"]
+    root = Path(robustbench_mixup.__path__[0])
+    seen = 0
+    for layer in order:
+        for path in (root / layer).glob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("robustbench_mixup."):
+                    target = node.module.split(".")[1]
+                    seen += 1
+                    if target in order:
+                        assert order.index(target) <= order.index(layer), (path.name, node.module)
+                    if layer == "stages":
+                        assert target != "report", (path.name, node.module)
+    assert seen > 100
+
+
 def test_the_attack_registry_and_the_attack_types_agree_and_the_cli_reads_the_registry():
     assert set(ATTACKS) == set(attacks.ATTACK_TYPES)
     for name, kind in attacks.ATTACK_TYPES.items():
         assert kind.name == name == ATTACKS[name].name
-    commands = cli.build_parser()._subparsers._group_actions[0].choices
+    commands = cli_parser.build_parser()._subparsers._group_actions[0].choices
     for name, info in ATTACKS.items():
         assert info.subcommand in commands
         help_text = commands[info.subcommand].format_help()
@@ -54,19 +108,19 @@ def test_the_attack_registry_and_the_attack_types_agree_and_the_cli_reads_the_re
         for option in info.options:  # each setting the attack object takes is an option of its command
             flag = {"seed": None, "step_size": "--step-size"}.get(option, f"--{option}")
             assert flag is None or flag in help_text, (name, option)
-        args = cli.build_parser().parse_args(
+        args = cli_parser.build_parser().parse_args(
             [info.subcommand, "--eps", "0.1", *(["--loss", info.loss] if info.loss != "ce" else [])]
         )
-        assert cli.attack_named(args.attack, getattr(args, "loss", "ce")) == name
+        assert config.attack_named(args.attack, getattr(args, "loss", "ce")) == name
 
 
 def test_cli_defaults_are_the_dataclass_defaults():
-    args = cli.build_parser().parse_args(["train"])
+    args = cli_parser.build_parser().parse_args(["train"])
     d = TrainConfig()
     assert (args.dataset, args.model, args.epochs, args.alpha, args.seed, args.batch_size, args.lr) == (
         d.dataset, d.model, d.epochs, d.alpha, d.seed, d.batch_size, d.lr,
     )  # fmt: skip
-    args = cli.build_parser().parse_args(["ifgsm", "--eps", "0.1"])
+    args = cli_parser.build_parser().parse_args(["ifgsm", "--eps", "0.1"])
     assert args.steps == ATTACKS["ifgsm"].default_steps and args.backend == "native" and args.mode == "both"
 
 
@@ -193,18 +247,18 @@ def test_progress_in_a_log_is_plain_lines_with_counts_rate_and_time_left():
 
 
 def test_json_numbers_are_rounded_to_six_significant_digits():
-    assert cli.rounded(0.06699999999999995) == 0.067
-    assert cli.rounded({"a": [1.23456789e-5, 2], "b": "x"}) == {"a": [1.23457e-05, 2], "b": "x"}
+    assert cli_text.rounded(0.06699999999999995) == 0.067
+    assert cli_text.rounded({"a": [1.23456789e-5, 2], "b": "x"}) == {"a": [1.23457e-05, 2], "b": "x"}
 
 
 @pytest.mark.parametrize(
     "argv, target, says",
     [
-        (["train", *TINY], "robustbench_mixup.train.train_run", "--resume"),
-        (["fgsm", "--eps", "0.1"], "robustbench_mixup.evaluation.evaluate_run", "run the same command again"),
-        (["probe"], "robustbench_mixup.probing.probe_run", "run the same command again"),
+        (["train", *TINY], "robustbench_mixup.stages.train.train_run", "--resume"),
+        (["fgsm", "--eps", "0.1"], "robustbench_mixup.stages.attack.evaluate_run", "run the same command again"),
+        (["probe"], "robustbench_mixup.stages.probe.probe_run", "run the same command again"),
         (["sweep", "corrupt", *TINY, "--noise", "0.5", "--alpha", "0", "--name", "s"],
-         "robustbench_mixup.sweep.run_sweep", "finished jobs are kept"),
+         "robustbench_mixup.stages.sweep_corrupt.run_sweep", "finished jobs are kept"),
     ],
 )  # fmt: skip
 def test_ctrl_c_says_how_to_go_on_for_that_command(capsys, monkeypatch, tmp_path, argv, target, says):
@@ -225,7 +279,8 @@ def test_ctrl_c_says_how_to_go_on_for_that_command(capsys, monkeypatch, tmp_path
 def test_every_suggested_command_run_as_printed_fills_its_stage(capsys, tmp_path):
     out = tmp_path / "o"
     assert run_cli(capsys, "train", *TINY, "--run", "d0", "--batch-size", "64", "--out", str(out))[0] == 0
-    from robustbench_mixup.report import build, collect
+    from robustbench_mixup.report.pages import build
+    from robustbench_mixup.verdicts.evidence import collect
 
     html = build(out=out, run="d0").read_text()
     commands = collect(out, "d0")["commands"]
@@ -265,8 +320,8 @@ def test_attack_json_has_no_source_in_the_white_box_and_rounded_numbers(capsys, 
 def test_evaluation_has_no_stand_in_epsilons(monkeypatch):
     """Scoring ready-made sets never goes through the attack engine with made-up ε."""
     calls = []
-    real = attacks.evaluate_attack
-    monkeypatch.setattr(attacks, "evaluate_attack", lambda *a, **k: calls.append(k) or real(*a, **k))
+    real = engine.evaluate_attack
+    monkeypatch.setattr(engine, "evaluate_attack", lambda *a, **k: calls.append(k) or real(*a, **k))
     model, x, y = _linear()
     cfg = config.AttackConfig("fgsm", (0.0, 0.1), mode="white").validate()
     evaluation.evaluate_models({"m": model}, x, y, cfg, black_sets=[x, x])

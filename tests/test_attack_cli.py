@@ -5,8 +5,9 @@ import sqlite3
 import pytest
 from helpers import assert_one_line_error, run_cli
 
-from robustbench_mixup import evaluation
-from robustbench_mixup.train import TrainConfig, train_run
+from robustbench_mixup.settings.config import TrainConfig
+from robustbench_mixup.stages import attack as evaluation
+from robustbench_mixup.stages.train import train_run
 
 
 @pytest.fixture(scope="module")

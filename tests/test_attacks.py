@@ -5,12 +5,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustbench_mixup.attacks import fgsm, ifgsm, robust_accuracy
-from robustbench_mixup.config import AttackConfig as AttackSpec
-from robustbench_mixup.evaluation import build_attack, evaluate_models
-from robustbench_mixup.indicators import ordering_flags
-from robustbench_mixup.models import build_model
-from robustbench_mixup.stats import wilson_interval
+from robustbench_mixup.attacks.engine import robust_accuracy
+from robustbench_mixup.attacks.indicators import ordering_flags
+from robustbench_mixup.attacks.methods import fgsm, ifgsm
+from robustbench_mixup.learning.models import build_model
+from robustbench_mixup.measures.stats import wilson_interval
+from robustbench_mixup.settings.config import AttackConfig as AttackSpec
+from robustbench_mixup.stages.attack import build_attack, evaluate_models
 
 SHAPE = (1, 8, 8)
 
@@ -209,7 +210,7 @@ def _stored(rows, spec):
 
 def _flags(models, x, y, spec, black_source=None, other=()):
     """(checks failed significantly, checks within noise), and the stored rows."""
-    from robustbench_mixup.evaluation import craft_sets
+    from robustbench_mixup.stages.attack import craft_sets
 
     black = None if black_source is None else craft_sets(spec, build_attack(spec), black_source, x, y)
     clean, rows = evaluate_models(models, x, y, spec, black_sets=black)
@@ -271,7 +272,7 @@ def test_attacks_on_cuda_keep_the_invariants_and_agree_with_cpu(trained):
 
 
 def test_progress_is_reported_per_batch():
-    from robustbench_mixup.attacks import evaluate_attack
+    from robustbench_mixup.attacks.engine import evaluate_attack
 
     model, (x, y) = _models()["mlp"], _data(100)
     seen = []

@@ -17,8 +17,9 @@ from benchmarks.batched import StackedSGD, VmapMaxPool2x2, sequential_epoch, wei
 from benchmarks.setups import cifar_shaped, sizes
 from benchmarks.timing import Result, Target, Timing, measure
 from benchmarks.training import ReferenceStyleDataset
-from robustbench_mixup.models import MaxPool2x2, build_model
-from robustbench_mixup.train import TrainConfig, make_optimizer
+from robustbench_mixup.learning.loop import make_optimizer
+from robustbench_mixup.learning.models import MaxPool2x2, build_model
+from robustbench_mixup.settings.config import TrainConfig
 
 
 def test_measure_round_robin_after_warmup() -> None:

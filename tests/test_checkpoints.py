@@ -5,9 +5,10 @@ import pytest
 import torch
 from safetensors.torch import load as safetensors_load
 
-from robustbench_mixup import __version__, checkpoints
-from robustbench_mixup.errors import UsageError
-from robustbench_mixup.models import build_model
+from robustbench_mixup import __version__
+from robustbench_mixup.learning import checkpoints
+from robustbench_mixup.learning.models import build_model
+from robustbench_mixup.settings.errors import UsageError
 
 
 def _model(**kw):
@@ -153,7 +154,7 @@ def test_a_model_not_from_the_registry_needs_its_spec(tmp_path):
 
 
 def test_stale_temporaries_are_swept(tmp_path):
-    from robustbench_mixup.fsutil import atomic_path, remove_stale_temporaries
+    from robustbench_mixup.settings.fsutil import atomic_path, remove_stale_temporaries
 
     with pytest.raises(RuntimeError), atomic_path(tmp_path / "a.safetensors") as tmp:
         tmp.write_bytes(b"half")

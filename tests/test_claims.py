@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from robustbench_mixup import claims, stats
-from robustbench_mixup.claims import ALPHA, CLAIMS, MARGIN, ClaimSpec, RunResults, assess
-from robustbench_mixup.config import ATTACKS
-from robustbench_mixup.stats import wilson_interval
+from robustbench_mixup.measures import stats
+from robustbench_mixup.measures.stats import wilson_interval
+from robustbench_mixup.settings.config import ATTACKS
+from robustbench_mixup.verdicts import claims
+from robustbench_mixup.verdicts import strong as strong_verdicts
+from robustbench_mixup.verdicts.claims import ALPHA, CLAIMS, MARGIN, ClaimSpec, RunResults, assess
 
 COMMANDS = {
     "train": "robust-eval train",
@@ -303,13 +305,13 @@ def worst_rows(eps, erm, mixup, *, n=1000, shift=100, attacks=("apgd-ce", "fgsm"
 
 
 def strong(rows, worst=(), key="fgsm_white"):
-    return {v.key: v for v in claims.strong_attack_verdicts(rows, worst)}[key]
+    return {v.key: v for v in strong_verdicts.strong_attack_verdicts(rows, worst)}[key]
 
 
 def test_strong_verdicts_cover_both_fgsm_claims_in_order():
-    got = claims.strong_attack_verdicts([])
+    got = strong_verdicts.strong_attack_verdicts([])
     assert [(v.key, v.mode) for v in got] == [("fgsm_white", "white"), ("fgsm_black", "black")]
-    assert claims.STRONG == ("pgd", "apgd-ce", "apgd-dlr")
+    assert strong_verdicts.STRONG == ("pgd", "apgd-ce", "apgd-dlr")
 
 
 def test_a_gain_that_survives_every_strong_attack():
@@ -344,17 +346,17 @@ def test_a_gain_that_reverses():
 
 
 def test_grows_and_stays_wording():
-    fgsm = claims.Gain("fgsm", "FGSM", 0.5, 0.6, stats.paired_difference(torch.arange(100) < 50,
+    fgsm = strong_verdicts.Gain("fgsm", "FGSM", 0.5, 0.6, stats.paired_difference(torch.arange(100) < 50,
                                                                          torch.arange(100) < 60))  # fmt: skip
-    more = claims.Gain("pgd", "PGD", 0.2, 0.35, stats.paired_difference(torch.arange(100) < 20,
+    more = strong_verdicts.Gain("pgd", "PGD", 0.2, 0.35, stats.paired_difference(torch.arange(100) < 20,
                                                                         torch.arange(100) < 35))  # fmt: skip
-    same = claims.Gain("pgd", "PGD", 0.2, 0.3, stats.paired_difference(torch.arange(100) < 20,
+    same = strong_verdicts.Gain("pgd", "PGD", 0.2, 0.3, stats.paired_difference(torch.arange(100) < 20,
                                                                        torch.arange(100) < 30))  # fmt: skip
-    assert "gain of 10.0 points grows to 15.0 under PGD" in claims.describe(fgsm, more, method="mixup")
-    assert "gain of 10.0 points stays at 10.0 under PGD" in claims.describe(fgsm, same, method="mixup")
-    unpaired = claims.Gain("pgd", "PGD", 0.2, 0.3, None)
+    assert "gain of 10.0 points grows to 15.0 under PGD" in strong_verdicts.describe(fgsm, more, method="mixup")
+    assert "gain of 10.0 points stays at 10.0 under PGD" in strong_verdicts.describe(fgsm, same, method="mixup")
+    unpaired = strong_verdicts.Gain("pgd", "PGD", 0.2, 0.3, None)
     assert unpaired.outcome == "not paired"
-    assert claims.describe(fgsm, unpaired, method="mixup").startswith("PGD: not paired: re-run")
+    assert strong_verdicts.describe(fgsm, unpaired, method="mixup").startswith("PGD: not paired: re-run")
 
 
 @pytest.mark.parametrize("mixup, side", [(505, "includes 0"), (400, "lies below 0")])
@@ -387,7 +389,7 @@ def test_nothing_to_compare():
     assert v.verdict == "no FGSM result" and v.needs[0].attack == "fgsm" and v.table == ()
     v = strong(pair("fgsm", 0.0, 900, 900) + pair("fgsm", 0.1, 500, 620) + pair("ifgsm", 0.1, 100, 200))
     assert v.verdict == "no strong attack run" and "PGD, APGD-CE, APGD-DLR" in v.sentence
-    assert [(c.attack, c.eps, c.n) for c in v.needs] == [(a, (0.1,), 1000) for a in claims.STRONG]
+    assert [(c.attack, c.eps, c.n) for c in v.needs] == [(a, (0.1,), 1000) for a in strong_verdicts.STRONG]
     # a strong attack on other examples (n) or with another backend does not count
     rows = pair("fgsm", 0.1, 500, 620) + pair("pgd", 0.1, 150, 200, n=500)
     rows += pair("pgd", 0.1, 300, 380, backend="torchattacks")

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from helpers import assert_one_line_error, run_cli
 
-from robustbench_mixup import data
+from robustbench_mixup.learning import data
 
 TINY = ["--dataset", "digits", "--model", "mlp", "--epochs", "1", "--device", "cpu"]
 
@@ -160,8 +160,8 @@ def test_a_missing_command_is_one_line_naming_the_choices(capsys, argv, commands
 
 
 def test_train_seeds_trains_one_run_per_seed_and_records_the_group(capsys, tmp_path):
-    from robustbench_mixup.layout import Layout
-    from robustbench_mixup.results import ResultsDB
+    from robustbench_mixup.settings.layout import Layout
+    from robustbench_mixup.store.database import ResultsDB
 
     code, stdout, err = run_cli(capsys, "train", *TINY, "--seeds", "3", "4", "--run", "g", "--out", str(tmp_path))
     assert code == 0, err

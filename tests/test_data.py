@@ -3,9 +3,10 @@ import pytest
 import torch
 from helpers import write_idx
 
-from robustbench_mixup import config, data
-from robustbench_mixup.data import load_dataset, random_crop_flip, read_idx, stratified_split
-from robustbench_mixup.errors import UsageError
+from robustbench_mixup.learning import data
+from robustbench_mixup.learning.data import load_dataset, random_crop_flip, read_idx, stratified_split
+from robustbench_mixup.settings import config
+from robustbench_mixup.settings.errors import UsageError
 
 
 def _check(ds, n_train, n_test, shape):

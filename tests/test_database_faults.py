@@ -17,12 +17,14 @@ from pathlib import Path
 import pytest
 from helpers import assert_one_line_error, run_cli
 
-from robustbench_mixup import evaluation, results
-from robustbench_mixup.errors import UsageError
-from robustbench_mixup.indicators import ordering_flags
-from robustbench_mixup.layout import Layout
-from robustbench_mixup.results import ResultsDB
-from robustbench_mixup.train import TrainConfig, train_run
+from robustbench_mixup.attacks.indicators import ordering_flags
+from robustbench_mixup.settings.config import TrainConfig
+from robustbench_mixup.settings.errors import UsageError
+from robustbench_mixup.settings.layout import Layout
+from robustbench_mixup.stages import attack as evaluation
+from robustbench_mixup.stages.train import train_run
+from robustbench_mixup.store import database as results
+from robustbench_mixup.store.database import ResultsDB
 
 
 @pytest.fixture(scope="module")

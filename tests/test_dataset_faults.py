@@ -16,12 +16,12 @@ import pytest
 import torch
 from helpers import assert_one_line_error, run_cli, write_idx
 
-from robustbench_mixup import data
-from robustbench_mixup.cli import main
-from robustbench_mixup.data import IDX_MAX_BYTES, read_idx
-from robustbench_mixup.errors import UsageError
-from robustbench_mixup.layout import Layout
-from robustbench_mixup.runs import read_run_json
+from robustbench_mixup.cli.dispatch import main
+from robustbench_mixup.learning import data
+from robustbench_mixup.learning.data import IDX_MAX_BYTES, read_idx
+from robustbench_mixup.settings.errors import UsageError
+from robustbench_mixup.settings.layout import Layout
+from robustbench_mixup.store.runs import read_run_json
 
 
 def _hashes(root: Path) -> dict[str, str]:
@@ -307,8 +307,8 @@ def test_read_run_json_reads_what_train_wrote_and_none_when_absent(tmp_path, tra
 
 
 def test_pipeline_reads_run_json_through_the_same_check(tmp_path, trained):
-    from robustbench_mixup.config import preset_of
-    from robustbench_mixup.pipeline import Context
+    from robustbench_mixup.cli.pipeline import Context
+    from robustbench_mixup.settings.presets import preset_of
 
     out = tmp_path / "out"
     shutil.copytree(trained, out)

@@ -5,8 +5,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustbench_mixup import diagnostics
-from robustbench_mixup.diagnostics import (
+from robustbench_mixup.learning.seeding import generator
+from robustbench_mixup.measures import diagnostics
+from robustbench_mixup.measures.diagnostics import (
     NOISE_STREAM,
     Diagnostics,
     expected_calibration_error,
@@ -14,7 +15,6 @@ from robustbench_mixup.diagnostics import (
     random_signs,
     sign_noise,
 )
-from robustbench_mixup.seeding import generator
 
 EPS = (0.0, 0.05, 0.3)
 

@@ -25,11 +25,13 @@ import pytest
 import torch
 from helpers import assert_one_line_error, run_cli
 
-from robustbench_mixup import checkpoints
-from robustbench_mixup.attacks import fgsm, ifgsm, robust_accuracy
-from robustbench_mixup.fsutil import exclusive
-from robustbench_mixup.layout import Layout
-from robustbench_mixup.train import TrainConfig, train_run
+from robustbench_mixup.attacks.engine import robust_accuracy
+from robustbench_mixup.attacks.methods import fgsm, ifgsm
+from robustbench_mixup.learning import checkpoints
+from robustbench_mixup.settings.config import TrainConfig
+from robustbench_mixup.settings.fsutil import exclusive
+from robustbench_mixup.settings.layout import Layout
+from robustbench_mixup.stages.train import train_run
 
 TRAIN = ["--dataset", "digits", "--model", "mlp", "--epochs", "2", "--batch-size", "64", "--run", "d"]
 
@@ -49,8 +51,8 @@ def trained(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("faults")
     cfg = TrainConfig(dataset="digits", model="mlp", epochs=2, batch_size=64)
     train_run(cfg, run="d", out=root, device="cpu")
-    from robustbench_mixup.config import AttackConfig
-    from robustbench_mixup.evaluation import evaluate_run
+    from robustbench_mixup.settings.config import AttackConfig
+    from robustbench_mixup.stages.attack import evaluate_run
 
     evaluate_run(AttackConfig("fgsm", (0.05,)), out=root, run="d", device="cpu")
     return root
@@ -355,7 +357,7 @@ def test_api_arguments_raise_the_contracts_errors_naming_the_argument(call, erro
 def test_a_full_disk_is_one_line_and_resume_then_finishes_bit_for_bit(capsys, tmp_path, monkeypatch):
     import errno
 
-    from robustbench_mixup import fsutil
+    from robustbench_mixup.settings import fsutil
 
     real = fsutil.atomic_path  # checkpoints write through it under their own import of the name, too
     writes = {"n": 0}

@@ -16,7 +16,7 @@ import matplotlib
 import pytest
 from matplotlib.colors import to_hex
 
-from robustbench_mixup import figures
+from robustbench_mixup.report import theme as figures
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 WATCHED = ("axes.facecolor", "axes.grid", "axes.edgecolor", "font.size", "axes.prop_cycle", "xtick.bottom")
@@ -58,9 +58,8 @@ def _attack_rows() -> list[dict]:
 
 def draw_everything(tmp: Path) -> list[bytes]:
     """Every figure the suite draws, on tiny made-up numbers; returns the PNGs' bytes (files checked here too)."""
-    from robustbench_mixup import report
-    from robustbench_mixup.probing import plot_probe
-    from robustbench_mixup.sweep import plot_sweep
+    from robustbench_mixup.report import pages as report
+    from robustbench_mixup.report.figures import plot_probe, plot_sweep
 
     probe = tmp / "probe" / "probe.png"
     plot_probe([0, 0.25, 0.5, 0.75, 1], {"erm": _curve(1), "mixup": _curve(2)}, probe, title="t: 10 train pairs")

@@ -8,11 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustbench_mixup import indicators
-from robustbench_mixup.attacks import FGSM, PGD, Trace
-from robustbench_mixup.config import AttackConfig
-from robustbench_mixup.evaluation import evaluate_models
-from robustbench_mixup.stats import mcnemar_p, paired_difference
+from robustbench_mixup.attacks import indicators
+from robustbench_mixup.attacks.loop import Trace
+from robustbench_mixup.attacks.methods import FGSM, PGD
+from robustbench_mixup.measures.stats import mcnemar_p, paired_difference
+from robustbench_mixup.settings.config import AttackConfig
+from robustbench_mixup.stages.attack import evaluate_models
 
 D = 16  # pixels of the synthetic images
 

@@ -5,12 +5,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustbench_mixup import checkpoints, mixing
-from robustbench_mixup.config import METHODS, MethodName, TrainConfig
-from robustbench_mixup.errors import UsageError
-from robustbench_mixup.models import MLP, SmallCNN, mixing_layers
-from robustbench_mixup.results import ResultsDB
-from robustbench_mixup.train import train_run
+from robustbench_mixup.learning import checkpoints, mixing
+from robustbench_mixup.learning.models import MLP, SmallCNN, mixing_layers
+from robustbench_mixup.settings.config import METHODS, MethodName, TrainConfig
+from robustbench_mixup.settings.errors import UsageError
+from robustbench_mixup.stages.train import train_run
+from robustbench_mixup.store.database import ResultsDB
 
 
 def _batch(n=12, k=4, shape=(1, 8, 8)):
@@ -151,9 +151,9 @@ def test_a_run_recorded_before_methods_existed_reads_and_compares_as_it_did():
 @pytest.mark.parametrize("methods, train_n", [(("erm", "mixup"), None), (("erm", "cutmix", "label-smoothing"), 500),
                                               (tuple(METHODS), None)])  # fmt: skip
 def test_the_suggested_train_command_rebuilds_the_same_settings(methods, train_n):
-    from robustbench_mixup.cli import build_parser
-    from robustbench_mixup.commands import train_command
-    from robustbench_mixup.config import default_run_name
+    from robustbench_mixup.cli.parser import build_parser
+    from robustbench_mixup.settings.commands import train_command
+    from robustbench_mixup.settings.config import default_run_name
 
     cfg = TrainConfig(methods=methods, cutmix_alpha=0.5 if "cutmix" in methods else 1.0, seed=3,
                       train_n=train_n).validate()  # fmt: skip

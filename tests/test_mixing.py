@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import beta
 
-from robustbench_mixup.mixing import cutmix_batch, mixup_batch
+from robustbench_mixup.learning.mixing import cutmix_batch, mixup_batch
 
 
 def _batch(n=16, k=5):

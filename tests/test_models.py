@@ -1,9 +1,10 @@
 import pytest
 import torch
 
-from robustbench_mixup import config, models
-from robustbench_mixup.errors import UsageError
-from robustbench_mixup.models import build_model
+from robustbench_mixup.learning import models
+from robustbench_mixup.learning.models import build_model
+from robustbench_mixup.settings import config
+from robustbench_mixup.settings.errors import UsageError
 
 
 def test_registry_matches_the_cli_names():
@@ -84,7 +85,7 @@ def test_smallcnn_input_gradient_is_unchanged_by_the_fast_pool():
 @pytest.mark.parametrize("name, shape, options", [("mlp", (1, 8, 8), {}), ("smallcnn", (1, 28, 28), {}),
                                                    ("preact-resnet18", (3, 32, 32), {"width": 4})])  # fmt: skip
 def test_predictions_do_not_depend_on_the_batch_size_and_restore_the_mode(name, shape, options):
-    from robustbench_mixup.devices import PREDICT_BATCH, predict
+    from robustbench_mixup.learning.devices import PREDICT_BATCH, predict
 
     torch.manual_seed(0)
     model = build_model(name, in_shape=list(shape), num_classes=10, mean=[0.1] * shape[0], std=[0.3] * shape[0],

@@ -1,7 +1,7 @@
 import pytest
 
-from robustbench_mixup import paper
-from robustbench_mixup.claims import MARGIN, RULE
+from robustbench_mixup.verdicts import paper
+from robustbench_mixup.verdicts.claims import MARGIN, RULE
 
 
 def test_paper_tables_hold_the_published_numbers():

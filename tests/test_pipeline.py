@@ -4,11 +4,13 @@ import re
 import pytest
 from helpers import assert_one_line_error, run_cli
 
-from robustbench_mixup import config, pipeline
-from robustbench_mixup.config import METHODS, PRESETS, AttackConfig, Preset
-from robustbench_mixup.layout import Layout
-from robustbench_mixup.report import collect
-from robustbench_mixup.results import ResultsDB
+from robustbench_mixup.cli import pipeline
+from robustbench_mixup.settings import config, presets
+from robustbench_mixup.settings.config import METHODS, AttackConfig
+from robustbench_mixup.settings.layout import Layout
+from robustbench_mixup.settings.presets import PRESETS, Preset
+from robustbench_mixup.store.database import ResultsDB
+from robustbench_mixup.verdicts.evidence import collect
 
 FGSM = AttackConfig("fgsm", (0.0, 0.05, 0.1))
 IFGSM = AttackConfig("ifgsm", (0.05,), steps=3)
@@ -19,7 +21,7 @@ TINY = Preset(
 
 
 def test_run_does_every_stage_then_skips_them_all(tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(config.PRESETS, "tiny", TINY)
+    monkeypatch.setitem(presets.PRESETS, "tiny", TINY)
     code, stdout, err = run_cli(capsys, "run", "--preset", "tiny", "--out", str(tmp_path), "--device", "cpu")
     assert code == 0, err
     path = tmp_path / "reports" / "tiny" / "index.html"
@@ -73,7 +75,7 @@ def test_an_interrupted_stage_resumes_and_finished_ones_are_skipped(tmp_path, ca
 
 
 def test_presets_are_valid_and_the_quick_one_is_the_default(capsys):
-    from robustbench_mixup.train import TrainConfig
+    from robustbench_mixup.settings.config import TrainConfig
 
     for p in PRESETS.values():
         TrainConfig(dataset=p.dataset, model=p.model, epochs=p.epochs, alpha=p.alpha).validate()
@@ -119,9 +121,9 @@ def test_run_seeds_makes_a_group_whose_report_pools_the_seeds(tmp_path, capsys, 
     seed equal to a model of another; the group's report pools the paired differences over both seeds."""
     import numpy as np
 
-    from robustbench_mixup import checkpoints
+    from robustbench_mixup.learning import checkpoints
 
-    monkeypatch.setitem(config.PRESETS, "tiny", TINY)
+    monkeypatch.setitem(presets.PRESETS, "tiny", TINY)
     argv = ("run", "--preset", "tiny", "--out", str(tmp_path), "--device", "cpu")
     code, stdout, err = run_cli(capsys, *argv, "--seeds", "0", "1")
     assert code == 0, err
@@ -161,7 +163,7 @@ def test_a_preset_of_the_whole_family_runs_its_seeds_and_judges_every_method(tmp
     pgd = AttackConfig("pgd", (0.05, 0.1), steps=3, mode="white")
     family = dataclasses.replace(TINY, name="fam", methods=tuple(config.METHODS), seeds=(0, 1), epochs=1,
                                  sweep_epochs=1, probe_pairs=50, attacks=(FGSM, IFGSM, pgd))  # fmt: skip
-    monkeypatch.setitem(config.PRESETS, "fam", family)
+    monkeypatch.setitem(presets.PRESETS, "fam", family)
     code, stdout, err = run_cli(capsys, "run", "--preset", "fam", "--out", str(tmp_path), "--device", "cpu")
     assert code == 0, err
     assert "== seed 0 (1/2): run fam-s0" in err and "== seed 1 (2/2): run fam-s1" in err  # the preset's seeds

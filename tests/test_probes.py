@@ -7,15 +7,16 @@ import torch.nn.functional as F
 from helpers import assert_one_line_error, run_cli
 from torch import nn
 
-from robustbench_mixup import probes
-from robustbench_mixup.probes import (
+from robustbench_mixup.measures import probes
+from robustbench_mixup.measures.probes import (
     bootstrap_mean_interval,
     count_pairs,
     input_gradient_norm,
     interpolation_miss_rate,
     sample_pairs,
 )
-from robustbench_mixup.train import TrainConfig, train_run
+from robustbench_mixup.settings.config import TrainConfig
+from robustbench_mixup.stages.train import train_run
 
 LAM = torch.linspace(0, 1, 11, dtype=torch.float64)
 
@@ -192,10 +193,10 @@ def test_a_probe_of_a_diverged_model_stores_nothing_and_says_so(tmp_path, capsys
 
     from helpers import assert_one_line_error, run_cli
 
-    from robustbench_mixup import probing
-    from robustbench_mixup.config import TrainConfig
-    from robustbench_mixup.layout import Layout
-    from robustbench_mixup.train import train_run
+    from robustbench_mixup.settings.config import TrainConfig
+    from robustbench_mixup.settings.layout import Layout
+    from robustbench_mixup.stages import probe as probing
+    from robustbench_mixup.stages.train import train_run
 
     train_run(TrainConfig(dataset="digits", model="mlp", epochs=1, batch_size=64), run="d", out=tmp_path, device="cpu")
     real = probing.probe_points

@@ -6,17 +6,21 @@ from pathlib import Path
 import pytest
 from helpers import assert_one_line_error, run_cli
 
-from robustbench_mixup.claims import CLAIMS, strong_attack_verdicts
-from robustbench_mixup.config import AttackConfig, DiagnoseConfig, ProbeConfig
-from robustbench_mixup.diagnosing import diagnose_run
-from robustbench_mixup.evaluation import evaluate_run
-from robustbench_mixup.indicators import INDICATORS
-from robustbench_mixup.layout import Layout
-from robustbench_mixup.probing import probe_run
-from robustbench_mixup.report import build, collect
-from robustbench_mixup.results import ResultsDB
-from robustbench_mixup.sweep import SweepConfig, run_sweep
-from robustbench_mixup.train import TrainConfig, train_run
+from robustbench_mixup.attacks.indicators import INDICATORS
+from robustbench_mixup.report.figures import draw_probe, draw_sweep
+from robustbench_mixup.report.pages import build
+from robustbench_mixup.settings.config import AttackConfig, DiagnoseConfig, ProbeConfig, TrainConfig
+from robustbench_mixup.settings.layout import Layout
+from robustbench_mixup.settings.sweeps import SweepConfig
+from robustbench_mixup.stages.attack import evaluate_run
+from robustbench_mixup.stages.diagnose import diagnose_run
+from robustbench_mixup.stages.probe import probe_run
+from robustbench_mixup.stages.sweep_corrupt import run_sweep
+from robustbench_mixup.stages.train import train_run
+from robustbench_mixup.store.database import ResultsDB
+from robustbench_mixup.verdicts.claims import CLAIMS
+from robustbench_mixup.verdicts.evidence import collect
+from robustbench_mixup.verdicts.strong import strong_attack_verdicts
 
 HOSTILE = "<script>alert('x')</script>"
 CFG = TrainConfig(dataset="digits", model="mlp", epochs=2, batch_size=64)
@@ -31,10 +35,11 @@ def full(tmp_path_factory):
     evaluate_run(AttackConfig(attack="ifgsm", eps=(0.0, 0.05, 0.1), steps=3), out=out, run="r", device="cpu")
     evaluate_run(AttackConfig(attack="pgd", eps=(0.05, 0.1), steps=3), out=out, run="r", device="cpu")
     evaluate_run(AttackConfig(attack="apgd-ce", eps=(0.1,), steps=3), out=out, run="r", device="cpu")
-    probe_run(ProbeConfig(pairs=200, lambdas=5, resamples=200), out=out, run="r", device="cpu")
+    probe = probe_run(ProbeConfig(pairs=200, lambdas=5, resamples=200), out=out, run="r", device="cpu")
+    draw_probe(Layout(out), probe)  # as the probe command and the pipeline do
     diagnose_run(DiagnoseConfig(eps=(0.05, 0.1)), out=out, run="r", device="cpu")
     sweep = SweepConfig(dataset="digits", model="mlp", noise=(0.5,), alpha=(0.0, 4.0), epochs=2, batch_size=64)
-    run_sweep(sweep, name="r", out=out, device="cpu")
+    draw_sweep(Layout(out), run_sweep(sweep, name="r", out=out, device="cpu"))
     return out, build(out=out, run="r").read_text()
 
 
@@ -267,7 +272,7 @@ def test_indicators_are_tabulated_per_attack_and_model_with_advice_where_they_fi
 @pytest.fixture
 def copy(full, tmp_path, monkeypatch):
     """A copy of the full run's output to change; its reports are built without figures (they are slow)."""
-    from robustbench_mixup import report
+    from robustbench_mixup.report import pages as report
 
     for figure in ("training_figure", "robustness_figure"):
         monkeypatch.setattr(report, figure, lambda *a, **k: None)

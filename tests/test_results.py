@@ -4,11 +4,13 @@ import sqlite3
 import pandas as pd
 import pytest
 
-from robustbench_mixup.attacks import FGSM
-from robustbench_mixup.config import AttackConfig
-from robustbench_mixup.errors import UsageError
-from robustbench_mixup.evaluation import Evaluation, Row
-from robustbench_mixup.results import SCHEMA_VERSION, ResultsDB, environment
+from robustbench_mixup.attacks.methods import FGSM
+from robustbench_mixup.settings.config import AttackConfig
+from robustbench_mixup.settings.errors import UsageError
+from robustbench_mixup.stages.attack import Evaluation, Row
+from robustbench_mixup.store.database import ResultsDB
+from robustbench_mixup.store.provenance import environment
+from robustbench_mixup.store.schema import SCHEMA_VERSION
 
 
 def _start(db, name="r1"):
@@ -101,7 +103,8 @@ def test_environment_records_whether_the_tree_is_dirty():
 
 def test_a_version_5_database_is_migrated_and_its_rows_are_read_without_outcomes(tmp_path):
     """Rows stored before per-example outcomes were kept read back as None, and the claims then say to re-run."""
-    from robustbench_mixup import claims, results
+    from robustbench_mixup.store import database as results
+    from robustbench_mixup.verdicts import claims
 
     path = tmp_path / "results.sqlite"
     con = sqlite3.connect(path, isolation_level=None)
@@ -126,7 +129,7 @@ def test_a_version_5_database_is_migrated_and_its_rows_are_read_without_outcomes
 
 
 def test_a_version_7_database_gains_the_robustness_sweep_tables(tmp_path):
-    from robustbench_mixup.results import MIGRATIONS
+    from robustbench_mixup.store.schema import MIGRATIONS
 
     path = tmp_path / "v7.sqlite"
     con = sqlite3.connect(path)

@@ -14,7 +14,7 @@ import pytest
 import torch
 from scipy import stats as scipy_stats
 
-from robustbench_mixup.stats import (
+from robustbench_mixup.measures.stats import (
     examples_for_power,
     holm,
     mcnemar_p,

@@ -5,14 +5,16 @@ import pytest
 import torch
 from torch import nn
 
-from robustbench_mixup import backends
-from robustbench_mixup.attacks import APGD, APGDDLR, PGD, attack_loss, ifgsm, robust_accuracy
-from robustbench_mixup.attacks import apgd as _apgd
-from robustbench_mixup.attacks import pgd as _pgd
-from robustbench_mixup.config import AttackConfig
-from robustbench_mixup.errors import UsageError
-from robustbench_mixup.evaluation import evaluate_models
-from robustbench_mixup.models import build_model
+from robustbench_mixup.attacks import backends
+from robustbench_mixup.attacks.engine import robust_accuracy
+from robustbench_mixup.attacks.methods import APGD, APGDDLR, PGD, ifgsm
+from robustbench_mixup.attacks.methods import apgd as _apgd
+from robustbench_mixup.attacks.methods import pgd as _pgd
+from robustbench_mixup.learning.models import build_model
+from robustbench_mixup.measures.gradients import attack_loss
+from robustbench_mixup.settings.config import AttackConfig
+from robustbench_mixup.settings.errors import UsageError
+from robustbench_mixup.stages.attack import evaluate_models
 
 SHAPE = (1, 8, 8)
 

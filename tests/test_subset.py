@@ -7,14 +7,15 @@ import json
 import pytest
 from helpers import assert_one_line_error, run_cli
 
-from robustbench_mixup import claims
-from robustbench_mixup.commands import sweep_command
-from robustbench_mixup.config import PRESETS, SweepConfig
-from robustbench_mixup.errors import UsageError
-from robustbench_mixup.executors import run_all
-from robustbench_mixup.layout import Layout
-from robustbench_mixup.pipeline import check_subset, run_pipeline
-from robustbench_mixup.results import ResultsDB
+from robustbench_mixup.cli.pipeline import check_subset, run_pipeline
+from robustbench_mixup.settings.commands import sweep_command
+from robustbench_mixup.settings.errors import UsageError
+from robustbench_mixup.settings.layout import Layout
+from robustbench_mixup.settings.presets import PRESETS
+from robustbench_mixup.settings.sweeps import SweepConfig
+from robustbench_mixup.stages.executors import run_all
+from robustbench_mixup.store.database import ResultsDB
+from robustbench_mixup.verdicts import claims
 
 DIGITS = ["--dataset", "digits", "--model", "mlp", "--epochs", "1", "--batch-size", "32"]
 
@@ -85,7 +86,7 @@ def test_run_train_n_overrides_the_presets_subset_on_every_device(capsys, tmp_pa
         seen["preset"] = p
         raise UsageError("stopped before anything ran")
 
-    monkeypatch.setattr("robustbench_mixup.pipeline.run_pipeline", stop)
+    monkeypatch.setattr("robustbench_mixup.cli.pipeline.run_pipeline", stop)
     code, _, err = run_cli(capsys, "run", "--preset", "fashion", "--train-n", "all", "--out", str(tmp_path))
     assert_one_line_error(code, err, "stopped before anything ran")
     assert seen["preset"].train_n is None and seen["preset"].on("cpu").train_n is None

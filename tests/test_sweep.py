@@ -10,9 +10,11 @@ import pytest
 import torch
 from helpers import assert_one_line_error, run_cli
 
-from robustbench_mixup import checkpoints
-from robustbench_mixup.data import load_dataset
-from robustbench_mixup.sweep import Job, SweepConfig, job_labels, run_sweep, table2
+from robustbench_mixup.learning import checkpoints
+from robustbench_mixup.learning.data import load_dataset
+from robustbench_mixup.settings.sweeps import Job, SweepConfig
+from robustbench_mixup.stages.sweep_corrupt import job_labels, run_sweep
+from robustbench_mixup.verdicts.tables import table2
 
 TINY = ["--dataset", "digits", "--model", "mlp", "--epochs", "3", "--device", "cpu", "--batch-size", "64"]
 
@@ -189,8 +191,8 @@ def test_sweep_help_has_examples(capsys):
 def test_a_job_stores_which_corrupted_labels_it_memorized_and_old_jobs_are_read_back(tmp_path, capsys):
     """Per corrupted example, whether the last epoch predicts its corrupted label: the mean agrees with the stored
     error, and a job finished before these were kept is read back from its checkpoint, not retrained."""
-    from robustbench_mixup.layout import Layout
-    from robustbench_mixup.results import ResultsDB
+    from robustbench_mixup.settings.layout import Layout
+    from robustbench_mixup.store.database import ResultsDB
 
     argv = ("sweep", "corrupt", "--dataset", "digits", "--model", "mlp", "--noise", "0.5", "--alpha", "0", "--epochs",
             "1", "--batch-size", "64", "--name", "m", "--out", str(tmp_path), "--device", "cpu")  # fmt: skip
@@ -221,8 +223,8 @@ def test_a_job_stores_which_corrupted_labels_it_memorized_and_old_jobs_are_read_
 
 
 def test_a_sweep_of_several_methods_pairs_each_with_erm_on_one_corrupted_set(tmp_path):
-    from robustbench_mixup.claims import RunResults, memorization_points
-    from robustbench_mixup.results import ResultsDB
+    from robustbench_mixup.store.database import ResultsDB
+    from robustbench_mixup.verdicts.claims import RunResults, memorization_points
 
     cfg = SweepConfig(dataset="digits", model="mlp", noise=(0.5,), alpha=(0.0, 2.0), epochs=2, batch_size=64,
                       methods=("mixup", "cutmix", "label-smoothing"), smoothing=(0.2,))  # fmt: skip
@@ -261,8 +263,8 @@ def test_old_sweep_settings_read_as_they_were_and_a_bad_method_is_refused(tmp_pa
 
 
 def test_a_stored_job_of_an_unknown_method_is_refused_as_damage(tmp_path):
-    from robustbench_mixup.errors import UsageError
-    from robustbench_mixup.results import ResultsDB
+    from robustbench_mixup.settings.errors import UsageError
+    from robustbench_mixup.store.database import ResultsDB
 
     history = [{"epoch": 1, "train_loss": 1.0, "test_err": 0.5, "train_real_err": 0.1, "train_corrupted_err": 0.2,
                 "train_corrupted_true_err": 0.9}]  # fmt: skip
@@ -282,9 +284,9 @@ ROBUST = ["sweep", "robust", "--dataset", "digits", "--model", "mlp", "--methods
 
 @pytest.mark.slow
 def test_a_robustness_sweep_pools_each_cell_over_seeds_and_says_where_the_claim_holds(capsys, tmp_path):
-    from robustbench_mixup.claims import sweep_effects
-    from robustbench_mixup.results import ResultsDB
-    from robustbench_mixup.stats import pooled_effect
+    from robustbench_mixup.measures.stats import pooled_effect
+    from robustbench_mixup.store.database import ResultsDB
+    from robustbench_mixup.verdicts.sweep_effects import sweep_effects
 
     code, out, err = run_cli(capsys, *ROBUST, "--out", str(tmp_path))
     assert code == 0, err
@@ -343,7 +345,7 @@ def test_robustness_sweep_bad_input_is_one_line_and_writes_nothing(capsys, tmp_p
 
 
 def test_a_sweep_cannot_take_the_name_of_the_other_kind(capsys, tmp_path):
-    from robustbench_mixup.results import ResultsDB
+    from robustbench_mixup.store.database import ResultsDB
 
     with ResultsDB(tmp_path / "reports" / "results.sqlite") as db:
         db.start_sweep("where", {"dataset": "digits"}, [])

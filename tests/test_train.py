@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from robustbench_mixup import checkpoints
-from robustbench_mixup.data import load_dataset
-from robustbench_mixup.devices import accuracy as evaluate
-from robustbench_mixup.models import build_model
-from robustbench_mixup.train import TrainConfig, lr_at, train_epoch, train_run
+from robustbench_mixup.learning import checkpoints
+from robustbench_mixup.learning.data import load_dataset
+from robustbench_mixup.learning.devices import accuracy as evaluate
+from robustbench_mixup.learning.loop import lr_at, train_epoch
+from robustbench_mixup.learning.models import build_model
+from robustbench_mixup.settings.config import TrainConfig
+from robustbench_mixup.stages.train import train_run
 
 DIGITS = TrainConfig(dataset="digits", model="mlp", epochs=4, batch_size=64, lr=0.05)
 
@@ -182,7 +184,7 @@ def test_cuda_run_pairs_models_and_its_checkpoints_load_on_cpu(tmp_path):
 def test_a_surrogate_started_with_seed_plus_one_resumes_as_it_began(tmp_path, monkeypatch):
     """Before the surrogate had a seed stream of its own it trained with seed + 1: such a run, interrupted, is
     finished with that seed (bitwise as if never interrupted), not silently switched to the new one."""
-    from robustbench_mixup import config
+    from robustbench_mixup.settings import config
 
     cfg = TrainConfig(dataset="digits", model="mlp", epochs=2, batch_size=64)
     monkeypatch.setattr(config, "surrogate_seed", lambda seed: seed + 1)  # how older versions seeded it

@@ -1,0 +1,134 @@
+"""A trained run on disk: find it (by name, or the latest), read its configuration, load its models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+from robustbench_mixup.settings.config import TrainConfig
+from robustbench_mixup.settings.errors import UsageError
+from robustbench_mixup.settings.layout import Layout, check_run_name
+from robustbench_mixup.store.database import ResultsDB
+
+
+def resolve_run(out: str | Path, run: str | None) -> tuple[str, dict[str, Any]]:
+    """(name, config) of `run` under `out`, or of the latest trained run when `run` is None."""
+    layout = Layout(out)
+    if run is not None:
+        check_run_name(run)
+    if not layout.database.is_file():
+        raise UsageError(
+            f"no trained run under {str(layout.root)!r}: train one first with 'robust-eval train' "
+            "(or 'robust-eval run')"
+        )
+    with ResultsDB(layout.database) as db:
+        name = run if run is not None else db.latest_run("train")
+        if name is None:
+            raise UsageError(
+                f"no trained run under {str(layout.root)!r}: train one first with 'robust-eval train' "
+                "(or 'robust-eval run')"
+            )
+        record = db.get_run(name)
+        group = db.get_group(name) if record is None else None
+        if group is not None:
+            raise UsageError(f"{name!r} is a group of seeds ({', '.join(group)}): give one of its runs, e.g. --run "
+                             f"{group[0]}; 'robust-eval report --run {name}' reports the group")  # fmt: skip
+        if record is None:
+            names = [r[0] for r in db.conn.execute("SELECT name FROM runs WHERE kind='train' ORDER BY created")]
+            known = f"known runs are {', '.join(names)}" if names else "no run is recorded there"
+            raise UsageError(f"unknown run {name!r} under {str(layout.root)!r}: {known}")
+        if not layout.checkpoint(name, "erm").is_file():
+            raise UsageError(
+                f"run {name!r} is recorded under {str(layout.root)!r} but its checkpoints are missing from "
+                f"{str(layout.run_dir(name))!r}: restore them, or train it again with 'robust-eval train ... --resume'"
+            )
+    try:
+        if TrainConfig(**record["config"]).validate().to_dict() != record["config"]:
+            raise UsageError("settings are missing")  # every field is recorded: a partial one was cut
+    except (TypeError, UsageError) as exc:
+        raise UsageError(
+            f"the stored configuration of run {name!r} in {str(layout.database)!r} is damaged ({exc}): "
+            "restore the database from a backup, or train the run again under another name"
+        ) from None
+    return name, record["config"]
+
+
+def methods_of(config: dict[str, Any]) -> tuple[str, ...]:
+    """The methods a run trained, from its stored settings (checked by `resolve_run`)."""
+    return TrainConfig(**config).methods
+
+
+def load_members(
+    out: str | Path, run: str, names: tuple[str, ...], device: torch.device
+) -> tuple[dict[str, nn.Module], dict[str, dict[str, Any]]]:
+    """The run's models `names` (in eval mode on `device`) and their checkpoint metadata."""
+    from robustbench_mixup.learning import (
+        checkpoints,  # torch only where models are loaded: the report finds runs without it
+    )
+
+    layout = Layout(out)
+    models, metas = {}, {}
+    for name in names:
+        models[name], metas[name] = checkpoints.load(layout.checkpoint(run, name), device=device)
+    return models, metas
+
+
+RUN_JSON_MAX_BYTES = 1 << 20  # a run.json is a few hundred bytes
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def read_run_json(layout: Layout, run: str) -> dict[str, Any] | None:
+    """The run's `checkpoints/RUN/run.json` (written by `train.train_run`), validated; None when absent.
+
+    The one place it is read back: anything but a UTF-8 JSON object whose `dataset` holds `name` (a
+    string), `n_train`/`n_test` (non-negative ints) and `image_shape` (3 positive ints) raises UsageError."""
+    path = layout.run_json(run)
+    if not path.exists() and not path.is_symlink():
+        return None
+
+    def corrupt(what: str) -> UsageError:
+        return UsageError(
+            f"{path} is corrupt ({what}): delete it and run 'robust-eval train --run {run} ... --resume' "
+            "with the run's settings to rewrite it"
+        )
+
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(RUN_JSON_MAX_BYTES + 1)
+    except OSError as exc:
+        raise corrupt(f"cannot be read: {exc.strerror or type(exc).__name__}") from None
+    if len(raw) > RUN_JSON_MAX_BYTES:
+        raise corrupt(f"larger than {RUN_JSON_MAX_BYTES} bytes")
+    try:
+        doc = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError:
+        raise corrupt("not UTF-8") from None
+    except (ValueError, RecursionError) as exc:
+        raise corrupt(f"not JSON: {' '.join(str(exc).split())[:100]}") from None
+    if not isinstance(doc, dict):
+        raise corrupt(f"a JSON {type(doc).__name__}, expected an object")
+    ds = doc.get("dataset")
+    if not isinstance(ds, dict):
+        raise corrupt("'dataset' is not an object")
+    if not isinstance(ds.get("name"), str):
+        raise corrupt("'dataset.name' is not a string")
+    for key in ("n_train", "n_test"):
+        n = ds.get(key)
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n < 2**63:
+            raise corrupt(f"'dataset.{key}' is {json.dumps(n)[:40]}, expected a non-negative integer")
+    shape = ds.get("image_shape")
+    if not (
+        isinstance(shape, list)
+        and len(shape) == 3
+        and all(isinstance(d, int) and not isinstance(d, bool) and 0 < d < 2**31 for d in shape)
+    ):
+        raise corrupt(f"'dataset.image_shape' is {json.dumps(shape)[:40]}, expected 3 positive integers")
+    return doc
