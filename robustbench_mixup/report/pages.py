@@ -350,7 +350,8 @@ def build_comparison(out: str | Path, runs: list[str]) -> Path:
     differs = sorted({k for c in configs for k in c if any(o.get(k) != c.get(k) for o in configs)})
     html = _env().get_template("compare.html.j2").render(
         runs=names, datas=datas, claims=claims, rule=RULE, paper=paper, datasets=datasets, differs=differs,
-        claim_rows=claim_rows, strong_rows=strong_rows, members=members, forest=compare_figure(names, {n: v.claims for n, v in judged.items()}),
+        claim_rows=claim_rows, strong_rows=strong_rows, members=members,
+        forest=compare_figure(names, {n: v.claims for n, v in judged.items()}),
         strong=strong, strong_rule=STRONG_RULE,
         flags={name: split_flags(datas[name]["flags"]) for name in names},
         overlay=overlay_figure(datas), groups=seed_groups(datas),
