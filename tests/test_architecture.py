@@ -21,8 +21,9 @@ from robustbench_mixup.attacks.engine import craft, evaluate_attack, score
 from robustbench_mixup.attacks.methods import FGSM, IFGSM, fgsm, ifgsm
 from robustbench_mixup.cli import parser as cli_parser
 from robustbench_mixup.cli import text as cli_text
+from robustbench_mixup.cli.verbs import method_params
 from robustbench_mixup.settings import config
-from robustbench_mixup.settings.config import ATTACKS, TrainConfig
+from robustbench_mixup.settings.config import ATTACKS, METHODS, TrainConfig
 from robustbench_mixup.settings.errors import UsageError
 from robustbench_mixup.settings.layout import Layout
 from robustbench_mixup.settings.sweeps import Job, SweepConfig
@@ -117,9 +118,11 @@ def test_the_attack_registry_and_the_attack_types_agree_and_the_cli_reads_the_re
 def test_cli_defaults_are_the_dataclass_defaults():
     args = cli_parser.build_parser().parse_args(["train"])
     d = TrainConfig()
-    assert (args.dataset, args.model, args.epochs, args.alpha, args.seed, args.batch_size, args.lr) == (
-        d.dataset, d.model, d.epochs, d.alpha, d.seed, d.batch_size, d.lr,
+    assert (args.dataset, args.model, args.epochs, args.seed, args.batch_size, args.lr) == (
+        d.dataset, d.model, d.epochs, d.seed, d.batch_size, d.lr,
     )  # fmt: skip
+    assert method_params(args) == {m: d.param(m) for m, info in METHODS.items() if info.param is not None}
+    assert TrainConfig().with_params(method_params(args)) == d
     args = cli_parser.build_parser().parse_args(["ifgsm", "--eps", "0.1"])
     assert args.steps == ATTACKS["ifgsm"].default_steps and args.backend == "native" and args.mode == "both"
 

@@ -152,6 +152,7 @@ def test_a_run_recorded_before_methods_existed_reads_and_compares_as_it_did():
                                               (tuple(METHODS), None)])  # fmt: skip
 def test_the_suggested_train_command_rebuilds_the_same_settings(methods, train_n):
     from robustbench_mixup.cli.parser import build_parser
+    from robustbench_mixup.cli.verbs import method_params
     from robustbench_mixup.settings.commands import train_command
     from robustbench_mixup.settings.config import default_run_name
 
@@ -159,11 +160,10 @@ def test_the_suggested_train_command_rebuilds_the_same_settings(methods, train_n
                       train_n=train_n).validate()  # fmt: skip
     words = train_command(".", "r", cfg.to_dict(), resume=True).split()[1:]
     args = build_parser().parse_args(words)
-    rebuilt = TrainConfig(dataset=args.dataset, model=args.model, epochs=args.epochs, alpha=args.alpha, seed=args.seed,
+    rebuilt = TrainConfig(dataset=args.dataset, model=args.model, epochs=args.epochs, seed=args.seed,
                           batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, dropout=args.dropout,
-                          methods=tuple(args.methods), cutmix_alpha=args.cutmix_alpha,
-                          manifold_alpha=args.manifold_alpha, smoothing=args.smoothing,
-                          train_n=args.train_n).validate()  # fmt: skip
+                          methods=tuple(args.methods), train_n=args.train_n,
+                          ).with_params(method_params(args)).validate()  # fmt: skip
     assert rebuilt.to_dict() == cfg.to_dict() and ("train_n" in cfg.to_dict()) == (train_n is not None)
     assert default_run_name(cfg) == ("mnist-5k-smallcnn-a1-s3" if methods == ("erm", "mixup") else
                                      f"mnist-5k-smallcnn-{'-'.join(cfg.compared)}-s3")  # fmt: skip

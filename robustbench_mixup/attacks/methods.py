@@ -47,7 +47,7 @@ from robustbench_mixup.attacks.loop import (
 )
 from robustbench_mixup.learning.devices import frozen
 from robustbench_mixup.measures.gradients import LOSSES, loss_gradient
-from robustbench_mixup.settings.config import ATTACKS, PRECISIONS
+from robustbench_mixup.settings.config import ATTACKS, PRECISIONS, AttackSetting
 
 MAX_GROUP_IMAGES = 4096  # on CUDA, (ε, restart) pairs share a forward+backward up to this many images
 
@@ -102,6 +102,10 @@ class Attack:
     def size_for(self, eps: float) -> float:
         """The step size used at `eps` (what the database records)."""
         raise NotImplementedError
+
+    def setting(self, eps: float) -> AttackSetting:
+        """This attack's identity at `eps`, as a stored row of it reads (`AttackSetting.of`)."""
+        return AttackSetting(self.steps, self.size_for(eps), self.restarts, self.seed, self.precision)
 
     def start(self, x: torch.Tensor, eps: torch.Tensor, generator: torch.Generator) -> torch.Tensor | None:
         """The random start of one restart, drawn on the CPU (the same on every device); None: x itself."""

@@ -15,6 +15,7 @@ from robustbench_mixup.cli.verbs import (
     _cmd_sweep_corrupt,
     _cmd_sweep_robust,
     _cmd_train,
+    _param_dest,
 )
 from robustbench_mixup.settings.config import (
     ATTACKS,
@@ -141,10 +142,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                         f"(default: {' '.join(TRAIN.methods)})")  # fmt: skip
     for name, info in METHODS.items():  # one option per method parameter, from the registry
         if info.param is not None:
-            what = "Beta(α, α); 0 = ERM" if info.symbol == "α" else "factor in [0, 1); 0 = ERM"
-            default = getattr(TRAIN, info.param)
-            p.add_argument(info.option, type=float, default=default, metavar="A" if info.symbol == "α" else "S",
-                           help=f"{name}'s {what} (default: {default:g})")  # fmt: skip
+            what = "Beta(α, α); 0 = ERM" if info.beta else "factor in [0, 1); 0 = ERM"
+            default = TRAIN.param(name)
+            p.add_argument(info.option, type=float, default=default, metavar="A" if info.beta else "S",
+                           dest=_param_dest(name), help=f"{name}'s {what} (default: {default:g})")  # fmt: skip
     p.add_argument("--seed", type=int, default=TRAIN.seed, metavar="S",
                    help=f"seed of the methods; the surrogate's is derived from it (default: {TRAIN.seed})")  # fmt: skip
     p.add_argument("--seeds", type=int, nargs="+", metavar="S",

@@ -28,7 +28,7 @@ from robustbench_mixup.learning.devices import resolve_device
 from robustbench_mixup.measures.probes import lambda_grid
 from robustbench_mixup.report.figures import draw_probe, draw_sweep
 from robustbench_mixup.report.pages import Rendered, render
-from robustbench_mixup.settings.config import training_images
+from robustbench_mixup.settings.config import AttackSetting, training_images
 from robustbench_mixup.settings.errors import UsageError
 from robustbench_mixup.settings.fsutil import ensure_writable_dir
 from robustbench_mixup.settings.layout import Layout, check_run_name
@@ -139,13 +139,12 @@ class Attack:
         if n_test is None or db is None:
             return False
         n = n_test if cfg.n is None else min(cfg.n, n_test)
-        atk = build_attack(cfg)
+        atk = build_attack(cfg, ctx.preset.seed)  # the run's seed seeds its random starts, as it did when stored
         with db:
             rows = db.attack_rows(ctx.run, attack=self.attack, backend=cfg.backend, n=n)
-        have = {(r["model"], r["mode"], r["eps"], r["steps"], r["step_size"], r["restarts"], r["precision"])
-                for r in rows}  # fmt: skip
+        have = {(r["model"], r["mode"], r["eps"], AttackSetting.of(r)) for r in rows}
         modes = ("white", "black") if cfg.mode == "both" else (cfg.mode,)
-        return all((m, mode, e, atk.steps, atk.size_for(e), atk.restarts, atk.precision) in have
+        return all((m, mode, e, atk.setting(e)) in have
                    for m in ctx.preset.methods for mode in modes for e in cfg.eps)  # fmt: skip
 
     def run(self, ctx: Context) -> None:

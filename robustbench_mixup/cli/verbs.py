@@ -25,16 +25,24 @@ if TYPE_CHECKING:  # typing only: importing evaluation would pull in torch
     pass
 
 
+def _param_dest(method: str) -> str:
+    return f"param_{method.replace('-', '_')}"
+
+
+def method_params(args: argparse.Namespace) -> dict[str, float]:
+    """`train`'s parsed method parameters: method -> α (or factor), for `TrainConfig.with_params`."""
+    return {name: getattr(args, _param_dest(name)) for name, info in METHODS.items() if info.param is not None}
+
+
 def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from robustbench_mixup.stages.progress import EpochProgress
     from robustbench_mixup.stages.train import train_run
 
     cfg = TrainConfig(
-        dataset=args.dataset, model=args.model, epochs=args.epochs, alpha=args.alpha, seed=args.seed,
-        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, dropout=args.dropout, width=args.width,
+        dataset=args.dataset, model=args.model, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
+        lr=args.lr, weight_decay=args.weight_decay, dropout=args.dropout, width=args.width,
         methods=tuple(args.methods), train_n=args.train_n,
-        **{info.param: getattr(args, info.param) for info in METHODS.values() if info.param not in (None, "alpha")},
-    ).validate()  # fmt: skip
+    ).with_params(method_params(args)).validate()  # fmt: skip
     plan = [(cfg, default_run_name(cfg) if args.run is None else args.run)]  # '' is refused as a name, not defaulted
     group = None
     if args.seeds is not None:

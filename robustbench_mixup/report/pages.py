@@ -34,6 +34,7 @@ from robustbench_mixup.settings.config import (
     ATTACKS,
     METHODS,
     SURROGATE,
+    AttackSetting,
     ProbeConfig,
 )
 from robustbench_mixup.settings.errors import UsageError
@@ -107,8 +108,9 @@ def indicator_tables(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     its label, meaning, threshold and, when it fired anywhere, its advice; a cell per ε."""
     from robustbench_mixup.attacks.indicators import INDICATORS  # torch: only once there are indicators to show
 
-    def setting(r: Mapping[str, Any]) -> tuple:
-        return (r["backend"], r["n"], r["steps"], r["restarts"], r["precision"])
+    def setting(r: Mapping[str, Any]) -> tuple:  # one table across ε: the identity less its ε-dependent step size
+        s = AttackSetting.of(r)
+        return (r["backend"], r["n"], s.steps, s.restarts, s.precision)
 
     groups: dict[tuple, list[Mapping[str, Any]]] = {}
     for r in rows:

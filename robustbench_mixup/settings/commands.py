@@ -61,8 +61,8 @@ def train_command(out: str | Path, run: str, config: dict[str, Any], *, resume: 
 
 def _method_option(cfg: TrainConfig, method: str) -> list[object]:
     """`--cutmix-alpha 1`: the option of a method's parameter, with the run's value."""
-    field = METHODS[method].param
-    return [] if field is None else [f"--{field.replace('_', '-')}", *_numbers((cfg.param(method),))]
+    info = METHODS[method]
+    return [] if info.param is None else [info.option, *_numbers((cfg.param(method),))]
 
 
 def attack_command(out: str | Path, run: str, attack: AttackConfig) -> str:

@@ -22,9 +22,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from robustbench_mixup.settings.errors import UsageError
 
@@ -127,6 +128,8 @@ class MethodInfo:
     summary: str  # one line for --help
     param: str | None = None  # the `TrainConfig` field of its α (or smoothing factor); None: it takes none
     symbol: str = "α"  # how the report writes its parameter
+    beta: bool = True  # its parameter is a Beta(α, α) concentration, on a sweep's α grid (else a factor in [0, 1))
+    recorded: bool = False  # its parameter is recorded even when it is not trained (mixup's α, as runs always were)
 
     @property
     def option(self) -> str:
@@ -137,14 +140,14 @@ class MethodInfo:
 METHODS: dict[str, MethodInfo] = {
     "erm": MethodInfo("erm", "ERM", "empirical risk minimization: one-hot labels, inputs as they are"),
     "mixup": MethodInfo("mixup", "mixup", "input mixup: λ·x_i + (1−λ)·x_j with the labels mixed alike, "
-                        "λ ~ Beta(α, α) (Zhang et al. 2018)", "alpha"),
+                        "λ ~ Beta(α, α) (Zhang et al. 2018)", "alpha", recorded=True),
     "cutmix": MethodInfo("cutmix", "CutMix", "a box of about (1−λ) of the image pasted from another example, "
                          "labels weighted by the visible area, on every batch (Yun et al. 2019)", "cutmix_alpha"),
     "manifold-mixup": MethodInfo("manifold-mixup", "Manifold Mixup", "mixup of the hidden representation at a "
                                  "layer drawn per batch, the input included (Verma et al. 2019)", "manifold_alpha"),
     "label-smoothing": MethodInfo("label-smoothing", "label smoothing", "a control: one-hot targets smoothed "
                                   "towards uniform by a factor, inputs unmixed (Szegedy et al. 2016)",
-                                  "smoothing", "s"),
+                                  "smoothing", "s", beta=False),
 }  # fmt: skip
 DEFAULT_METHODS = ("erm", "mixup")  # what a run trains unless --methods says otherwise
 BASELINE = "erm"  # every other method is compared with it
@@ -240,8 +243,9 @@ class TrainConfig:
              f"--manifold-alpha must be ≥ 0, got {self.manifold_alpha}"),
             (0 <= self.smoothing < 1, f"--smoothing must be in [0, 1), got {self.smoothing}"),
         ])  # fmt: skip
+        default = TrainConfig()
         for name, info in METHODS.items():
-            if info.param is not None and name not in methods and getattr(self, info.param) != _DEFAULTS[info.param]:
+            if info.param is not None and name not in methods and self.param(name) != default.param(name):
                 raise UsageError(f"{info.option} sets {name}'s parameter, but --methods does not include {name}")
         return self
 
@@ -255,7 +259,7 @@ class TrainConfig:
         else:
             d["methods"] = list(self.methods)
         for name, info in METHODS.items():
-            if info.param not in (None, "alpha") and name not in self.methods:
+            if info.param is not None and not info.recorded and name not in self.methods:
                 del d[info.param]
         if self.train_n is None:
             del d["train_n"]  # as recorded before subsets existed
@@ -272,9 +276,17 @@ class TrainConfig:
         return tuple(m for m in self.methods if m != BASELINE)
 
     def param(self, method: str) -> float:
-        """The α (or smoothing factor) of `method` in this run; 0 for `erm` and the surrogate."""
+        """The α (or smoothing factor) of `method` in this run; 0 for `erm` and the surrogate. With
+        `with_params`, the one place a method's parameter is reached through its field's name."""
         field = METHODS[method].param if method in METHODS else None
         return 0.0 if field is None else float(getattr(self, field))
+
+    def with_params(self, params: Mapping[str, float]) -> TrainConfig:
+        """These settings with the parameter of each method in `params` (method -> α or factor) replaced."""
+        fields = {METHODS[m].param: v for m, v in params.items()}
+        if None in fields:
+            raise UsageError(f"{', '.join(m for m in params if METHODS[m].param is None)} takes no parameter")
+        return dataclasses.replace(self, **fields)
 
     def describe(self, method: str) -> str:
         """A method and its parameter, for people: 'mixup (α = 1)', 'label smoothing (s = 0.1)', 'ERM'."""
@@ -286,9 +298,6 @@ class TrainConfig:
         if member == SURROGATE:
             return BASELINE, 0.0, surrogate_seed(self.seed)
         return member, self.param(member), self.seed
-
-
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 
 def training_images(train_n: object) -> str:
@@ -355,6 +364,24 @@ ATTACKS: dict[str, AttackInfo] = {
     ),
 }  # fmt: skip
 PRECISIONS = ("fp32", "bf16")
+
+
+class AttackSetting(NamedTuple):
+    """What makes two evaluations of one attack at one ε the same: the one identity that a stage's `done`, a
+    sweep cell, the claims' pairing and the database's rows all compare (`Attack.setting(eps)` gives an attack
+    object's; `AttackSetting.of(row)` a stored row's, where rows stored before restarts, seeds and precision
+    existed read as their defaults)."""
+
+    steps: int
+    step_size: float  # the step size at this ε
+    restarts: int = 1
+    seed: int = 0  # of the random starts
+    precision: str = "fp32"
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> AttackSetting:
+        return cls(row["steps"], row["step_size"], row.get("restarts", 1), row.get("seed", 0),
+                   row.get("precision", "fp32"))  # fmt: skip
 
 
 def attack_named(subcommand: str, loss: str = "ce") -> str:

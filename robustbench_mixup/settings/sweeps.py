@@ -130,9 +130,7 @@ class SweepConfig:
                   "dropout": job.dropout, "width": self.width, "train_n": self.train_n}  # fmt: skip
         if job.mixing == "mixup" or job.alpha == 0:
             return TrainConfig(alpha=job.alpha, **common)
-        field = METHODS[job.mixing].param
-        assert field is not None
-        return TrainConfig(methods=(BASELINE, job.mixing), **{field: job.alpha}, **common)
+        return TrainConfig(methods=(BASELINE, job.mixing), **common).with_params({job.mixing: job.alpha})
 
 
 @dataclass(frozen=True)
@@ -209,10 +207,10 @@ class RobustSweepConfig:
 
     def cell_config(self, cell: Cell) -> TrainConfig:
         """The training settings of a cell: every method, each mixing method at the cell's α."""
-        alphas = {METHODS[m].param: cell.alpha for m in self.methods if METHODS[m].param not in (None, "smoothing")}
+        alphas = {m: cell.alpha for m in self.methods if METHODS[m].param is not None and METHODS[m].beta}
         return TrainConfig(dataset=self.dataset, model=self.model, epochs=cell.epochs, seed=cell.seed,
                            batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay, width=self.width,
-                           methods=self.methods, train_n=self.train_n, **alphas)  # fmt: skip
+                           methods=self.methods, train_n=self.train_n).with_params(alphas)  # fmt: skip
 
     def attack_configs(self) -> list[AttackConfig]:
         """Every attack, white box, at every ε, with `steps` for the iterative ones."""

@@ -27,16 +27,15 @@ from robustbench_mixup.attacks import backends, engine
 from robustbench_mixup.attacks.indicators import Indicator, measure, ordering_flags
 from robustbench_mixup.attacks.methods import Attack, make_attack
 from robustbench_mixup.learning import checkpoints
-from robustbench_mixup.learning.data import load_dataset
-from robustbench_mixup.learning.devices import frozen, resolve_device
+from robustbench_mixup.learning.devices import frozen
 from robustbench_mixup.measures.stats import wilson_interval
-from robustbench_mixup.settings.config import ATTACKS, AttackConfig
+from robustbench_mixup.settings.config import ATTACKS, AttackConfig, AttackSetting
 from robustbench_mixup.settings.errors import UsageError
 from robustbench_mixup.settings.fsutil import exclusive, remove_stale_temporaries
 from robustbench_mixup.settings.layout import Layout
 from robustbench_mixup.stages.progress import Meter
 from robustbench_mixup.store.database import ResultsDB
-from robustbench_mixup.store.runs import load_members, methods_of, resolve_run
+from robustbench_mixup.store.runs import open_run
 
 
 def build_attack(cfg: AttackConfig, seed: int = 0) -> Attack:
@@ -200,8 +199,9 @@ def _saved_transfer_sets(
     """The sets crafted before for this (source, attack, ε, steps, step size, n, backend), where they exist."""
     paths, sets = [], []
     for e in cfg.eps:
-        key = json.dumps([src_sha, attack.name, e, attack.steps, attack.size_for(e), n, cfg.backend,
-                          *_random_identity(attack).values()])  # fmt: skip
+        s = attack.setting(e)
+        key = json.dumps([src_sha, attack.name, e, s.steps, s.step_size, n, cfg.backend,
+                          *_random_identity(s, attack.random_start).values()])  # fmt: skip
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         paths.append(layout.transfer_set(run, attack.name, cfg.backend, source_label, e, digest))
         sets.append(_load_set(paths[-1], _set_identity(src_sha, attack, cfg, e, n), (n, *shape)))
@@ -210,16 +210,17 @@ def _saved_transfer_sets(
 
 def _set_identity(src_sha: str, attack: Attack, cfg: AttackConfig, eps: float, n: int) -> dict[str, Any]:
     """What a saved transfer set must say about itself to be used for (source, attack, ε, n, backend)."""
-    return {"source_sha256": src_sha, "attack": attack.name, "eps": eps, "steps": attack.steps,
-            "step_size": attack.size_for(eps), "backend": cfg.backend, "n": n, **_random_identity(attack)}  # fmt: skip
+    s = attack.setting(eps)
+    return {"source_sha256": src_sha, "attack": attack.name, "eps": eps, "steps": s.steps, "step_size": s.step_size,
+            "backend": cfg.backend, "n": n, **_random_identity(s, attack.random_start)}  # fmt: skip
 
 
-def _random_identity(attack: Attack) -> dict[str, Any]:
+def _random_identity(s: AttackSetting, random_start: bool) -> dict[str, Any]:
     """The settings beyond FGSM's and I-FGSM's that change a set: restarts, the seed of the random
     starts, the precision (empty for a default FGSM or I-FGSM, whose sets keep their names)."""
-    if attack.restarts == 1 and attack.seed == 0 and attack.precision == "fp32" and not attack.random_start:
+    if (s.restarts, s.seed, s.precision) == (1, 0, "fp32") and not random_start:
         return {}
-    return {"restarts": attack.restarts, "seed": attack.seed, "precision": attack.precision}
+    return {"restarts": s.restarts, "seed": s.seed, "precision": s.precision}
 
 
 def _craft_missing(
@@ -263,20 +264,19 @@ def evaluate_run(
     """
     cfg = cfg.validate()
     layout = Layout(out)
-    run, run_cfg = resolve_run(out, run)
-    seed = int(run_cfg.get("seed", 0))
+    opened = open_run(out, run, device=device, data_root=data_root)
+    run, run_cfg, models, metas, data, dev = (opened.name, opened.config, opened.models, opened.metas, opened.data,
+                                              opened.device)  # fmt: skip
+    seed = opened.seed
     attack = build_attack(cfg, seed)
     db = ResultsDB(layout.database)
     try:
-        dev = resolve_device(device)
-        models, metas = load_members(out, run, methods_of(run_cfg), dev)
         src_path = Path(source) if source is not None else layout.checkpoint(run, "surrogate")
         source_label = "surrogate" if source is None else str(source)
         src_model = src_meta = None
         if cfg.mode in ("black", "both"):
             src_model, src_meta = checkpoints.load(src_path, device=dev)
             _check_compatible(src_meta, metas["erm"], f"--source {str(src_path)!r}" if source else "the surrogate")
-        data = load_dataset(run_cfg["dataset"], root=data_root, split_seed=run_cfg.get("split_seed", 0))
         n = len(data.test_labels) if cfg.n is None else min(cfg.n, len(data.test_labels))
         x, y = data.test_images[:n].to(dev), data.test_labels[:n].to(dev)
         found = None

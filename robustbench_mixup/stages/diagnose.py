@@ -13,14 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from robustbench_mixup.learning.data import load_dataset
-from robustbench_mixup.learning.devices import resolve_device
 from robustbench_mixup.measures.diagnostics import test_point_diagnostics
 from robustbench_mixup.settings.config import DiagnoseConfig, diagnose_eps
 from robustbench_mixup.settings.layout import Layout
 from robustbench_mixup.stages.progress import Meter
 from robustbench_mixup.store.database import ResultsDB
-from robustbench_mixup.store.runs import load_members, methods_of, resolve_run
+from robustbench_mixup.store.runs import open_run
 
 
 @dataclass
@@ -43,14 +41,11 @@ def diagnose_run(
 ) -> DiagnoseResult:
     """Diagnose every method of `run` (default: the latest) under `out`; the summaries go to the database."""
     cfg = cfg.validate()
-    run, stored = resolve_run(out, run)
-    eps = cfg.eps if cfg.eps is not None else diagnose_eps(stored["dataset"])
-    dev = resolve_device(device)
-    models, _ = load_members(out, run, methods_of(stored), dev)
-    data = load_dataset(stored["dataset"], root=data_root, split_seed=stored.get("split_seed", 0))
+    opened = open_run(out, run, device=device, data_root=data_root)
+    run, models, data, seed = opened.name, opened.models, opened.data, opened.seed
+    eps = cfg.eps if cfg.eps is not None else diagnose_eps(opened.config["dataset"])
     n = len(data.test_labels) if cfg.n is None else min(cfg.n, len(data.test_labels))
     x, y = data.test_images[:n], data.test_labels[:n]
-    seed = int(stored["seed"])
     if progress is not None:
         progress.start(n * len(models))
     rows = {}

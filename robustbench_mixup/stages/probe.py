@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from robustbench_mixup.learning import seeding
-from robustbench_mixup.learning.data import load_dataset
-from robustbench_mixup.learning.devices import resolve_device
 from robustbench_mixup.measures.probes import (
     bootstrap_mean_interval,
     count_pairs,
@@ -29,7 +27,7 @@ from robustbench_mixup.settings.layout import Layout
 from robustbench_mixup.stages.progress import Meter
 from robustbench_mixup.store.codec import pack_outcomes, pack_values
 from robustbench_mixup.store.database import ResultsDB
-from robustbench_mixup.store.runs import load_members, methods_of, resolve_run
+from robustbench_mixup.store.runs import open_run
 
 
 @dataclass
@@ -54,9 +52,8 @@ def probe_run(
     """Probe `run` (default: the latest) under `out`; rows go to the database (figures: `report.figures.draw_probe`)."""
     spec.validate()
     layout = Layout(out)
-    run, cfg = resolve_run(out, run)
-    dev = resolve_device(device)
-    data = load_dataset(cfg["dataset"], root=data_root, split_seed=cfg.get("split_seed", 0), train_n=cfg.get("train_n"))
+    opened = open_run(out, run, device=device, data_root=data_root)
+    run, data, models = opened.name, opened.data, opened.models
     images, labels = (
         (data.train_images, data.train_labels) if spec.split == "train" else (data.test_images, data.test_labels)
     )
@@ -67,9 +64,7 @@ def probe_run(
         raise UsageError(
             f"--pairs {spec.pairs} exceeds the {available} distinct {kind} the {spec.split} split supplies"
         )
-    models, _ = load_members(out, run, methods_of(cfg), dev)
-
-    seed = int(cfg["seed"])
+    seed = opened.seed
     i, j = sample_pairs(
         labels, spec.pairs, same_class=include, generator=seeding.generator(seed, "probe-pairs", spec.split)
     )
@@ -111,7 +106,7 @@ def probe_run(
     ]  # fmt: skip
     with ResultsDB(layout.database) as db:
         db.record_probe(rows)
-    return ProbeResult(run, spec, seed, cfg["dataset"], lambdas, curves)
+    return ProbeResult(run, spec, seed, opened.config["dataset"], lambdas, curves)
 
 
 def summary(result: ProbeResult) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import torch
 from robustbench_mixup.learning.data import load_dataset
 from robustbench_mixup.learning.devices import resolve_device
 from robustbench_mixup.learning.loop import check_data
-from robustbench_mixup.settings.config import AttackConfig
+from robustbench_mixup.settings.config import AttackConfig, AttackSetting
 from robustbench_mixup.settings.fsutil import ensure_writable_dir, exclusive
 from robustbench_mixup.settings.layout import Layout
 from robustbench_mixup.settings.sweeps import Cell, RobustSweepConfig
@@ -59,10 +59,10 @@ def run_cell(
     rows = [{"model": m, "attack": "clean", "eps": 0.0, "n": r["n"], "top1": r["top1"],
              "correct": pack_outcomes(r["correct"])} for m, r in clean.items()]  # fmt: skip
     for acfg in cfg.attack_configs():
-        found = _attack_rows(root, acfg, n)
+        found = _attack_rows(root, acfg, n, cell.seed)
         if len(found) < len(cfg.methods) * len(acfg.eps):
             evaluate_run(acfg, out=root, run=CELL_RUN, device=device, data_root=data_root)
-            found = _attack_rows(root, acfg, n)
+            found = _attack_rows(root, acfg, n, cell.seed)
         rows += [{"model": m, "attack": acfg.attack, "eps": e, "n": r["n"], "top1": r["top1"],
                   "correct": pack_outcomes(r["correct"])} for (m, e), r in found.items()]  # fmt: skip
     wanted = len(cfg.methods) * (1 + sum(len(a.eps) for a in cfg.attack_configs()))
@@ -71,15 +71,15 @@ def run_cell(
     return {"key": cell.key, "cell": dataclasses.asdict(cell), "rows": rows}
 
 
-def _attack_rows(root: Path, acfg: AttackConfig, n: int) -> dict[tuple[str, float], dict[str, Any]]:
-    """(method, ε) -> the cell's stored white-box row of exactly this attack setting on the first n examples."""
-    atk = build_attack(acfg)
+def _attack_rows(root: Path, acfg: AttackConfig, n: int, seed: int) -> dict[tuple[str, float], dict[str, Any]]:
+    """(method, ε) -> the cell's stored white-box row of exactly this attack setting (random starts from the
+    cell's `seed`, as the evaluation drew them) on the first n examples."""
+    atk = build_attack(acfg, seed)
     with ResultsDB(Layout(root).database) as db:
         rows = db.attack_rows(CELL_RUN, outcomes=True, attack=acfg.attack, mode="white", backend="native", n=n)
     return {(r["model"], r["eps"]): r for r in rows
             if r["eps"] in acfg.eps and r["correct"] is not None
-            and (r["steps"], r["step_size"], r["restarts"], r["precision"])
-            == (atk.steps, atk.size_for(r["eps"]), atk.restarts, atk.precision)}  # fmt: skip
+            and AttackSetting.of(r) == atk.setting(r["eps"])}  # fmt: skip
 
 
 @dataclass

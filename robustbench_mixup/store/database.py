@@ -313,7 +313,6 @@ class ResultsDB:
         """
         attack, backend, now = ev.attack, ev.spec.backend, _now()
         n = ev.rows[0].n if ev.rows else 0
-        restarts, seed, precision = attack.restarts, attack.seed, attack.precision
         with self.transaction() as c:
             for r in ev.rows:
                 c.execute(
@@ -324,19 +323,19 @@ class ResultsDB:
                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'test', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                     (
                         ev.run, r.model, attack.name, r.mode, r.model if r.mode == "white" else ev.source, r.eps,
-                        attack.steps, attack.size_for(r.eps), restarts, seed, precision, backend, r.n,
+                        *attack.setting(r.eps), backend, r.n,
                         r.top1, 1 - r.top1, *r.top1_ci, r.top5, 1 - r.top5, *r.top5_ci, ev.clean[r.model]["top1"], now,
                         None if r.correct is None else pack_outcomes(r.correct),
                     ),
                 )  # fmt: skip
             for i in getattr(ev, "indicators", []):
+                s = attack.setting(i.eps)  # an indicator's row names no seed: its evaluation's rows do
                 c.execute(
                     """INSERT OR REPLACE INTO attack_indicators (run, model, attack, backend, n, steps, step_size,
                        restarts, precision, eps, indicator, value, threshold, status, p_value, detail, created)
                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                    (ev.run, i.model, attack.name, backend, n, attack.steps, attack.size_for(i.eps), restarts,
-                     precision, i.eps, i.name,
-                     i.value, i.threshold, i.status, i.p_value, i.detail, now),
+                    (ev.run, i.model, attack.name, backend, n, s.steps, s.step_size, s.restarts, s.precision, i.eps,
+                     i.name, i.value, i.threshold, i.status, i.p_value, i.detail, now),
                 )  # fmt: skip
             stored = [self._decoded(dict(r)) for r in c.execute("SELECT * FROM attack_results WHERE run=? AND n=?",
                                                                   (ev.run, n))]  # fmt: skip

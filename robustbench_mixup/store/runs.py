@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
+
+    from robustbench_mixup.learning.data import Dataset
 
 from robustbench_mixup.settings.config import TrainConfig
 from robustbench_mixup.settings.errors import UsageError
@@ -76,6 +79,36 @@ def load_members(
     for name in names:
         models[name], metas[name] = checkpoints.load(layout.checkpoint(run, name), device=device)
     return models, metas
+
+
+@dataclass
+class OpenRun:
+    """A trained run, checked and loaded: what every stage over a run starts from."""
+
+    name: str
+    config: dict[str, Any]  # its stored training settings, checked by `resolve_run`
+    models: dict[str, nn.Module]  # every method's model, in eval mode on `device`
+    metas: dict[str, dict[str, Any]]  # their checkpoints' metadata
+    data: Dataset  # its dataset, split (and subset) as it was trained
+    device: torch.device
+
+    @property
+    def seed(self) -> int:
+        return int(self.config["seed"])
+
+
+def open_run(out: str | Path, run: str | None, *, device: str = "auto", data_root: str | Path | None = None) -> OpenRun:
+    """The one way a stage opens `run` (default: the latest) under `out`: its settings, its methods' models and its
+    dataset, each through its checked boundary; nothing is written."""
+    from robustbench_mixup.learning.data import load_dataset  # torch only here: the report finds runs without it
+    from robustbench_mixup.learning.devices import resolve_device
+
+    name, config = resolve_run(out, run)
+    dev = resolve_device(device)
+    models, metas = load_members(out, name, methods_of(config), dev)
+    data = load_dataset(config["dataset"], root=data_root, split_seed=config.get("split_seed", 0),
+                        train_n=config.get("train_n"))  # fmt: skip
+    return OpenRun(name, config, models, metas, data, dev)
 
 
 RUN_JSON_MAX_BYTES = 1 << 20  # a run.json is a few hundred bytes

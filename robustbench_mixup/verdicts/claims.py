@@ -40,6 +40,7 @@ from robustbench_mixup.settings.config import (
     DEFAULT_METHODS,
     METHODS,
     PAPER_METHOD,
+    AttackSetting,
     training_images,
 )
 from robustbench_mixup.verdicts import paper
@@ -556,12 +557,11 @@ def seeds_statement(claims: Sequence[Claim]) -> str:
 # --- does the FGSM gain survive a strong attack? -------------------------------------------------------------
 
 
-def _strength(key_rows: tuple[tuple, dict[str, Row]]) -> tuple:
+def _strength(key_rows: tuple[AttackSetting, dict[str, Row]]) -> tuple:
     """Order of preference among settings of one attack at one (ε, n): exact fp32 first, then the most
     steps × restarts (the strongest evaluation stored), then the latest."""
-    (_, rows) = key_rows
-    r = rows[BASELINE]
-    return (r.get("precision", "fp32") == "fp32", r["steps"] * r.get("restarts", 1), str(r.get("created", "")))
+    (setting, rows) = key_rows
+    return (setting.precision == "fp32", setting.steps * setting.restarts, str(rows[BASELINE].get("created", "")))
 
 
 def paired_rows(
@@ -576,14 +576,13 @@ def paired_rows(
 ) -> dict[str, Row] | None:
     """ERM's and `method`'s native rows of one evaluation of `attack` at (`mode`, ε, n), scored on the same
     examples; among several settings, `_strength`'s choice. `source`: the black box's (None: white box)."""
-    settings: dict[tuple, dict[str, Row]] = {}
+    settings: dict[AttackSetting, dict[str, Row]] = {}
     for r in rows:
         if (r["attack"], r["mode"], r["backend"], r["eps"], r["n"]) != (attack, mode, "native", eps, n):
             continue
         if mode == "black" and r["source"] != source:
             continue
-        key = (r["steps"], r["step_size"], r.get("restarts", 1), r.get("seed", 0), r.get("precision", "fp32"))
-        settings.setdefault(key, {})[r["model"]] = r
+        settings.setdefault(AttackSetting.of(r), {})[r["model"]] = r
     complete = [(k, v) for k, v in settings.items() if BASELINE in v and method in v]
     return max(complete, key=_strength)[1] if complete else None
 

@@ -53,7 +53,7 @@ def sweep_effects(rows: Sequence[Row]) -> list[SweepEffect]:
     effects = []
     for attack, eps, epochs, alpha in sorted({k[:4] for k in by}, key=lambda k: (k[0] != "clean", k)):
         for method in methods:
-            per_alpha = METHODS[method].symbol == "α"
+            per_alpha = METHODS[method].beta
             if not per_alpha and alpha != first_alpha:
                 continue  # the same models in every α cell: judged once
             seeds = [v for k, v in sorted(by.items()) if k[:4] == (attack, eps, epochs, alpha)
