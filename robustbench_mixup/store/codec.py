@@ -1,7 +1,9 @@
-"""Per-example outcomes and values as compact blobs, and back (checked against the length they claim)."""
+"""Per-example outcomes and values as compact blobs, and back (checked against the length they claim); the
+timestamps and integer checks of stored rows."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 
@@ -43,3 +45,13 @@ def unpack_values(blob: Any, n: int) -> Any:
     if not np.isfinite(values).all():
         raise ValueError("a value is not finite")
     return values
+
+
+def now() -> str:
+    """The time a row is written, in UTC to the second."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def is_int(value: Any) -> bool:
+    """An integer read back from a row, not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
