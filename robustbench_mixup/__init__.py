@@ -1,7 +1,9 @@
 """robust-eval: what mixup training does to a model's robustness, measured (Zhang et al., ICLR 2018).
 
-The package reads in the order data flows: `data` -> `models` -> `mixing` -> `train` ->
-`checkpoints` -> `results` -> `cli`. Importing it does not import torch; the submodules do.
+Its folders are its layers, in the order data flows: `settings` -> `learning` (data, models, mixing, the
+training loop, checkpoints) -> `measures` -> `attacks` -> `store` -> `stages` -> `verdicts` -> `report` -> `cli`
+(docs/ARCHITECTURE.md). The public names keep their short paths (`robustbench_mixup.attacks`, `.mixing`, `.stats`,
+`.data`, `.probes`, `.models`, `.checkpoints`, `.train`; docs/API.md). Importing the package does not import torch.
 """
 
 __version__ = "0.1.0"

@@ -1,5 +1,5 @@
 """PGD and APGD: the invariants every attack keeps, answers computed by hand on linear models, the
-restart and seeding rules of API.md, and agreement with torchattacks and foolbox on a trained model."""
+restart and seeding rules of docs/API.md, and agreement with torchattacks and foolbox on a trained model."""
 
 import pytest
 import torch

@@ -202,7 +202,7 @@ def evaluate_attack(
 
 def _named(name: str, steps: int | None, step_size: float | None) -> Attack:
     """`robust_accuracy`'s attack names: `steps` and `step_size` apply to I-FGSM only (the others use
-    their own defaults, as API.md says)."""
+    their own defaults, as docs/API.md says)."""
     if name not in ATTACK_TYPES:
         raise ValueError(f"attack must be one of {tuple(ATTACK_TYPES)}, got {name!r}")
     if name == "ifgsm":

@@ -359,7 +359,7 @@ def make_attack(
     return ATTACK_TYPES[name](**{k: v for k, v in given.items() if k in options and v is not None})
 
 
-# --- the public functions of API.md ---------------------------------------------------------------
+# --- the public functions (docs/API.md) -----------------------------------------------------------
 
 
 def fgsm(

@@ -17,8 +17,8 @@ a model with another.
 Every random stream of an epoch (batch order, augmentation, mixing, dropout) is seeded from
 (member seed, stream, epoch) and the learning rate is a function of the epoch; so a checkpoint of
 weights + SGD momentum + epoch number is the whole state, and `--resume` after a kill ends with exactly
-the weights of an uninterrupted run. Protocol (PAPER.md, section 3.2): SGD momentum 0.9, lr divided
-by 10 at 50% and 75% of the epochs, batch 128, weight decay 1e-4, α = 1.
+the weights of an uninterrupted run. Protocol (the paper, section 3.2; `verdicts.paper.PROTOCOL`): SGD
+momentum 0.9, lr divided by 10 at 50% and 75% of the epochs, batch 128, weight decay 1e-4, α = 1.
 """
 
 from __future__ import annotations
