@@ -329,3 +329,23 @@ def test_evaluation_has_no_stand_in_epsilons(monkeypatch):
     cfg = config.AttackConfig("fgsm", (0.0, 0.1), mode="white").validate()
     evaluation.evaluate_models({"m": model}, x, y, cfg, black_sets=[x, x])
     assert len(calls) == 1 and calls[0]["attack"].name == "fgsm"  # the white box only
+
+
+def test_every_public_name_imports_from_the_path_docs_api_gives():
+    """docs/API.md's table "where each name lives": each name imports from its short path, and is the object
+    defined in the file the table names."""
+    import importlib
+    from pathlib import Path
+
+    table = (Path(__file__).parent.parent / "docs" / "API.md").read_text().split("## Where each name lives")[1]
+    rows = [line.split("|")[1:4] for line in table.split("\n\n")[1].splitlines()[2:]]
+    assert len(rows) >= 10
+    checked = 0
+    for names, where, defined in rows:
+        path = re.findall(r"`([\w.]+)`", where)[0]
+        source = re.findall(r"`([\w/.]+)\.py`", defined)[0].replace("/", ".")
+        module, home = importlib.import_module(path), importlib.import_module(source)
+        for name in re.findall(r"`(\w+)`", names):
+            assert getattr(module, name) is getattr(home, name), (name, path, source)
+            checked += 1
+    assert checked >= 30
