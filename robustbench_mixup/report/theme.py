@@ -6,7 +6,7 @@ picks nor switches the caller's backend, registers nothing in pyplot's figure ma
 `seaborn.set_theme(style="whitegrid", context="paper")` used to set globally) lives in `THEME_RC` and is
 applied only inside `theme()`, a `matplotlib.rc_context`, so a notebook's rcParams are the same after a
 figure as before it. The values are written out here rather than read from seaborn because importing
-seaborn imports pyplot; tests/test_figures.py checks that they still match what seaborn would set.
+seaborn imports pyplot; tests/report/test_figures.py checks that they still match what seaborn would set.
 
 Typical use, with everything from creating the figure to saving it inside `theme()` (tick marks, grid
 lines and legends read rcParams when they are drawn, not only when the axes are made):

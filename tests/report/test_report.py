@@ -173,7 +173,7 @@ def test_the_report_renders_in_headless_chromium(full, tmp_path):
     assert [u for u in requests if not u.startswith(("file:", "data:"))] == []
     assert shot.stat().st_size > 20_000
     if os.environ.get("ROBUST_EVAL_SCREENSHOT"):  # refresh the README's picture: docs/report.png
-        shutil.copy(shot, Path(__file__).resolve().parents[1] / "docs" / "report.png")
+        shutil.copy(shot, Path(__file__).resolve().parents[2] / "docs" / "report.png")
 
 
 def test_comparison_report_side_by_side_with_seed_means(tmp_path, capsys):
