@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from robustbench_mixup.learning.devices import frozen
-from robustbench_mixup.measures.probes import (
+from robustbench_mixup.measures.interpolation import (
     MAX_POINTS,
     input_gradient_norm,
     interpolation_miss_rate,

@@ -1,6 +1,6 @@
 """Attacks: the one descent loop, the attacks as step rules in it, and how their outcomes are scored.
 
-`loop` (`descend`: projection, step rules, the per-example trace), `methods` (FGSM, I-FGSM, PGD, APGD as
+`descent` (`descend`: projection, step rules, the per-example trace), `methods` (FGSM, I-FGSM, PGD, APGD as
 small frozen dataclasses, and the functional API), `engine` (`craft`, `score`, `evaluate_attack`:
 batches through the loop, outcomes per example), `indicators` (signs that an attack failed), `backends`
 (the same attacks through torchattacks and foolbox, for cross-checks).

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from robustbench_mixup.attacks.loop import Bounds, Trace, _check, _check_dtype
+from robustbench_mixup.attacks.descent import Bounds, Trace, _check, _check_dtype
 from robustbench_mixup.attacks.methods import ATTACK_TYPES, Attack, Crafted, make_attack
 from robustbench_mixup.learning.devices import frozen, model_device
 

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustbench_mixup.attacks.loop import Trace
+from robustbench_mixup.attacks.descent import Trace
 from robustbench_mixup.attacks.methods import Attack
 from robustbench_mixup.measures.gradients import attack_loss
 from robustbench_mixup.measures.stats import mcnemar_p

@@ -33,7 +33,7 @@ from typing import ClassVar, NamedTuple
 import torch
 from torch import nn
 
-from robustbench_mixup.attacks.loop import (
+from robustbench_mixup.attacks.descent import (
     APGDStep,
     Bounds,
     Project,

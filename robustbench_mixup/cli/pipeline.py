@@ -25,7 +25,7 @@ from typing import ClassVar, Protocol
 
 from robustbench_mixup.learning.data import load_dataset
 from robustbench_mixup.learning.devices import resolve_device
-from robustbench_mixup.measures.probes import lambda_grid
+from robustbench_mixup.measures.interpolation import lambda_grid
 from robustbench_mixup.report.figures import draw_probe, draw_sweep
 from robustbench_mixup.report.pages import Rendered, render
 from robustbench_mixup.settings.config import AttackSetting, training_images

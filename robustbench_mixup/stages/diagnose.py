@@ -3,7 +3,7 @@
 For every method of the run (`erm`, `mixup`, ...) on the first n test examples: clean accuracy, the
 expected calibration error (15 bins), the median logit margin, the median and 90th percentile of the
 input-gradient norm, the share of gradients that underflow (< 1e-6), and the accuracy under uniform random
-sign noise at each ε (`diagnostics.test_point_diagnostics`). The noise is drawn from the run's seed, so
+sign noise at each ε (`pointwise.test_point_diagnostics`). The noise is drawn from the run's seed, so
 every model meets the same noise and a repeated call gives the same numbers. A model whose gradients
 vanish at confident points is one a single-step attack cannot move: its FGSM accuracy is optimistic.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from robustbench_mixup.measures.diagnostics import test_point_diagnostics
+from robustbench_mixup.measures.pointwise import test_point_diagnostics
 from robustbench_mixup.settings.config import DiagnoseConfig, diagnose_eps
 from robustbench_mixup.settings.layout import Layout
 from robustbench_mixup.stages.progress import Meter

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from robustbench_mixup.learning import seeding
-from robustbench_mixup.measures.probes import (
+from robustbench_mixup.measures.interpolation import (
     bootstrap_mean_interval,
     count_pairs,
     lambda_grid,

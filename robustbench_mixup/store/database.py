@@ -24,7 +24,7 @@ from robustbench_mixup.store.codec import is_int as _int
 from robustbench_mixup.store.codec import now as _now
 from robustbench_mixup.store.codec import pack_outcomes, unpack_outcomes, unpack_values
 from robustbench_mixup.store.schema import MIGRATIONS, SCHEMA_VERSION, SQLITE_HEADER, expected_schema
-from robustbench_mixup.store.sweeps import SWEEP_KINDS, SweepTables
+from robustbench_mixup.store.sweep_tables import SWEEP_KINDS, SweepTables
 
 DIAGNOSTICS = ("clean_acc", "ece", "median_margin", "grad_norm_median", "grad_norm_p90", "grad_underflow",
                "grad_zero")  # fmt: skip  # every model's; then noise_acc@EPS per noise level

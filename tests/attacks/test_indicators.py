@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustbench_mixup.attacks import indicators
-from robustbench_mixup.attacks.loop import Trace
+from robustbench_mixup.attacks.descent import Trace
 from robustbench_mixup.attacks.methods import FGSM, PGD
 from robustbench_mixup.measures.stats import mcnemar_p, paired_difference
 from robustbench_mixup.settings.config import AttackConfig

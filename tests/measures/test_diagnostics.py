@@ -6,8 +6,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustbench_mixup.learning.seeding import generator
-from robustbench_mixup.measures import diagnostics
-from robustbench_mixup.measures.diagnostics import (
+from robustbench_mixup.measures import pointwise as diagnostics
+from robustbench_mixup.measures.pointwise import (
     NOISE_STREAM,
     Diagnostics,
     expected_calibration_error,

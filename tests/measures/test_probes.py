@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from helpers import assert_one_line_error, run_cli
 from torch import nn
 
-from robustbench_mixup.measures import probes
-from robustbench_mixup.measures.probes import (
+from robustbench_mixup.measures import interpolation as probes
+from robustbench_mixup.measures.interpolation import (
     bootstrap_mean_interval,
     count_pairs,
     input_gradient_norm,

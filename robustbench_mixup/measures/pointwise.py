@@ -27,7 +27,7 @@ from torch import nn
 from robustbench_mixup.learning import seeding
 from robustbench_mixup.learning.devices import frozen, model_device
 from robustbench_mixup.measures.gradients import input_gradient
-from robustbench_mixup.measures.probes import MAX_POINTS
+from robustbench_mixup.measures.interpolation import MAX_POINTS
 
 __all__ = [
     "ECE_BINS",
@@ -207,7 +207,7 @@ def test_point_diagnostics(
 ) -> Diagnostics:
     """Diagnostics of `model` on (images float32 (N, C, H, W) in [0, 1], labels int64 (N,)).
 
-    Per chunk of `batch_size` examples (default: `probes.MAX_POINTS` points per forward, shared by the
+    Per chunk of `batch_size` examples (default: `interpolation.MAX_POINTS` points per forward, shared by the
     clean pass and the noisy copies): one forward+backward for the logits and input gradients, one
     forward for the noisy copies of every ε > 0. The signs are ONE draw of (N, C, H, W) from
     `seeding.generator(seed, NOISE_STREAM)` on the CPU, shared by every ε: each example is pushed along
