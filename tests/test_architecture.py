@@ -349,3 +349,26 @@ def test_every_public_name_imports_from_the_path_docs_api_gives():
             assert getattr(module, name) is getattr(home, name), (name, path, source)
             checked += 1
     assert checked >= 30
+
+
+def test_no_two_modules_have_names_that_differ_only_in_their_ending():
+    """A stage is named after its verb, a primitive after what it computes: no `probe`/`probes`/`probing`,
+    `diagnose`/`diagnostics`, `train`/`training`, and no one name in two folders (the top-level faces aside)."""
+    from pathlib import Path
+
+    import robustbench_mixup
+
+    def stem(name: str) -> str:  # the word without a grammatical ending
+        for ending in ("tics", "ing", "ion", "es", "s", "e"):
+            if name.endswith(ending) and len(name) - len(ending) >= 3:
+                return name[: -len(ending)]
+        return name
+
+    root = Path(robustbench_mixup.__path__[0])
+    modules = sorted(f"{p.parent.name}/{p.stem}" for p in root.glob("*/*.py") if p.stem != "__init__")
+    assert len(modules) >= 40
+    seen: dict[str, str] = {}
+    for module in modules:
+        word = stem(module.split("/")[1])
+        assert word not in seen, f"{seen[word]}.py and {module}.py"
+        seen[word] = module

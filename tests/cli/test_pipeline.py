@@ -22,7 +22,9 @@ TINY = Preset(
 
 def test_run_does_every_stage_then_skips_them_all(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(presets.PRESETS, "tiny", TINY)
-    code, stdout, err = run_cli(capsys, "run", "--preset", "tiny", "--out", str(tmp_path), "--device", "cpu")
+    code, stdout, err = run_cli(
+        capsys, "run", "--preset", "tiny", "--out", str(tmp_path), "--device", "cpu", "--jobs", "1"
+    )
     assert code == 0, err
     path = tmp_path / "reports" / "tiny" / "index.html"
     assert path.is_file() and f"report: {path.resolve().as_uri()}" in stdout
@@ -37,7 +39,7 @@ def test_run_does_every_stage_then_skips_them_all(tmp_path, capsys, monkeypatch)
         timings = db.get_run("tiny")["timings"]
     assert set(timings) == {"train", "diagnose", "fgsm", "ifgsm", "probe", "sweep", "report"}
     capsys.readouterr()
-    pipeline.run_pipeline(TINY, out=tmp_path, device="cpu")
+    pipeline.run_pipeline(TINY, out=tmp_path, device="cpu", sweep_workers=1)
     err = capsys.readouterr().err
     assert err.count("done before, skipped") == 6  # all but the report, which is always rebuilt
 
@@ -50,7 +52,7 @@ def test_run_does_every_stage_then_skips_them_all(tmp_path, capsys, monkeypatch)
         ({"probe_pairs": 50}, "probe"),
     )
     for change, stage in changes:
-        pipeline.run_pipeline(dataclasses.replace(TINY, **change), out=tmp_path, device="cpu")
+        pipeline.run_pipeline(dataclasses.replace(TINY, **change), out=tmp_path, device="cpu", sweep_workers=1)
         err = capsys.readouterr().err
         ran = re.findall(r"\] (\w+) \.\.\.", err)
         assert ran == [stage, "report"], (change, err)
@@ -64,10 +66,10 @@ def test_an_interrupted_stage_resumes_and_finished_ones_are_skipped(tmp_path, ca
 
     monkeypatch.setattr(pipeline, "probe_run", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        pipeline.run_pipeline(TINY, out=tmp_path, device="cpu")
+        pipeline.run_pipeline(TINY, out=tmp_path, device="cpu", sweep_workers=1)
     monkeypatch.setattr(pipeline, "probe_run", real)
     capsys.readouterr()
-    pipeline.run_pipeline(TINY, out=tmp_path, device="cpu")
+    pipeline.run_pipeline(TINY, out=tmp_path, device="cpu", sweep_workers=1)
     err = capsys.readouterr().err
     for stage in ("train", "diagnose", "fgsm", "ifgsm"):
         assert f"{stage}: done before, skipped" in err
@@ -124,7 +126,7 @@ def test_run_seeds_makes_a_group_whose_report_pools_the_seeds(tmp_path, capsys, 
     from robustbench_mixup.learning import checkpoints
 
     monkeypatch.setitem(presets.PRESETS, "tiny", TINY)
-    argv = ("run", "--preset", "tiny", "--out", str(tmp_path), "--device", "cpu")
+    argv = ("run", "--preset", "tiny", "--out", str(tmp_path), "--device", "cpu", "--jobs", "1")
     code, stdout, err = run_cli(capsys, *argv, "--seeds", "0", "1")
     assert code == 0, err
     assert "group tiny (runs tiny-s0, tiny-s1)" in stdout and "2 seeds: each seed's paired difference" in stdout
@@ -164,7 +166,9 @@ def test_a_preset_of_the_whole_family_runs_its_seeds_and_judges_every_method(tmp
     family = dataclasses.replace(TINY, name="fam", methods=tuple(config.METHODS), seeds=(0, 1), epochs=1,
                                  sweep_epochs=1, probe_pairs=50, attacks=(FGSM, IFGSM, pgd))  # fmt: skip
     monkeypatch.setitem(presets.PRESETS, "fam", family)
-    code, stdout, err = run_cli(capsys, "run", "--preset", "fam", "--out", str(tmp_path), "--device", "cpu")
+    code, stdout, err = run_cli(
+        capsys, "run", "--preset", "fam", "--out", str(tmp_path), "--device", "cpu", "--jobs", "1"
+    )
     assert code == 0, err
     assert "== seed 0 (1/2): run fam-s0" in err and "== seed 1 (2/2): run fam-s1" in err  # the preset's seeds
     for label in ("mixup", "CutMix", "Manifold Mixup", "label smoothing"):  # every method judged against ERM
@@ -179,7 +183,7 @@ def test_a_preset_of_the_whole_family_runs_its_seeds_and_judges_every_method(tmp
         config.METHODS
     )
     capsys.readouterr()
-    code, _, err = run_cli(capsys, "run", "--preset", "fam", "--out", str(tmp_path), "--device", "cpu")
+    code, _, err = run_cli(capsys, "run", "--preset", "fam", "--out", str(tmp_path), "--device", "cpu", "--jobs", "1")
     assert code == 0 and err.count("done before, skipped") == 2 * 7, err  # PGD white only is found done too
 
 
