@@ -2,14 +2,23 @@ import re
 import shutil
 import sqlite3
 from pathlib import Path
+from statistics import NormalDist
 
 import pytest
 from helpers import assert_one_line_error, run_cli
 
+from robustbench_mixup import stats
 from robustbench_mixup.attacks.indicators import INDICATORS
 from robustbench_mixup.report.figures import draw_probe, draw_sweep
 from robustbench_mixup.report.pages import build
-from robustbench_mixup.settings.config import AttackConfig, DiagnoseConfig, ProbeConfig, TrainConfig
+from robustbench_mixup.settings.config import (
+    ATTACKS,
+    CLAIM_EPS,
+    AttackConfig,
+    DiagnoseConfig,
+    ProbeConfig,
+    TrainConfig,
+)
 from robustbench_mixup.settings.layout import Layout
 from robustbench_mixup.settings.sweeps import SweepConfig
 from robustbench_mixup.stages.attack import evaluate_run
@@ -20,7 +29,7 @@ from robustbench_mixup.stages.train import train_run
 from robustbench_mixup.store.database import ResultsDB
 from robustbench_mixup.verdicts.claims import CLAIMS
 from robustbench_mixup.verdicts.evidence import collect
-from robustbench_mixup.verdicts.strong import strong_attack_verdicts
+from robustbench_mixup.verdicts.strong import FGSM_CLAIMS, strong_attack_verdicts
 
 HOSTILE = "<script>alert('x')</script>"
 CFG = TrainConfig(dataset="digits", model="mlp", epochs=2, batch_size=64)
@@ -66,13 +75,111 @@ def test_claims_table_has_one_row_per_claim_with_a_verdict(full):
     rows = re.findall(r'<tr id="claim-([a-z_]+)">(.*?)</tr>', table, re.S)
     assert [key for key, _ in rows] == [s.key for s in CLAIMS]
     verdicts = re.findall(r'class="v-[a-z]+">([a-z ]+)<', table)
-    assert len(verdicts) == 7 and set(verdicts) <= {"reproduced", "contradicted", "inconclusive"}
+    assert len(verdicts) == 7
+    assert dict(zip([key for key, _ in rows], verdicts, strict=True)) == _derived_claim_verdicts(full[0])
     for _, row in rows:  # each claim as a paired effect with its interval and both p-values
         assert re.search(r"<strong>[+-]\d[\d.]*</strong> \[[+-][\d.]+, [+-][\d.]+\]", row), row
         assert re.search(r"<td>(&lt; )?[\d.e-]+ · (&lt; )?[\d.e-]+</td>", row), row
     assert "Rule: Each claim is judged on the paired difference" in html
     assert "1 seed: the intervals cover test-sample variation only" in html
     assert re.search(r'id="fig-forest" alt="[^"]+" src="data:image/png;base64,', html)
+
+
+# --- the verdicts the stored outcomes imply, derived by the documented rules with the public statistics -----------
+
+
+def _at_claim_eps(rows, attack, mode):
+    """ERM's and mixup's per-example outcomes (`correct`) under `attack` in `mode` at the digits claims' ε, which
+    the fixture evaluated once (one n, one black-box source)."""
+    at = [r for r in rows if (r["attack"], r["mode"], r["eps"]) == (attack, mode, CLAIM_EPS["digits"])]
+    assert sorted(r["model"] for r in at) == ["erm", "mixup"], (attack, mode)
+    return {r["model"]: r["correct"] for r in at}
+
+
+def _side(effect, direction):
+    """Where the 95% interval lies (docs/statistics.md): "no worse" against −1 point, the others against 0."""
+    bound = -0.01 if direction == "no_worse" else 0.0
+    below, above = effect.hi < bound, effect.lo > bound
+    if direction == "lower":
+        return "claimed" if below else "other" if above else "neither"
+    return "claimed" if above else "other" if below else "neither"
+
+
+def _p(effect, direction):
+    """The claim's two-sided p: its own test's; for "no worse", against −1 point from the interval's normal SE."""
+    if direction != "no_worse":
+        return effect.p_value
+    se = (effect.hi - effect.lo) / (2 * NormalDist().inv_cdf(0.975))
+    return 2 * NormalDist().cdf(-abs(effect.diff + 0.01) / se)
+
+
+def _derived_claim_verdicts(out):
+    """Each claim's verdict by the rule of docs/statistics.md, from the run's stored per-unit outcomes with the
+    public statistics (stats.paired_difference on right/wrong outcomes, stats.paired_mean_difference on gradient
+    norms, stats.holm): reproduced/contradicted by the interval's side, "at every λ" as an intersection-union test
+    (contradicted where a λ goes the other way after Holm over the λ), then Holm over the 7 claims at 5%."""
+    with ResultsDB(Layout(out).database) as db:
+        attacks = db.attack_rows("r", outcomes=True)
+        probes = db.probe_rows("r", outcomes=True)
+        clean = {r["model"]: r["correct"] for r in db.clean_rows("r") if r["split"] == "test"}
+        jobs = db.sweep_jobs("r")
+    assert {(r["split"], r["same_class"]) for r in probes} == {("train", "exclude")}  # training pairs, 2 classes
+    assert sorted((j["noise"], j["alpha"], j["dropout"]) for j in jobs) == [(0.5, 0.0, 0.0), (0.5, 4.0, 0.0)]
+
+    def error(attack, mode):  # error = not correct
+        at = _at_claim_eps(attacks, attack, mode)
+        return [stats.paired_difference(~at["erm"], ~at["mixup"])]
+
+    def every_lam(column, paired):
+        at = {(r["model"], r["lam"]): r[column] for r in probes if 0 < r["lam"] < 1}
+        return [paired(at["erm", lam], at["mixup", lam]) for lam in sorted({lam for _, lam in at})]
+
+    fit = {j["alpha"]: j["corrupted_fit"] for j in jobs}  # ERM is α = 0; mixup's largest α is 4
+    measured = {  # claim: (direction, its effect at each point; one point unless "at every λ")
+        "fgsm_white": ("lower", error("fgsm", "white")),
+        "fgsm_black": ("lower", error("fgsm", "black")),
+        "ifgsm_black": ("lower", error("ifgsm", "black")),
+        "probe_miss_rate": ("lower", every_lam("missed", stats.paired_difference)),
+        "probe_grad_norm": ("lower", every_lam("norms", stats.paired_mean_difference)),
+        "memorization": ("higher", [stats.paired_difference(~fit[0.0], ~fit[4.0])]),
+        "clean_accuracy": ("no_worse", [stats.paired_difference(clean["erm"], clean["mixup"])]),
+    }
+    assert list(measured) == [spec.key for spec in CLAIMS]
+    verdicts, p_values = {}, {}
+    for key, (direction, effects) in measured.items():
+        sides = [_side(e, direction) for e in effects]
+        ps = [_p(e, direction) for e in effects]
+        against = [adj for adj, where in zip(stats.holm(ps), sides, strict=True) if where == "other" and adj < 0.05]
+        if all(where == "claimed" for where in sides):
+            verdicts[key], p_values[key] = "reproduced", max(ps)  # the weakest point decides
+        elif against:
+            verdicts[key], p_values[key] = "contradicted", min(against)
+        else:
+            verdicts[key], p_values[key] = "inconclusive", max(ps)
+    for key, adjusted in zip(measured, stats.holm([p_values[k] for k in measured]), strict=True):
+        if adjusted >= 0.05:
+            verdicts[key] = "inconclusive"
+    return verdicts
+
+
+def _derived_strong_verdict(out, mode):
+    """Does mixup's FGSM gain survive a strong attack (docs/attacks.md, `strong.STRONG_RULE`)? From the stored
+    per-example outcomes at the FGSM claim's ε: no gain to test unless mixup − ERM top-1 accuracy under FGSM has
+    its interval above 0; else each strong attack's (and, white box, the worst case's) paired gain survives (above
+    0), vanishes (includes 0) or reverses (below 0), and the most severe decides."""
+    rows, worst, _ = _stored(out)
+
+    def gain(at):
+        return stats.paired_difference(at["erm"], at["mixup"])
+
+    if gain(_at_claim_eps(rows, "fgsm", mode)).lo <= 0:
+        return "no FGSM gain to test"
+    strong = sorted({r["attack"] for r in rows if ATTACKS[r["attack"]].strong})
+    gains = [gain(_at_claim_eps(rows, attack, mode)) for attack in strong]
+    if mode == "white":
+        gains.append(gain({w["model"]: w["correct"] for w in worst if w["eps"] == CLAIM_EPS["digits"]}))
+    outcomes = {"survives" if g.lo > 0 else "reverses" if g.hi < 0 else "vanishes" for g in gains}
+    return next(o for o in ("reverses", "vanishes", "survives") if o in outcomes)
 
 
 def test_the_diagnostics_sit_beside_the_attacks_at_the_same_eps(full):
@@ -228,7 +335,8 @@ def test_the_fgsm_gain_is_set_beside_every_strong_attack_and_the_worst_case(full
     headline = _section(html, '<table id="strong-table">')
     cells = re.findall(r"<tr><td class=\"l\">(.*?)</td>.*?<span class=\"[^\"]*\">([^<]+)</span>", headline, re.S)
     assert [(c, w) for c, w in cells] == [(v.claim, v.verdict) for v in verdicts]
-    assert {v.verdict for v in verdicts} <= {"survives", "vanishes", "reverses", "no FGSM gain to test"}
+    claims = {spec.key: spec.wording("mixup") for spec in CLAIMS}
+    assert cells == [(claims[key], _derived_strong_verdict(out, mode)) for key, mode in FGSM_CLAIMS.items()]
     white, black = _section(html, 'id="strong-fgsm_white"'), _section(html, 'id="strong-fgsm_black"')
     assert re.findall(r"<th>([^<]+)</th>", white)[2:] == ["FGSM", "PGD", "APGD-CE", "worst case"]
     assert re.findall(r"<th>([^<]+)</th>", black)[2:] == ["FGSM", "PGD", "APGD-CE"]  # no worst case: white box only

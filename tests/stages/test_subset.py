@@ -126,4 +126,6 @@ def test_run_all_pairs_results_with_their_jobs_and_counts_epochs_once():
     meter = _Meter()
     got = list(run_all(_silent, jobs, (10,), key=lambda j: j["key"], epochs=lambda j: 4, progress=meter))
     assert meter.total == 8 and meter.counted == [4, 4]  # nothing ticked: each job's epochs when it came back
-    assert list(run_all(_silent, jobs, (1,), key=lambda j: j["key"], epochs=lambda j: 4))  # no meter: fine
+    got = list(run_all(_silent, jobs, (1,), key=lambda j: j["key"], epochs=lambda j: 4))  # no meter: fine
+    assert got == [(jobs[0], {"key": "a", "value": 0}), (jobs[1], {"key": "b", "value": 0})]
+    assert all(j is job for (j, _), job in zip(got, jobs, strict=True))  # the very jobs given, in their order

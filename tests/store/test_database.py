@@ -1,5 +1,7 @@
 import re
+import shutil
 import sqlite3
+import subprocess
 
 import pandas as pd
 import pytest
@@ -8,6 +10,7 @@ from robustbench_mixup.attacks.methods import FGSM
 from robustbench_mixup.settings.config import AttackConfig
 from robustbench_mixup.settings.errors import UsageError
 from robustbench_mixup.stages.attack import Evaluation, Row
+from robustbench_mixup.store import provenance
 from robustbench_mixup.store.database import ResultsDB
 from robustbench_mixup.store.provenance import environment
 from robustbench_mixup.store.schema import SCHEMA_VERSION
@@ -95,10 +98,45 @@ def test_inserts_name_their_columns_so_an_added_column_does_not_break_them(tmp_p
         assert db.get_sweep("s")["kind"] == "corrupt" and db.get_sweep("s")["extra"] is None
 
 
-def test_environment_records_whether_the_tree_is_dirty():
-    env = environment("cpu")
-    assert "git_dirty" in env
-    assert env["git_dirty"] is None or isinstance(env["git_dirty"], bool)
+def _git(cwd, *args):
+    # the identity and signing settings a commit needs, whatever the user's or CI's git configuration says
+    config = ["-c", "user.name=t", "-c", "user.email=t@example.invalid", "-c", "commit.gpgsign=false"]
+    return subprocess.run(["git", *config, *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed: the provenance then records None")
+def test_environment_records_whether_the_tree_is_dirty(tmp_path, monkeypatch):
+    """`environment` asks git about the tree that holds the package (the folder of provenance.py, whatever the
+    current directory): set in turn in a clean repository, one with a changed file, one with a new file, and
+    outside any repository, it records exactly what each is."""
+    for var in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):  # as inside a git hook: they would point git elsewhere
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))  # git never looks above tmp_path
+
+    def recorded(root):
+        (root / "store").mkdir(parents=True, exist_ok=True)
+        monkeypatch.setattr(provenance, "__file__", str(root / "store" / "provenance.py"))
+        env = environment("cpu")
+        return env["git_commit"], env["git_dirty"]
+
+    repo = tmp_path / "repo"
+    (repo / "store").mkdir(parents=True)
+    (repo / "store" / "provenance.py").write_text("# committed\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "one commit")
+    head = _git(repo, "rev-parse", "HEAD")
+    assert re.fullmatch(r"[0-9a-f]{40}", head)
+    assert recorded(repo) == (head, False)  # everything committed
+    (repo / "store" / "provenance.py").write_text("# changed\n")
+    assert recorded(repo) == (head, True)  # a committed file changed
+    _git(repo, "checkout", "-q", "--", ".")
+    assert recorded(repo) == (head, False)
+    (repo / "new.txt").write_text("untracked\n")
+    assert recorded(repo) == (head, True)  # a file git does not know yet
+    assert recorded(tmp_path / "not-a-repo") == (None, None)  # no repository: git fails, nothing is guessed
+    monkeypatch.setenv("PATH", str(tmp_path / "no-programs"))
+    assert recorded(repo) == (None, None)  # no git at all
 
 
 def test_a_version_5_database_is_migrated_and_its_rows_are_read_without_outcomes(tmp_path):

@@ -7,11 +7,14 @@ becomes one line too, and keeps what was committed before. A narrower evaluation
 sanity flags that a wider one stored.
 """
 
+import errno
 import hashlib
 import os
 import random
 import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,7 +27,7 @@ from robustbench_mixup.settings.layout import Layout
 from robustbench_mixup.stages import attack as evaluation
 from robustbench_mixup.stages.train import train_run
 from robustbench_mixup.store import database as results
-from robustbench_mixup.store.database import ResultsDB
+from robustbench_mixup.store.database import WRITABLE, ResultsDB
 
 
 @pytest.fixture(scope="module")
@@ -147,8 +150,35 @@ def test_a_database_that_cannot_be_written_is_refused(capsys, copy, monkeypatch,
     _assert_untouched(copy, before)
 
 
+# The child's first statements, as root: CAP_DAC_OVERRIDE (1) and CAP_DAC_READ_SEARCH (2), root's way past file
+# permissions, leave its capability bounding set (prctl PR_CAPBSET_DROP = 24), and exec then grants no capability
+# outside that set; so the command that it execs obeys a folder's mode bits as any other user does.
+_WITHOUT_ROOTS_BYPASS = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+for cap in (1, 2):
+    if libc.prctl(24, cap, 0, 0, 0) != 0:
+        sys.stderr.write(f"UNPRIVILEGED: cannot drop capability {cap}: {os.strerror(ctypes.get_errno())}")
+        sys.exit(77)
+os.execv(sys.executable, [sys.executable, *sys.argv[1:]])
+"""
+
+
+def _run_unprivileged(*argv: str) -> tuple[int, str]:
+    """The real command line in a child process that file permissions bind (as root too); (exit status, stderr).
+
+    Skips only where root's bypass cannot be dropped (no CAP_SETPCAP), saying so."""
+    command = [sys.executable, "-m", "robustbench_mixup", *argv]
+    if os.geteuid() == 0:
+        command = [sys.executable, "-c", _WITHOUT_ROOTS_BYPASS, *command[1:]]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    if proc.returncode == 77 and proc.stderr.startswith("UNPRIVILEGED: "):
+        pytest.skip(f"root cannot give up its permission bypass here: {proc.stderr}")
+    return proc.returncode, proc.stderr
+
+
 @pytest.mark.parametrize("command", COMMANDS)
-def test_a_read_only_out_is_refused(capsys, copy, command):
+def test_a_read_only_out_is_refused(copy, command):
     folders = [copy, *(p for p in copy.rglob("*") if p.is_dir())]
     for p in copy.rglob("*"):
         if p.is_file():
@@ -156,14 +186,16 @@ def test_a_read_only_out_is_refused(capsys, copy, command):
     for d in folders:
         d.chmod(0o555)
     try:
-        if os.access(copy / "reports", os.W_OK):
-            pytest.skip("this user can write to read-only folders (root)")
         before = _hashes(copy)
-        code, _, err = run_cli(capsys, *COMMANDS[command], "--out", str(copy))
-        # train checks --out before it opens the database; every other command names the database
-        assert_one_line_error(code, err, str(copy))
-        assert str(_db(copy)) in err or "--out" in err, err
+        code, err = _run_unprivileged(*COMMANDS[command], "--out", str(copy))
+        if command == "train":  # with --resume it reads no database before it proves --out writable
+            expected = f"--out {str(copy)!r} is not a writable directory ({os.strerror(errno.EACCES)})"
+        else:  # every other command opens the database first: a WAL database, whose -shm file the folder refuses
+            reason = "attempt to write a readonly database"  # SQLite's words for SQLITE_READONLY(_DIRECTORY)
+            expected = f"results database {str(_db(copy))!r} cannot be opened for writing ({reason}): {WRITABLE}"
+        assert_one_line_error(code, err, expected)
         _assert_untouched(copy, before)
+        assert _hashes(copy) == before  # not even an empty side file: the folders refuse every new file
     finally:
         for d in folders:
             d.chmod(0o755)
