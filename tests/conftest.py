@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from helpers import write_idx
+from helpers import write_idx  # the package's command line, which imports no torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one of several test processes (pytest -n): a core each, so torch
+    os.environ["OMP_NUM_THREADS"] = "1"  # takes one thread, here and in every process a test starts
+
+import torch  # after the thread count is set
 
 
 @pytest.fixture

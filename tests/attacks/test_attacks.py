@@ -155,15 +155,18 @@ def test_native_torchattacks_and_foolbox_agree(trained, attack):
     pytest.importorskip("torchattacks")
     pytest.importorskip("foolbox")
     model, x, y = trained
+    x, y = x[:500], y[:500]  # example for example, 500 show what 1,000 counted (and take half the time)
     eps = (0.02, 0.05, 0.1, 0.2)
-    acc = {}
+    acc, correct = {}, {}
     for backend in ("native", "torchattacks", "foolbox"):
         spec = AttackSpec(attack=attack, eps=eps, steps=10, mode="white", backend=backend)
         _, rows = evaluate_models({"m": model}, x, y, spec)
         acc[backend] = [round(r.top1 * len(y)) for r in rows]
+        correct[backend] = [r.correct for r in rows]
     assert acc["native"][0] > acc["native"][-1]  # the attack bites
-    for other in ("torchattacks", "foolbox"):
-        assert all(abs(a - b) <= len(y) // 1000 for a, b in zip(acc["native"], acc[other], strict=True)), acc
+    for other in ("torchattacks", "foolbox"):  # the same examples broken, at most one flipped by float rounding
+        flips = [int((a != b).sum()) for a, b in zip(correct["native"], correct[other], strict=True)]
+        assert all(f <= 1 for f in flips), (other, flips, acc)
 
 
 # --- the sanity checks fire on models built to violate them ----------------------------------------

@@ -130,7 +130,8 @@ def test_augmented_epoch_on_cifar_shaped_tensors_is_deterministic():
 
 @pytest.mark.slow
 def test_kill_9_then_resume_equals_uninterrupted(tmp_path):
-    args = ["--dataset", "mnist-5k", "--model", "smallcnn", "--epochs", "2", "--run", "k", "--device", "cpu"]
+    args = ["--dataset", "mnist-5k", "--model", "smallcnn", "--epochs", "2", "--train-n", "2000", "--run", "k",
+            "--device", "cpu"]  # fmt: skip
     cmd = [sys.executable, "-m", "robustbench_mixup", "train", *args]
     subprocess.run([*cmd, "--out", str(tmp_path / "full")], check=True, capture_output=True)
 

@@ -1,3 +1,4 @@
+import dataclasses
 import re
 import shutil
 import sqlite3
@@ -213,28 +214,41 @@ def test_user_strings_are_escaped(full):
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html
 
 
-def test_a_run_with_missing_stages_says_what_fills_them(tmp_path, capsys):
-    train_run(CFG, run="bare", out=tmp_path, device="cpu")
-    code, stdout, err = run_cli(capsys, "report", "--out", str(tmp_path))
+@pytest.fixture(scope="module")
+def trained_only(tmp_path_factory):
+    """CFG trained as run 'a' and nothing else, once: the tests below copy it rather than train it again."""
+    out = tmp_path_factory.mktemp("trained")
+    train_run(CFG, run="a", out=out, device="cpu")
+    return out
+
+
+@pytest.fixture
+def bare(trained_only, tmp_path):
+    """An output root of its own holding run 'a', trained and nothing else."""
+    shutil.copytree(trained_only, tmp_path, dirs_exist_ok=True)
+    return tmp_path
+
+
+def test_a_run_with_missing_stages_says_what_fills_them(bare, capsys):
+    code, stdout, err = run_cli(capsys, "report", "--out", str(bare))
     assert code == 0, err
-    html = (tmp_path / "reports" / "bare" / "index.html").read_text()
-    assert stdout.strip().endswith("reports/bare/index.html")
+    html = (bare / "reports" / "a" / "index.html").read_text()
+    assert stdout.strip().endswith("reports/a/index.html")
     assert html.count("Not run yet") == 4
     for command in (
-        "robust-eval diagnose --run bare",
+        "robust-eval diagnose --run a ",
         "robust-eval fgsm --eps",
-        "robust-eval probe --run bare",
+        "robust-eval probe --run a ",
         "robust-eval sweep corrupt --dataset digits",
     ):
         assert command in html
     assert html.count("not measured") == 6  # every claim but clean accuracy needs a later stage
 
 
-def test_report_bad_input(capsys, tmp_path):
-    code, _, err = run_cli(capsys, "report", "--out", str(tmp_path))
+def test_report_bad_input(capsys, tmp_path, bare):
+    code, _, err = run_cli(capsys, "report", "--out", str(tmp_path / "empty"))
     assert_one_line_error(code, err, "no trained run", "robust-eval train")
-    train_run(CFG, run="x", out=tmp_path, device="cpu")
-    code, _, err = run_cli(capsys, "report", "--run", "nope", "--out", str(tmp_path))
+    code, _, err = run_cli(capsys, "report", "--run", "nope", "--out", str(bare))
     assert_one_line_error(code, err, "unknown run 'nope'")
 
 
@@ -283,32 +297,31 @@ def test_the_report_renders_in_headless_chromium(full, tmp_path):
         shutil.copy(shot, Path(__file__).resolve().parents[2] / "docs" / "report.png")
 
 
-def test_comparison_report_side_by_side_with_seed_means(tmp_path, capsys):
-    for seed in (0, 1):
-        cfg = TrainConfig(dataset="digits", model="mlp", epochs=2, batch_size=64, seed=seed)
-        train_run(cfg, run=f"s{seed}", out=tmp_path, device="cpu")
-    evaluate_run(AttackConfig(attack="fgsm", eps=(0.0, 0.1)), out=tmp_path, run="s0", device="cpu")
-    code, stdout, err = run_cli(capsys, "report", "--compare", "s0", "s1", "--out", str(tmp_path))
+def test_comparison_report_side_by_side_with_seed_means(bare, capsys):
+    tmp_path = bare  # run 'a' is CFG at seed 0; 's1' the same setting at seed 1
+    train_run(dataclasses.replace(CFG, seed=1), run="s1", out=tmp_path, device="cpu")
+    evaluate_run(AttackConfig(attack="fgsm", eps=(0.0, 0.1)), out=tmp_path, run="a", device="cpu")
+    code, stdout, err = run_cli(capsys, "report", "--compare", "a", "s1", "--out", str(tmp_path))
     assert code == 0, err
     path = stdout.strip()
-    assert path.endswith("compare-s0-vs-s1/index.html")
+    assert path.endswith("compare-a-vs-s1/index.html")
     html = Path(path).read_text()
-    assert 'id="seed-groups"' in html and "s0, s1" in html  # the two seeds of one setting: mean ± std
+    assert 'id="seed-groups"' in html and "a, s1" in html  # the two seeds of one setting: mean ± std
     assert re.search(r"\d+\.\d\d ± \d+\.\d\d", html[html.index('id="seed-groups"') :])
     assert 'id="fig-overlay"' in html and 'id="dataset-warning"' not in html
     assert html.count("not measured") >= 6  # s1 has no attacks yet
 
 
-def test_comparing_runs_on_different_datasets_warns(tmp_path, capsys):
-    train_run(CFG, run="a", out=tmp_path, device="cpu")
+def test_comparing_runs_on_different_datasets_warns(bare, capsys):
+    tmp_path = bare
     train_run(TrainConfig(dataset="mnist-5k", model="mlp", epochs=1), run="b", out=tmp_path, device="cpu")
     code, stdout, err = run_cli(capsys, "report", "--compare", "a", "b", "--out", str(tmp_path))
     assert code == 0, err
     assert 'id="dataset-warning"' in Path(stdout.strip()).read_text()
 
 
-def test_compare_needs_two_runs(tmp_path, capsys):
-    train_run(CFG, run="a", out=tmp_path, device="cpu")
+def test_compare_needs_two_runs(bare, capsys):
+    tmp_path = bare
     code, _, err = run_cli(capsys, "report", "--compare", "a", "--out", str(tmp_path))
     assert_one_line_error(code, err, "--compare needs at least two different runs")
     code, _, err = run_cli(capsys, "report", "--compare", "a", "zzz", "--out", str(tmp_path))
