@@ -36,7 +36,7 @@ def method_params(args: argparse.Namespace) -> dict[str, float]:
 
 def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from robustbench_mixup.stages.progress import EpochProgress
-    from robustbench_mixup.stages.train import train_run
+    from robustbench_mixup.stages.train import record_group, train_run
 
     cfg = TrainConfig(
         dataset=args.dataset, model=args.model, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
@@ -55,15 +55,8 @@ def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         plan = [(dataclasses.replace(cfg, seed=s).validate(), r) for s, r in zip(args.seeds, runs, strict=True)]
     for i, (one, run) in enumerate(plan):
         if group is not None and i == 0:
-            from robustbench_mixup.learning.data import load_dataset
-            from robustbench_mixup.store.database import ResultsDB
-
-            load_dataset(
-                cfg.dataset, root=args.data_root, download=args.download, split_seed=cfg.split_seed, train_n=cfg.train_n
-            )  # nothing written before it
-            Layout(args.out).root.mkdir(parents=True, exist_ok=True)
-            with ResultsDB(Layout(args.out).database) as db:
-                db.record_group(group, [r for _, r in plan])
+            record_group(cfg, group, [r for _, r in plan], out=args.out, data_root=args.data_root,
+                         download=args.download)  # fmt: skip
         with EpochProgress(total=one.epochs * len(one.members), desc=f"train {run}") as progress:
             result = train_run(one, run=run, out=args.out, device=args.device, resume=args.resume,
                                data_root=args.data_root, download=args.download, argv=[PROG, *argv],

@@ -147,6 +147,24 @@ def train_run(
     return RunResult(run, layout.root, final, seconds)
 
 
+def record_group(
+    cfg: TrainConfig,
+    group: str,
+    runs: list[str],
+    *,
+    out: str | Path = ".",
+    data_root: str | Path | None = None,
+    download: bool = False,
+) -> None:
+    """Record `group` of `runs` (one per seed of `cfg`) under `out`, once `cfg`'s dataset is known to load:
+    a dataset that cannot be read is one line before anything is written."""
+    load_dataset(cfg.dataset, root=data_root, download=download, split_seed=cfg.split_seed, train_n=cfg.train_n)
+    layout = Layout(out)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    with ResultsDB(layout.database) as db:
+        db.record_group(group, runs)
+
+
 def _last_metrics(db: ResultsDB, run: str, member: str) -> dict[str, float]:
     rows = [r for r in db.epochs(run) if r["model"] == member]
     return dict(rows[-1]) if rows else {}
