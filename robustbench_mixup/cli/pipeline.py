@@ -350,7 +350,8 @@ def run_group(
     group = run_name(p, run)
     runs = check_group(layout, group, seeds)
     p = p.on(resolve_device(device).type)
-    p.train().validate()
+    for seed in seeds:  # every seed's settings, before anything is written
+        dataclasses.replace(p, seed=seed).train().validate()
     load_dataset(p.dataset, root=data_root, download=download, train_n=p.train_n)  # one line, nothing written
     ensure_writable_dir(layout.root)
     with ResultsDB(layout.database) as db:

@@ -27,6 +27,7 @@ from robustbench_mixup.settings.fsutil import (
 from robustbench_mixup.settings.layout import Layout, check_run_name
 from robustbench_mixup.store.database import ResultsDB, read_stored
 from robustbench_mixup.store.provenance import environment
+from robustbench_mixup.store.runs import read_run_json
 
 
 @dataclass
@@ -97,6 +98,7 @@ def train_run(
         if previous is not None and previous["config"] != cfg.to_dict():
             raise UsageError(f"run {run!r} was started with other settings ({previous['config']}); use another --run")
         state = _prepare_members(cfg, dataset, layout, run, dev, members)  # every checkpoint read and checked
+        read_run_json(layout, run)  # a damaged run.json is refused with one line, not silently written over
         db = stack.enter_context(ResultsDB(layout.database))  # the first write
         db.start_run(
             run,

@@ -526,7 +526,9 @@ class ResultsDB(SweepTables):
     # --- groups of runs that differ only in their seed -----------------------------------------------
 
     def record_group(self, name: str, runs: list[str]) -> None:
-        """Register (or update) group `name` of `runs`, one per seed."""
+        """Register group `name` of `runs`, one per seed (a group stored with these runs is left as it is)."""
+        if self.get_group(name) == runs:
+            return
         now = _now()
         with self.transaction() as c:
             c.execute(

@@ -67,9 +67,11 @@ def methods_of(config: dict[str, Any]) -> tuple[str, ...]:
 
 
 def load_members(
-    out: str | Path, run: str, names: tuple[str, ...], device: torch.device
+    out: str | Path, run: str, names: tuple[str, ...], device: torch.device, config: dict[str, Any] | None = None
 ) -> tuple[dict[str, nn.Module], dict[str, dict[str, Any]]]:
-    """The run's models `names` (in eval mode on `device`) and their checkpoint metadata."""
+    """The run's models `names` (in eval mode on `device`) and their checkpoint metadata. With the run's stored
+    `config`, each checkpoint must say it is that member of that run, trained on the run's dataset: a checkpoint
+    copied in from another run is refused with one line, as a foreign `--source` is."""
     from robustbench_mixup.learning import (
         checkpoints,  # torch only where models are loaded: the report finds runs without it
     )
@@ -77,7 +79,18 @@ def load_members(
     layout = Layout(out)
     models, metas = {}, {}
     for name in names:
-        models[name], metas[name] = checkpoints.load(layout.checkpoint(run, name), device=device)
+        path = layout.checkpoint(run, name)
+        models[name], metas[name] = checkpoints.load(path, device=device)
+        if config is None:
+            continue
+        meta = metas[name]
+        found = (meta.get("run"), meta.get("member"), (meta.get("dataset") or {}).get("name"))
+        if found != (run, name, config["dataset"]):
+            raise UsageError(
+                f"checkpoint {str(path)!r} is not member {name!r} of run {run!r} on {config['dataset']}: it says "
+                f"run {found[0]!r}, member {found[1]!r}, dataset {found[2]!r}; restore the run's own checkpoint, or "
+                "train the run again"
+            )
     return models, metas
 
 
@@ -105,7 +118,7 @@ def open_run(out: str | Path, run: str | None, *, device: str = "auto", data_roo
 
     name, config = resolve_run(out, run)
     dev = resolve_device(device)
-    models, metas = load_members(out, name, methods_of(config), dev)
+    models, metas = load_members(out, name, methods_of(config), dev, config)
     data = load_dataset(config["dataset"], root=data_root, split_seed=config.get("split_seed", 0),
                         train_n=config.get("train_n"))  # fmt: skip
     return OpenRun(name, config, models, metas, data, dev)

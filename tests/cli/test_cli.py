@@ -172,6 +172,12 @@ def test_train_seeds_trains_one_run_per_seed_and_records_the_group(capsys, tmp_p
         assert [db.get_run(r)["config"]["seed"] for r in ("g-s3", "g-s4")] == [3, 4]
     code, stdout, err = run_cli(capsys, "report", "--run", "g", "--out", str(tmp_path))
     assert code == 0 and stdout.strip().endswith("reports/g/index.html"), err
+    with ResultsDB(Layout(tmp_path).database) as db:
+        before = db.conn.execute("SELECT * FROM run_groups").fetchall()
+    code, _, err = run_cli(capsys, "train", *TINY, "--seeds", "3", "4", "--run", "g", "--out", str(tmp_path))
+    assert_one_line_error(code, err, "run 'g-s3' already exists", "--resume")  # refused: the group untouched
+    with ResultsDB(Layout(tmp_path).database) as db:
+        assert db.conn.execute("SELECT * FROM run_groups").fetchall() == before
 
 
 def test_a_group_name_is_neither_trained_as_a_run_nor_evaluated_and_options_are_not_abbreviated(capsys, tmp_path):

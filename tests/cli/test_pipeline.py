@@ -204,3 +204,16 @@ def test_run_bad_train_n_is_one_line_and_writes_nothing(capsys, tmp_path, value,
     code, _, err = run_cli(capsys, "run", "--train-n", value, "--out", str(tmp_path / "o"))
     assert_one_line_error(code, err, needle)
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("seeds", [["-1"], ["0", "1", str(2**63)]])
+def test_run_seeds_checks_every_seed_before_it_writes_anything(capsys, tmp_path, monkeypatch, seeds):
+    """A bad seed anywhere in --seeds is one line before the group is recorded or any seed is trained."""
+    monkeypatch.setitem(presets.PRESETS, "tiny", TINY)
+    out = tmp_path / "o"
+    code, _, err = run_cli(capsys, "run", "--preset", "tiny", "--seeds", *seeds, "--out", str(out), "--device", "cpu")
+    assert_one_line_error(code, err, "--seed must be in [0, ")
+    assert not out.exists()
+    code, _, err = run_cli(capsys, "run", "--preset", "tiny", "--seeds", "0", "--out", str(out), "--device", "cpu",
+                           "--jobs", "1")  # fmt: skip
+    assert code == 0, err  # and no group was left behind to block the next run
