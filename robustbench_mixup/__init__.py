@@ -7,3 +7,13 @@ training loop, checkpoints) -> `measures` -> `attacks` -> `store` -> `stages` ->
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    """`robustbench_mixup.evaluate` and `Evaluation` (docs/API.md), imported on first use: importing the package
+    itself stays free of torch, so `robust-eval --help` starts fast."""
+    if name in ("evaluate", "Evaluation"):
+        from robustbench_mixup.attacks import evaluation
+
+        return getattr(evaluation, name)
+    raise AttributeError(f"module 'robustbench_mixup' has no attribute {name!r}")
