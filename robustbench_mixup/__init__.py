@@ -3,7 +3,8 @@
 Its folders are its layers, in the order data flows: `settings` -> `learning` (data, models, mixing, the
 training loop, checkpoints) -> `measures` -> `attacks` -> `store` -> `stages` -> `verdicts` -> `report` -> `cli`
 (docs/ARCHITECTURE.md). The public names keep their short paths (`robustbench_mixup.attacks`, `.mixing`, `.stats`,
-`.data`, `.probes`, `.models`, `.checkpoints`, `.train`; docs/API.md). Importing the package does not import torch.
+`.data`, `.probes`, `.models`, `.checkpoints`, `.train`, `.results`; docs/API.md). Importing the package does not
+import torch.
 """
 
 __version__ = "0.1.0"
