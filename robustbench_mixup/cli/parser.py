@@ -9,6 +9,7 @@ from robustbench_mixup import __version__
 from robustbench_mixup.cli.verbs import (
     _cmd_attack,
     _cmd_diagnose,
+    _cmd_import,
     _cmd_probe,
     _cmd_report,
     _cmd_run,
@@ -439,6 +440,51 @@ def _train_n(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected a number of training images or 'all', got {text!r}") from None
 
 
+def _role_path(text: str) -> tuple[str, str]:
+    role, sep, path = text.partition("=")
+    if not sep or not role:
+        raise argparse.ArgumentTypeError(f"expected ROLE=PATH (e.g. erm=erm.pt), got {text!r}")
+    return role, path
+
+
+def _add_import(sub: argparse._SubParsersAction) -> None:
+    p = _command(
+        sub, "import", "make a run of models trained elsewhere (no training)",
+        "Make a run of models you already have: each --member is a weights file (a safetensors state dict, or a\n"
+        "PyTorch state dict read with torch.load(weights_only=True); nothing else is unpickled) of the architecture\n"
+        "--arch, named by its role: 'erm' is the baseline every claim compares against, the others are methods\n"
+        "(mixup, cutmix, ...). Every model takes [0, 1] images: declare the normalization its weights expect\n"
+        "(--mean/--std, put inside the model) or --normalized if it normalizes itself (the package's own networks\n"
+        "carry theirs in their weights). Each model is checked first (deterministic in eval mode, one logit per\n"
+        "class, not probabilities, clearly above chance on the test set) and the run is written as the package's\n"
+        "own checkpoints; every other command then takes --run NAME. Verdicts are paired on the same test\n"
+        "examples, not on the same training.",
+        ["robust-eval import --run mine --dataset mnist-5k --arch smallcnn --member erm=erm.pt --member mixup=mixup.pt",
+         "robust-eval import --run tv --dataset cifar10 --arch torchvision:resnet18 --member erm=erm.safetensors \\\n"
+         "      --member mixup=mixup.pt --source surrogate=other.pt --mean 0.491 0.482 0.447 --std 0.247 0.243 0.261",
+         "robust-eval pgd --run mine --eps 0.1 --mode white    # then any command, on the run"],
+        "run the same command again",
+    )  # fmt: skip
+    p.add_argument("--run", required=True, metavar="NAME", help="the new run's name")
+    p.add_argument("--dataset", default=TRAIN.dataset, choices=DATASETS, metavar="D",
+                   help=f"the test set: {', '.join(DATASETS)} (default: {TRAIN.dataset})")  # fmt: skip
+    p.add_argument("--arch", required=True, metavar="ARCH",
+                   help=f"the models' architecture: {', '.join(MODELS)}, or torchvision:NAME (e.g. "
+                        "torchvision:resnet18)")  # fmt: skip
+    p.add_argument("--member", action="append", type=_role_path, required=True, metavar="ROLE=PATH",
+                   help="a model's weights by its role: erm=PATH (required) and one or more of mixup, cutmix, "
+                        "manifold-mixup, label-smoothing")  # fmt: skip
+    p.add_argument("--source", type=_role_path, metavar="surrogate=PATH",
+                   help="the black-box source's weights (default: none, so only white-box attacks)")  # fmt: skip
+    p.add_argument("--mean", type=float, nargs="+", metavar="M", help="per-channel mean the weights expect")
+    p.add_argument("--std", type=float, nargs="+", metavar="S", help="per-channel std the weights expect")
+    p.add_argument("--normalized", action="store_true", help="the models normalize their [0, 1] input themselves")
+    p.add_argument("--force", action="store_true", help="keep a model whose clean accuracy is near chance")
+    p.add_argument("--download", action="store_true", help="allow fetching a missing dataset from the network")
+    _add_where(p)
+    p.set_defaults(handler=_cmd_import)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
@@ -454,6 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
     parser.set_defaults(usage_of=parser)
     _add_train(sub)
+    _add_import(sub)
     for command in dict.fromkeys(info.subcommand for info in ATTACKS.values()):
         _add_attack(sub, command)
     _add_probe(sub)

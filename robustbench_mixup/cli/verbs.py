@@ -101,6 +101,31 @@ def _cmd_attack(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0
 
 
+def _cmd_import(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from robustbench_mixup.settings.imported import ImportConfig
+    from robustbench_mixup.stages.import_run import import_run
+
+    if args.source is not None and args.source[0] != "surrogate":
+        raise UsageError(f"--source takes surrogate=PATH, got {args.source[0]}=…")
+    cfg = ImportConfig(
+        dataset=args.dataset, arch=args.arch, members=tuple(args.member),
+        source=None if args.source is None else args.source[1],
+        mean=None if args.mean is None else tuple(args.mean), std=None if args.std is None else tuple(args.std),
+        normalized=args.normalized, force=args.force,
+    ).validate()  # fmt: skip
+    result = import_run(cfg, run=args.run, out=args.out, device=args.device, data_root=args.data_root,
+                        download=args.download, argv=[PROG, *argv])  # fmt: skip
+    print(f"run {result.run}: {cfg.dataset}, {cfg.arch}, imported {', '.join(result.checks)}")
+    print(f"{'model':<16} {'clean acc':>9} {'95% interval':>17}  outputs")
+    for member, c in result.checks.items():
+        note = "probabilities: attacks on them are masked" if c["probabilities"] else "logits"
+        note += "; near chance (kept: --force)" if c["near_chance"] else ""
+        interval = f"[{100 * c['clean_acc_lo']:.2f}, {100 * c['clean_acc_hi']:.2f}]"
+        print(f"{member:<16} {c['clean_acc']:>9.2%} {interval:>17}  {note}")
+    print(f"checkpoints: {Layout(result.out).run_dir(result.run)}; next: robust-eval pgd --run {result.run} --eps ...")
+    return 0
+
+
 def _cmd_probe(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from robustbench_mixup.stages.probe import probe_run, summary
     from robustbench_mixup.stages.progress import Progress

@@ -30,6 +30,7 @@ from torch import nn
 
 from robustbench_mixup import __version__
 from robustbench_mixup.learning.models import ModelSpec, build_model, check_model_spec
+from robustbench_mixup.learning.zoo import IMPORTED, build_imported, check_imported_spec
 from robustbench_mixup.settings.errors import UsageError
 from robustbench_mixup.settings.fsutil import atomic_path
 
@@ -142,14 +143,19 @@ def load_with_extra(
     spec = meta.get("model")
     if not isinstance(spec, dict) or not isinstance(spec.get("kwargs"), dict):
         raise UsageError(f"checkpoint {str(path)!r} does not say which model it holds")
+    name = spec.get("name")
+    build = build_imported if name == IMPORTED else lambda **kwargs: build_model(str(name), **kwargs)
     try:
-        check_model_spec(spec.get("name"), spec["kwargs"])  # ranges first
+        if name == IMPORTED:  # ranges first
+            check_imported_spec(spec["kwargs"])
+        else:
+            check_model_spec(name, spec["kwargs"])
         with torch.device("meta"):  # then the shapes, on no memory: the stored tensors must be what it asks for
-            skeleton = build_model(str(spec.get("name")), **spec["kwargs"]).state_dict()
+            skeleton = build(**spec["kwargs"]).state_dict()
         shapes = {k: tuple(v.shape) for k, v in tensors.items() if not k.startswith(EXTRA)}
         if shapes != {k: tuple(v.shape) for k, v in skeleton.items()}:
-            raise UsageError(f"its tensors do not have the shapes of model {spec.get('name')!r} it names")
-        model = build_model(str(spec.get("name")), **spec["kwargs"])
+            raise UsageError(f"its tensors do not have the shapes of model {name!r} it names")
+        model = build(**spec["kwargs"])
     except UsageError as exc:
         raise UsageError(f"checkpoint {str(path)!r}: {exc}") from None
     weights = {k: v for k, v in tensors.items() if not k.startswith(EXTRA)}

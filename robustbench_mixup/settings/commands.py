@@ -14,13 +14,17 @@ from typing import Any
 
 from robustbench_mixup.settings.config import (
     ATTACKS,
+    BASELINE,
     METHODS,
     PROG,
+    SURROGATE,
     AttackConfig,
     DiagnoseConfig,
+    ModelName,
     ProbeConfig,
     TrainConfig,
 )
+from robustbench_mixup.settings.imported import is_imported
 from robustbench_mixup.settings.presets import Preset
 from robustbench_mixup.settings.sweeps import SweepConfig
 
@@ -135,6 +139,21 @@ def run_sweep_config(config: dict[str, Any]) -> SweepConfig:
     )  # fmt: skip
 
 
+def import_command(out: str | Path, run: str, config: dict[str, Any]) -> str:
+    """`robust-eval import` as the run was made (each member's file by the name it had; the user knows where)."""
+    words: list[object] = [PROG, "import", "--run", run, "--dataset", config["dataset"], "--arch", config["arch"]]
+    members = config["members"]
+    words += [w for m in config["methods"] for w in ("--member", f"{m}={members[m]['file']}")]
+    if SURROGATE in members:
+        words += ["--source", f"{SURROGATE}={members[SURROGATE]['file']}"]
+    norm = config.get("normalization")
+    if norm == "inside":
+        words.append("--normalized")
+    elif isinstance(norm, dict) and str(config["arch"]).startswith("torchvision:"):
+        words += ["--mean", *_numbers(tuple(norm["mean"])), "--std", *_numbers(tuple(norm["std"]))]
+    return _join(*words, *_out(out))
+
+
 def stage_commands(out: str | Path, run: str, config: dict[str, Any], preset: Preset | None = None) -> dict[str, str]:
     """Stage name -> the command that fills it for `run` (`config`: the run's stored TrainConfig dict).
 
@@ -143,6 +162,18 @@ def stage_commands(out: str | Path, run: str, config: dict[str, Any], preset: Pr
     attacks = {name: AttackConfig(name, tuple(float(e) for e in info.example_eps)) for name, info in ATTACKS.items()}
     if preset is not None:
         attacks |= {a.attack: a for a in preset.attacks}
+    if is_imported(config):  # its models come from files; a memorization sweep trains models of its own
+        own = config["arch"] in ModelName.values()
+        compared = tuple(m for m in config["methods"] if m != BASELINE)
+        sweep = SweepConfig(dataset=config["dataset"], model=config["arch"], noise=SWEEP_NOISE, alpha=SWEEP_ALPHA,
+                            epochs=TrainConfig.epochs, methods=compared)  # fmt: skip
+        return {
+            "train": import_command(out, run, config),
+            "diagnose": diagnose_command(out, run, None),
+            **{name: attack_command(out, run, a) for name, a in attacks.items()},
+            "probe": probe_command(out, run, None),
+            "sweep": sweep_command(out, run, sweep) if own else "",
+        }
     return {
         "train": train_command(out, run, config, resume=True),
         "diagnose": diagnose_command(out, run, None if preset is None else preset.diagnose()),

@@ -32,6 +32,7 @@ from robustbench_mixup.measures.stats import wilson_interval
 from robustbench_mixup.settings.config import ATTACKS, AttackConfig, AttackSetting
 from robustbench_mixup.settings.errors import UsageError
 from robustbench_mixup.settings.fsutil import exclusive, remove_stale_temporaries
+from robustbench_mixup.settings.imported import is_imported
 from robustbench_mixup.settings.layout import Layout
 from robustbench_mixup.stages.progress import Meter
 from robustbench_mixup.store.database import ResultsDB
@@ -274,6 +275,9 @@ def evaluate_run(
         src_path = Path(source) if source is not None else layout.checkpoint(run, "surrogate")
         source_label = "surrogate" if source is None else str(source)
         src_model = src_meta = None
+        if cfg.mode in ("black", "both") and source is None and not src_path.is_file() and is_imported(run_cfg):
+            raise UsageError(f"run {run!r} was imported without a black-box source: pass --mode white, or import it "
+                             "with --source surrogate=PATH")  # fmt: skip
         if cfg.mode in ("black", "both"):
             src_model, src_meta = checkpoints.load(src_path, device=dev)
             _check_compatible(src_meta, metas["erm"], f"--source {str(src_path)!r}" if source else "the surrogate")

@@ -272,9 +272,11 @@ class ResultsDB(SweepTables):
             run[key] = self._json("runs", name, key, run[key])
         return run
 
-    def latest_run(self, kind: str = "train") -> str | None:
+    def latest_run(self, kinds: tuple[str, ...] = ("train",)) -> str | None:
+        """The run of one of `kinds` ("train", "import") recorded last."""
+        marks = ", ".join("?" * len(kinds))
         row = self.conn.execute(
-            "SELECT name FROM runs WHERE kind=? ORDER BY created DESC, rowid DESC LIMIT 1", (kind,)
+            f"SELECT name FROM runs WHERE kind IN ({marks}) ORDER BY created DESC, rowid DESC LIMIT 1", kinds
         ).fetchone()
         return None if row is None else row[0]
 

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 from robustbench_mixup.settings.config import TrainConfig
 from robustbench_mixup.settings.errors import UsageError
+from robustbench_mixup.settings.imported import check_imported, is_imported
 from robustbench_mixup.settings.layout import Layout, check_run_name
 from robustbench_mixup.store.database import ResultsDB
 
@@ -30,7 +31,7 @@ def resolve_run(out: str | Path, run: str | None) -> tuple[str, dict[str, Any]]:
             "(or 'robust-eval run')"
         )
     with ResultsDB(layout.database) as db:
-        name = run if run is not None else db.latest_run("train")
+        name = run if run is not None else db.latest_run(("train", "import"))
         if name is None:
             raise UsageError(
                 f"no trained run under {str(layout.root)!r}: train one first with 'robust-eval train' "
@@ -42,7 +43,10 @@ def resolve_run(out: str | Path, run: str | None) -> tuple[str, dict[str, Any]]:
             raise UsageError(f"{name!r} is a group of seeds ({', '.join(group)}): give one of its runs, e.g. --run "
                              f"{group[0]}; 'robust-eval report --run {name}' reports the group")  # fmt: skip
         if record is None:
-            names = [r[0] for r in db.conn.execute("SELECT name FROM runs WHERE kind='train' ORDER BY created")]
+            names = [
+                r[0]
+                for r in db.conn.execute("SELECT name FROM runs WHERE kind IN ('train', 'import') ORDER BY created")
+            ]
             known = f"known runs are {', '.join(names)}" if names else "no run is recorded there"
             raise UsageError(f"unknown run {name!r} under {str(layout.root)!r}: {known}")
         if not layout.checkpoint(name, "erm").is_file():
@@ -51,7 +55,9 @@ def resolve_run(out: str | Path, run: str | None) -> tuple[str, dict[str, Any]]:
                 f"{str(layout.run_dir(name))!r}: restore them, or train it again with 'robust-eval train ... --resume'"
             )
     try:
-        if TrainConfig(**record["config"]).validate().to_dict() != record["config"]:
+        if is_imported(record["config"]):
+            check_imported(record["config"])
+        elif TrainConfig(**record["config"]).validate().to_dict() != record["config"]:
             raise UsageError("settings are missing")  # every field is recorded: a partial one was cut
     except (TypeError, UsageError) as exc:
         raise UsageError(
@@ -62,8 +68,8 @@ def resolve_run(out: str | Path, run: str | None) -> tuple[str, dict[str, Any]]:
 
 
 def methods_of(config: dict[str, Any]) -> tuple[str, ...]:
-    """The methods a run trained, from its stored settings (checked by `resolve_run`)."""
-    return TrainConfig(**config).methods
+    """The methods a run trained (or imported), from its stored settings (checked by `resolve_run`)."""
+    return tuple(config["methods"]) if is_imported(config) else TrainConfig(**config).methods
 
 
 def load_members(

@@ -10,10 +10,13 @@ from typing import Any
 
 from robustbench_mixup.settings.commands import stage_commands
 from robustbench_mixup.settings.config import (
+    BASELINE,
     CLAIM_EPS,
+    METHODS,
     TrainConfig,
     surrogate_seed,
 )
+from robustbench_mixup.settings.imported import is_imported
 from robustbench_mixup.settings.layout import Layout
 from robustbench_mixup.settings.presets import preset_of
 from robustbench_mixup.settings.sweeps import with_methods
@@ -48,9 +51,17 @@ def collect(out: str | Path, run: str) -> dict[str, Any]:
     made_by = preset_of(record["environment"].get("argv"))
     if made_by is not None:  # a run of a group carries its own seed (the preset's sweep seed follows it)
         made_by = dataclasses.replace(made_by, seed=record["config"]["seed"], train_n=record["config"].get("train_n"))
-    trained = TrainConfig(**record["config"])
+    imported = is_imported(record["config"])
     stored = read_run_json(layout, run)
     described = stored["dataset"] if stored is not None else {}
+    if imported:  # models from files: their roles, no training settings, no subset
+        methods = tuple(record["config"]["methods"])
+        settings, subset = {m: METHODS[m].label for m in methods}, None
+    else:
+        trained = TrainConfig(**record["config"])
+        methods = trained.methods
+        settings = {m: trained.describe(m) for m in methods}
+        subset = subset_sentence(trained.train_n, described.get("train_of"))
     final = {}
     for e in epochs:
         final[e["model"]] = e  # rows come ordered by model, epoch: the last one stays
@@ -61,9 +72,8 @@ def collect(out: str | Path, run: str) -> dict[str, Any]:
         "final": final, "commands": stage_commands(layout.root, run, record["config"], made_by),
         "claim_eps": made_by.claim_eps if made_by is not None else CLAIM_EPS.get(record["config"]["dataset"]),
         "surrogate_seed": surrogate_seed(record["config"]["seed"]),
-        "diagnostics": diagnostics, "methods": trained.methods, "compared": trained.compared,
-        "settings": {m: trained.describe(m) for m in trained.methods},
-        "subset": subset_sentence(trained.train_n, described.get("train_of")),
+        "diagnostics": diagnostics, "methods": methods, "compared": tuple(m for m in methods if m != BASELINE),
+        "settings": settings, "subset": subset, "imported": record["config"] if imported else None,
     }  # fmt: skip
 
 
@@ -89,7 +99,8 @@ def run_results(data: dict[str, Any]) -> RunResults:
     """What the claims read of one run's collected results (`collect`)."""
     cfg = data["record"]["config"]
     return RunResults(
-        dataset=cfg["dataset"], model=cfg["model"], train_n=cfg.get("train_n"), methods=data["methods"],
+        dataset=cfg["dataset"], model=cfg.get("model", cfg.get("arch")), train_n=cfg.get("train_n"),
+        methods=data["methods"],
         claim_eps=data["claim_eps"], clean_rows=data["clean_rows"],
         attack_rows=data["attack_rows"], probe_rows=data["probe_rows"],
         sweep_config=None if data["sweep"] is None else data["sweep"]["config"], sweep_jobs=data["sweep_jobs"],
