@@ -2,7 +2,7 @@
 
 After Carlini et al. (2019), "On Evaluating Adversarial Robustness", Pintor et al. (2022), "Indicators of
 Attack Failure", and AutoAttack's checks. `measure` runs on every white-box evaluation, per model and
-ε, and reads what the attack loop recorded on its way (`attacks.Trace`) plus a few cheap probes of
+ε, and reads what the attack loop recorded on its way (`descent.Trace`) plus a few cheap probes of
 its own; `ordering_flags` compares stored evaluations (ε = 0 against clean, ε against ε, strong
 against weak attacks, white against black box).
 

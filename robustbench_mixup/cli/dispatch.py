@@ -13,19 +13,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from robustbench_mixup.cli.parser import build_parser
-from robustbench_mixup.settings.config import (
-    PROG,
-)
+from robustbench_mixup.settings.config import PROG
 from robustbench_mixup.settings.errors import UsageError
-
-if TYPE_CHECKING:  # typing only: importing evaluation would pull in torch
-    pass
-
-
-# --- the commands ---------------------------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 from robustbench_mixup import __version__
 from robustbench_mixup.cli.verbs import (
@@ -42,10 +42,6 @@ from robustbench_mixup.settings.config import (
 )
 from robustbench_mixup.settings.presets import DEFAULT_PRESET, PRESETS
 from robustbench_mixup.settings.sweeps import SweepConfig  # fmt: skip
-
-if TYPE_CHECKING:  # typing only: importing evaluation would pull in torch
-    pass
-
 
 # The configs' defaults, where each is written once.
 TRAIN, PROBE = TrainConfig(), ProbeConfig()

@@ -27,7 +27,7 @@ from robustbench_mixup.learning.data import load_dataset
 from robustbench_mixup.learning.devices import resolve_device
 from robustbench_mixup.measures.interpolation import lambda_grid
 from robustbench_mixup.report.figures import draw_probe, draw_sweep
-from robustbench_mixup.report.pages import Rendered, render
+from robustbench_mixup.report.pages import Rendered, render, render_group
 from robustbench_mixup.settings.config import AttackSetting, training_images
 from robustbench_mixup.settings.errors import UsageError
 from robustbench_mixup.settings.fsutil import ensure_writable_dir
@@ -350,14 +350,18 @@ def run_group(
     group = run_name(p, run)
     runs = check_group(layout, group, seeds)
     p = p.on(resolve_device(device).type)
+    if sweep_workers is not None and sweep_workers < 1:
+        raise UsageError(f"--jobs must be ≥ 1, got {sweep_workers}")
     for seed in seeds:  # every seed's settings, before anything is written
         dataclasses.replace(p, seed=seed).train().validate()
     load_dataset(p.dataset, root=data_root, download=download, train_n=p.train_n)  # one line, nothing written
     ensure_writable_dir(layout.root)
     with ResultsDB(layout.database) as db:
         db.record_group(group, runs)
+    judged = {}
     for i, (seed, name) in enumerate(zip(seeds, runs, strict=True), 1):
         say(f"== seed {seed} ({i}/{len(seeds)}): run {name}")
-        run_pipeline(dataclasses.replace(p, seed=seed), out=out, run=name, device=device, data_root=data_root,
-                     download=download, argv=argv, sweep_workers=sweep_workers)  # fmt: skip
-    return group, runs, render(out=out, run=group)
+        judged[name] = run_pipeline(dataclasses.replace(p, seed=seed), out=out, run=name, device=device,
+                                    data_root=data_root, download=download, argv=argv,
+                                    sweep_workers=sweep_workers).verdicts  # fmt: skip
+    return group, runs, render_group(out, group, runs, judged)  # each seed judged once, by its own report stage

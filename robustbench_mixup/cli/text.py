@@ -24,13 +24,13 @@ def rounded(value: Any, digits: int = 6) -> Any:
     return value
 
 
-def _json(obj: Any) -> str:
+def as_json(obj: Any) -> str:
     import json
 
     return json.dumps(rounded(obj))
 
 
-def _attack_table(ev: Evaluation) -> str:
+def attack_table(ev: Evaluation) -> str:
     cfg, attack = ev.spec, ev.attack
     what = ATTACKS[cfg.attack].label
     if ATTACKS[cfg.attack].iterative:
@@ -94,7 +94,7 @@ def diagnostics_table(rows: dict[str, dict[str, float]], eps: Sequence[float]) -
     return "\n".join(lines)
 
 
-def _print_claims(claims: Sequence[Any]) -> None:
+def print_claims(claims: Sequence[Any]) -> None:
     """The claims as `robust-eval run` prints them: verdict, paired effect with its interval, where."""
     from robustbench_mixup.verdicts.claims import format_p, seeds_statement
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-from robustbench_mixup.cli.text import _attack_table, _json, _print_claims, diagnostics_table
+from robustbench_mixup.cli.text import as_json, attack_table, diagnostics_table, print_claims
 from robustbench_mixup.settings.config import (
     METHODS,
     PROG,
@@ -20,9 +19,6 @@ from robustbench_mixup.settings.config import (
 from robustbench_mixup.settings.errors import UsageError
 from robustbench_mixup.settings.layout import Layout
 from robustbench_mixup.settings.sweeps import Job, SweepConfig  # fmt: skip
-
-if TYPE_CHECKING:  # typing only: importing evaluation would pull in torch
-    pass
 
 
 def _param_dest(method: str) -> str:
@@ -95,9 +91,9 @@ def _cmd_attack(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 "flags": [f for f in ev.flags if f["model"] == model],
                 "indicators": [i.as_dict() for i in ev.indicators if i.model == model],
             }  # fmt: skip
-            print(_json(record))
+            print(as_json(record))
         return 0
-    print(_attack_table(ev))
+    print(attack_table(ev))
     return 0
 
 
@@ -139,7 +135,7 @@ def _cmd_probe(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     figure = draw_probe(Layout(args.out), result)
     if args.json:
-        print(_json({**summary(result), "figure": str(figure)}))
+        print(as_json({**summary(result), "figure": str(figure)}))
         return 0
     kind = "of different classes" if cfg.same_class == "exclude" else "(same-class pairs allowed)"
     print(f"probe of run {result.run}: {cfg.pairs} {cfg.split} pairs {kind}, drawn from seed {result.seed}")
@@ -168,7 +164,7 @@ def _cmd_diagnose(args: argparse.Namespace, argv: Sequence[str]) -> int:
         result = diagnose_run(cfg, out=args.out, run=args.run, device=args.device, data_root=args.data_root,
                               progress=bar)  # fmt: skip
     if args.json:
-        print(_json({"run": result.run, "n": result.n, "seed": result.seed, "eps": list(result.eps),
+        print(as_json({"run": result.run, "n": result.n, "seed": result.seed, "eps": list(result.eps),
                      "models": result.rows}))  # fmt: skip
         return 0
     print(f"diagnostics of run {result.run} on {result.n} test examples (random sign noise from seed {result.seed})")
@@ -286,7 +282,7 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if seeds is not None:
         group, runs, (path, verdicts) = run_group(p, seeds, **where)
         print(f"group {group} (runs {', '.join(runs)}): the paper's claims, paired, pooled over the seeds")
-        _print_claims(verdicts.claims)
+        print_claims(verdicts.claims)
         print("does the FGSM gain survive a strong attack? (per seed, paired on the same examples)")
         for run, strong in verdicts.strong.items():
             for v in strong:
@@ -295,7 +291,7 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         path, verdicts = run_pipeline(p, **where)
         print(f"run {run_name(p, args.run)}: the paper's claims, paired on the same examples (rule and figures in "
               "the report)")  # fmt: skip
-        _print_claims(verdicts.claims)
+        print_claims(verdicts.claims)
         print("does the FGSM gain survive a strong attack? (paired, on the same examples)")
         for v in verdicts.strong[verdicts.name]:
             print(f"  {v.method}, {v.mode} box: {v.sentence}")

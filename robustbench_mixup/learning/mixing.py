@@ -13,7 +13,7 @@ reference loader. Training uses the soft targets with cross-entropy, which equal
 λ·CE(f(x~), y_i) + (1−λ)·CE(f(x~), y_j).
 
 `STEPS` maps each method of `config.METHODS` to its step `(model, x, y, param, *, num_classes,
-generator) -> Step`; `train.train_epoch` calls the run's step on every batch and shares every other line.
+generator) -> Step`; `loop.train_epoch` calls the run's step on every batch and shares every other line.
 """
 
 from __future__ import annotations

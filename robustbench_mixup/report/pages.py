@@ -5,7 +5,7 @@ numbers (or read from the PNGs the stages wrote) and inlined as base64, so `repo
 one self-contained file that opens offline. The Jinja2 template autoescapes every string.
 
 Beside the paper's claims the report asks whether mixup's FGSM gain survives a strong attack
-(`claims.strong_attack_verdicts`, paired on the stored per-example outcomes), splits the ordering checks
+(`verdicts.strong.strong_attack_verdicts`, paired on the stored per-example outcomes), splits the ordering checks
 into failures and differences within sampling noise, and tabulates the attack-failure indicators
 (`indicators.INDICATORS`) per attack and model.
 """
@@ -283,9 +283,12 @@ def build_group(out: str | Path, group: str, runs: Sequence[str]) -> Path:
     return render_group(out, group, runs).path
 
 
-def render_group(out: str | Path, group: str, runs: Sequence[str]) -> Rendered:
+def render_group(
+    out: str | Path, group: str, runs: Sequence[str], judged: Mapping[str, Verdicts] | None = None
+) -> Rendered:
     """Write `reports/GROUP/index.html`: the claims pooled over the group's seeds (a run whose training has not
-    finished is left out, and the report says which), each seed's effects, and each seed's strong-attack verdicts."""
+    finished is left out, and the report says which), each seed's effects, and each seed's strong-attack verdicts.
+    `judged`: the verdicts of runs whose own report was just rendered (by `run`), which are not judged again."""
     layout = Layout(out)
     records = read_stored(layout.database, lambda db: {r: db.get_run(r) for r in runs}) or {}
     # a run still training (or never trained) is not pooled: its numbers may change
@@ -293,8 +296,9 @@ def render_group(out: str | Path, group: str, runs: Sequence[str]) -> Rendered:
     if not trained:
         raise UsageError(f"group {group!r} has no trained run yet ({', '.join(runs)}): run it with its --seeds")
     datas = [collect(out, resolve_run(out, r)[0]) for r in trained]
-    # the group report links to each run's own report: (re)built from the same collected results
-    seeds = [_write_run_report(layout, d).verdicts for d in datas]
+    # the group report links to each run's own report: (re)built from the same collected results, unless just built
+    judged = judged or {}
+    seeds = [judged[d["run"]] if d["run"] in judged else _write_run_report(layout, d).verdicts for d in datas]
     per_seed = {v.name: {c.ident: c for c in v.claims} for v in seeds}
     verdicts = judge_group(group, datas, seeds)
     claims = verdicts.claims

@@ -58,7 +58,7 @@ def train_command(out: str | Path, run: str, config: dict[str, Any], *, resume: 
         words += ["--train-n", cfg.train_n]
     if cfg.methods != TrainConfig.methods:
         words += ["--methods", *cfg.methods]
-        words += [w for m in cfg.compared if m != "mixup" for w in _method_option(cfg, m)]
+        words += [w for m in cfg.compared if not METHODS[m].recorded for w in _method_option(cfg, m)]  # α: above
     words += ["--run", run, *_out(out)] + (["--resume"] if resume else [])
     return _join(*words)
 
@@ -116,7 +116,7 @@ def sweep_command(out: str | Path, run: str, sweep: SweepConfig) -> str:
         words += ["--dropout", *_numbers(sweep.dropout)]
     if sweep.methods != SweepConfig.methods:
         words += ["--methods", *sweep.methods]
-    if "label-smoothing" in sweep.methods and sweep.smoothing != SweepConfig.smoothing:
+    if sweep.factor_methods() and sweep.smoothing != SweepConfig.smoothing:
         words += ["--smoothing", *_numbers(sweep.smoothing)]
     if sweep.seeds != (0,):
         words += ["--seeds", *sweep.seeds]

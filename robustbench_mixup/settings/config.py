@@ -7,14 +7,14 @@ validated config and nothing else.
 
 | config          | what it decides                                   | used by                          |
 |-----------------|---------------------------------------------------|----------------------------------|
-| `TrainConfig`   | everything that determines a run's weights        | `train.train_run`, every sweep job |
-| `AttackConfig`  | one attack evaluation of a run (attack, ε, mode)  | `evaluation.evaluate_run`        |
-| `ProbeConfig`   | the Figure-2 probe between pairs                  | `probing.probe_run`              |
-| `SweepConfig`   | the memorization grid noise × α × dropout × seed  | `sweep.run_sweep`                |
-| `Preset`        | all of the above for `robust-eval run`            | `stages`                         |
+| `TrainConfig`   | everything that determines a run's weights        | `stages.train.train_run`, every sweep job |
+| `AttackConfig`  | one attack evaluation of a run (attack, ε, mode)  | `stages.attack.evaluate_run`     |
+| `ProbeConfig`   | the Figure-2 probe between pairs                  | `stages.probe.probe_run`         |
+| `SweepConfig`   | the memorization grid noise × α × dropout × seed  | `stages.sweep_corrupt.run_sweep` |
+| `Preset`        | all of the above for `robust-eval run`            | `cli.pipeline`                   |
 
 `ATTACKS` is the registry of attacks: the one place a new attack is named, with its label, its
-options and their defaults. `attacks.py` holds the matching attack object (a test checks the two agree).
+options and their defaults. `attacks/methods.py` holds the matching attack object (a test checks the two agree).
 """
 
 from __future__ import annotations

@@ -74,11 +74,9 @@ class SweepConfig:
                              f"got {' '.join(self.methods) or 'none'}")  # fmt: skip
         if len(set(self.methods)) != len(self.methods):
             raise UsageError(f"--methods lists a method more than once: {' '.join(self.methods)}")
-        if "label-smoothing" in self.methods and (
-            not self.smoothing or len(set(self.smoothing)) != len(self.smoothing)
-        ):
+        if self.factor_methods() and (not self.smoothing or len(set(self.smoothing)) != len(self.smoothing)):
             raise UsageError(f"--smoothing needs one or more distinct values, got {' '.join(map(str, self.smoothing))}")
-        if "label-smoothing" not in self.methods and tuple(self.smoothing) != (0.1,):
+        if not self.factor_methods() and tuple(self.smoothing) != (0.1,):
             raise UsageError("--smoothing sets label-smoothing's factors, but --methods does not include it")
         for name, grid in (("alpha", self.alpha), ("noise", self.noise), ("smoothing", self.smoothing)):
             if len({f"{v:g}" for v in grid}) != len(set(grid)):
@@ -106,21 +104,26 @@ class SweepConfig:
         for key, default in (("width", None), ("methods", ["mixup"]), ("smoothing", [0.1]), ("train_n", None)):
             if d[key] == default:
                 del d[key]
-        if "label-smoothing" not in self.methods:
+        if not self.factor_methods():
             d.pop("smoothing", None)  # no job reads it
         return d
 
     def jobs(self) -> list[Job]:
         """ERM (α = 0) once per (noise, dropout, seed), each method at every α > 0 (label smoothing at every
         factor of `smoothing`), in grid order."""
-        mixing = [m for m in self.methods if m != "label-smoothing"]
+        factors = self.factor_methods()
+        mixing = [m for m in self.methods if m not in factors]
         jobs = []
         for n, a, p, s in itertools.product(self.noise, self.alpha, self.dropout, self.seeds):
             jobs += [Job(n, a, p, s)] if a == 0 else [Job(n, a, p, s, m) for m in mixing]
-        if "label-smoothing" in self.methods:
+        for m in factors:
             grid = itertools.product(self.noise, self.smoothing, self.dropout, self.seeds)
-            jobs += [Job(n, v, p, s, "label-smoothing") for n, v, p, s in grid if v > 0]
+            jobs += [Job(n, v, p, s, m) for n, v, p, s in grid if v > 0]
         return jobs
+
+    def factor_methods(self) -> list[str]:
+        """The methods whose parameter is a factor, not a Beta α (label smoothing): they run on `smoothing`."""
+        return [m for m in self.methods if METHODS[m].param is not None and not METHODS[m].beta]
 
     def job_config(self, job: Job) -> TrainConfig:
         """The training settings of one job: mixup's as they always were; another method's parameter in its

@@ -1,6 +1,6 @@
 """Where the jobs of a sweep run: in this process, in local worker processes, or as tasks on a Ray cluster.
 
-Both sweeps (`sweep.py`, memorization; `robust_sweep.py`, robustness) hand their jobs to `execute`, which
+Both sweeps (`sweep_corrupt.py`, memorization; `sweep_robust.py`, robustness) hand their jobs to `execute`, which
 yields each job's result as it comes back; the calling process alone writes the database. A job is a plain
 function `task(cfg, job, *args, threads=None, on_epoch=None, parent=None) -> dict`: `threads` caps torch's
 threads in a worker (workers share the cores rather than fight), `on_epoch(job, epoch)` reports progress

@@ -7,8 +7,8 @@ method at the cell's α) followed by white-box attacks at every ε, exactly as `
 executor as the memorization sweep (`executors.execute`: this process, local workers or Ray); each sends
 back its per-example outcomes, and this process alone records them (`robust_results`). The effects,
 method − ERM pooled over seeds with the claims' statistics, and the sentences saying where the paper's
-claim holds and where it flips, come from `claims.sweep_effects` / `where_it_holds`; the report is
-`report.build_robust_sweep`.
+claim holds and where it flips, come from `verdicts.sweep_effects`; the report is
+`report.pages.build_robust_sweep`.
 """
 
 from __future__ import annotations

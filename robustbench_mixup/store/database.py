@@ -297,7 +297,7 @@ class ResultsDB(SweepTables):
     def record_attack(
         self, ev: Any, flags_of: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None
     ) -> list[dict[str, Any]]:
-        """Write one `evaluation.Evaluation` in a single transaction; returns the flags now stored for its
+        """Write one `stages.attack.Evaluation` in a single transaction; returns the flags now stored for its
         (run, n).
 
         A new evaluation adds to what is stored: its rows (with their per-example outcomes) and

@@ -71,7 +71,7 @@ Replicate = tuple[Any, Any]  # (ERM's, the method's) per-unit outcomes on the sa
 
 @dataclass(frozen=True)
 class RunResults:
-    """One run's stored results, as `report.collect` reads them from the database (nothing is recomputed)."""
+    """One run's stored results, as `evidence.collect` reads them from the database (nothing is recomputed)."""
 
     dataset: str = ""
     model: str = ""
@@ -554,7 +554,7 @@ def seeds_statement(claims: Sequence[Claim]) -> str:
     return text
 
 
-# --- does the FGSM gain survive a strong attack? -------------------------------------------------------------
+# --- one evaluation of an attack, paired: the rows a claim (and the strong-attack verdicts) read -------------
 
 
 def _strength(key_rows: tuple[AttackSetting, dict[str, Row]]) -> tuple:
@@ -585,6 +585,3 @@ def paired_rows(
         settings.setdefault(AttackSetting.of(r), {})[r["model"]] = r
     complete = [(k, v) for k, v in settings.items() if BASELINE in v and method in v]
     return max(complete, key=_strength)[1] if complete else None
-
-
-# --- where does a claim hold? the robustness sweep ----------------------------------------------------------
