@@ -206,13 +206,16 @@ def test_run_bad_train_n_is_one_line_and_writes_nothing(capsys, tmp_path, value,
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("seeds", [["-1"], ["0", "1", str(2**63)]])
-def test_run_seeds_checks_every_seed_before_it_writes_anything(capsys, tmp_path, monkeypatch, seeds):
-    """A bad seed anywhere in --seeds is one line before the group is recorded or any seed is trained."""
+@pytest.mark.parametrize(("seeds", "needle"), [(["-1"], "--seed must be in [0, "),
+                                              (["0", "1", str(2**63)], "--seed must be in [0, "),
+                                              (["0", "--jobs", "0"], "--jobs must be ≥ 1, got 0")])  # fmt: skip
+def test_run_seeds_checks_every_seed_before_it_writes_anything(capsys, tmp_path, monkeypatch, seeds, needle):
+    """A bad seed anywhere in --seeds (or a bad --jobs) is one line before the group is recorded or any seed is
+    trained."""
     monkeypatch.setitem(presets.PRESETS, "tiny", TINY)
     out = tmp_path / "o"
     code, _, err = run_cli(capsys, "run", "--preset", "tiny", "--seeds", *seeds, "--out", str(out), "--device", "cpu")
-    assert_one_line_error(code, err, "--seed must be in [0, ")
+    assert_one_line_error(code, err, needle)
     assert not out.exists()
     code, _, err = run_cli(capsys, "run", "--preset", "tiny", "--seeds", "0", "--out", str(out), "--device", "cpu",
                            "--jobs", "1")  # fmt: skip

@@ -51,3 +51,22 @@ def test_the_sweeps_set_each_methods_parameter_through_the_same_mapping():
     jobs = {job.alpha: sweep.job_config(job) for job in sweep.jobs()}
     assert jobs[4.0].methods == ("erm", "cutmix") and jobs[4.0].param("cutmix") == 4.0
     assert jobs[0.0].param("mixup") == 0.0  # α = 0 is ERM
+
+
+def test_what_the_database_stores_of_an_evaluation_reads_back_as_its_attacks_setting(tmp_path):
+    """The columns `record_attack` writes, read back by `AttackSetting.of`, are the attack's own setting: the run's
+    seed (of PGD's random starts) included, in the field order of the identity."""
+    from robustbench_mixup.settings.layout import Layout
+    from robustbench_mixup.stages.attack import evaluate_run
+    from robustbench_mixup.stages.train import train_run
+    from robustbench_mixup.store.database import ResultsDB
+
+    train_run(TrainConfig(dataset="digits", model="mlp", epochs=1, batch_size=64, seed=3), run="r", out=tmp_path,
+              device="cpu", members=("erm", "mixup"))  # fmt: skip
+    cfg = AttackConfig("pgd", (0.05, 0.1), steps=2, restarts=2, mode="white").validate()
+    evaluate_run(cfg, out=tmp_path, run="r", device="cpu")
+    with ResultsDB(Layout(tmp_path).database) as db:
+        rows = db.attack_rows("r", attack="pgd")
+    assert len(rows) == 4 and {r["seed"] for r in rows} == {3}
+    for r in rows:
+        assert AttackSetting.of(r) == build_attack(cfg, seed=3).setting(r["eps"])

@@ -160,6 +160,11 @@ for cap in (1, 2):
     if libc.prctl(24, cap, 0, 0, 0) != 0:
         sys.stderr.write(f"UNPRIVILEGED: cannot drop capability {cap}: {os.strerror(ctypes.get_errno())}")
         sys.exit(77)
+libc.prctl(47, 4, 0, 0, 0)  # PR_CAP_AMBIENT_CLEAR_ALL: nothing comes back through the ambient set
+status = dict(line.split(":", 1) for line in open("/proc/self/status") if line.startswith("Cap"))
+if int(status["CapInh"], 16) & 0b110:  # kept in the inheritable set, exec would grant them again
+    sys.stderr.write("UNPRIVILEGED: CAP_DAC_OVERRIDE or CAP_DAC_READ_SEARCH is inheritable here")
+    sys.exit(77)
 os.execv(sys.executable, [sys.executable, *sys.argv[1:]])
 """
 
