@@ -21,16 +21,17 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from robustbench_mixup.learning.data import load_dataset
 from robustbench_mixup.learning.devices import resolve_device
 from robustbench_mixup.measures.interpolation import lambda_grid
 from robustbench_mixup.report.figures import draw_probe, draw_sweep
 from robustbench_mixup.report.pages import Rendered, render, render_group
-from robustbench_mixup.settings.config import AttackSetting, training_images
+from robustbench_mixup.settings.config import SURROGATE, AttackSetting, training_images
 from robustbench_mixup.settings.errors import UsageError
 from robustbench_mixup.settings.fsutil import ensure_writable_dir
+from robustbench_mixup.settings.imported import is_imported
 from robustbench_mixup.settings.layout import Layout, check_run_name
 from robustbench_mixup.settings.presets import Preset
 from robustbench_mixup.settings.sweeps import Job
@@ -233,6 +234,16 @@ def stages_for(p: Preset) -> tuple[Stage, ...]:
     return (Train(), Diagnose(), *(Attack(a.attack) for a in p.attacks), Probe(), Sweep(), Report())
 
 
+def for_imported(p: Preset, config: dict[str, Any]) -> Preset:
+    """Preset `p` as it applies to an imported run (`config`, its stored record): its dataset and its methods, the
+    attacks in the white box alone where the import brought no black-box source."""
+    attacks = p.attacks
+    if SURROGATE not in config["members"]:
+        attacks = tuple(dataclasses.replace(a, mode="white") for a in attacks if a.mode != "black")
+    return dataclasses.replace(p, dataset=config["dataset"], methods=tuple(config["methods"]), attacks=attacks,
+                               train_n=None)  # fmt: skip
+
+
 def check_subset(p: Preset, layout: Layout, run: str) -> None:
     """Before anything is written: a stored run trained on other images than `p` would train on (started on
     another device, or with another --train-n) is refused with one line saying how to finish it."""
@@ -275,9 +286,17 @@ def run_pipeline(
     if sweep_workers is not None and sweep_workers < 1:
         raise UsageError(f"--jobs must be ≥ 1, got {sweep_workers}")
     ctx = Context(p, Layout(out), run_name(p, run), device, data_root, download, argv, sweep_workers)
-    stages = stages_for(p)
-    p.train().validate()
-    check_subset(p, ctx.layout, ctx.run)
+    record = read_stored(ctx.layout.database, lambda db: db.get_run(ctx.run))
+    if record is not None and is_imported(record["config"]):  # models from files: evaluate them, train nothing
+        p = for_imported(p, record["config"])
+        ctx = dataclasses.replace(ctx, preset=p)
+        stages: tuple[Stage, ...] = tuple(s for s in stages_for(p) if not isinstance(s, (Train, Sweep)))
+        say(f"run {ctx.run!r} was imported: its models are evaluated as they are (no training, no memorization "
+            "sweep, which trains models of its own)")  # fmt: skip
+    else:
+        stages = stages_for(p)
+        p.train().validate()
+        check_subset(p, ctx.layout, ctx.run)
     load_dataset(p.dataset, root=data_root, download=download, train_n=p.train_n)  # one line, nothing written
     stored = ctx.stored()
     if stored is not None:

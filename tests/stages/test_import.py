@@ -247,3 +247,29 @@ def test_an_architecture_is_one_the_suite_can_build(tmp_path, capsys, files):
                                                                          else []))  # fmt: skip
         assert_one_line_error(code, err, needle)
         assert not (tmp_path / "o").exists()
+
+
+def test_run_on_an_imported_run_evaluates_it_and_trains_nothing(files, tmp_path, capsys, monkeypatch):
+    from robustbench_mixup.settings import presets
+    from robustbench_mixup.settings.presets import Preset
+
+    attacks = (AttackConfig("fgsm", (0.0, 0.1)), AttackConfig("pgd", (0.1,), steps=2, mode="black"))
+    tiny = Preset(name="tiny", dataset="mnist-5k", model="smallcnn", epochs=2, alpha=1.0, probe_pairs=50,
+                  probe_lambdas=5, sweep_noise=(0.5,), sweep_alpha=(0.0, 4.0), sweep_epochs=2, attacks=attacks)  # fmt: skip
+    monkeypatch.setitem(presets.PRESETS, "tiny", tiny)
+    out = tmp_path / "out"
+    code, _, err = run_cli(capsys, "import", "--run", "mine", *WHERE, "--member", f"erm={files / 'erm.pt'}",
+                           "--member", f"mixup={files / 'mixup.pt'}", "--out", str(out))  # fmt: skip
+    assert code == 0, err
+    argv = ("run", "--preset", "tiny", "--run", "mine", "--out", str(out), "--device", "cpu", "--jobs", "1")
+    code, stdout, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    assert "run 'mine' was imported" in err
+    assert re.findall(r"\] (\w+) \.\.\.", err) == ["diagnose", "fgsm", "probe", "report"]  # no source: no black box
+    with ResultsDB(Layout(out).database) as db:
+        rows = db.attack_rows("mine")
+        assert {(r["attack"], r["mode"]) for r in rows} == {("fgsm", "white")}
+        assert db.epochs("mine") == [] and db.get_sweep("mine") is None  # nothing trained
+    assert "mixup lowers white-box FGSM error" in stdout
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 0 and err.count("done before, skipped") == 3, err
