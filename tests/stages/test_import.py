@@ -255,7 +255,8 @@ def test_run_on_an_imported_run_evaluates_it_and_trains_nothing(files, tmp_path,
 
     attacks = (AttackConfig("fgsm", (0.0, 0.1)), AttackConfig("pgd", (0.1,), steps=2, mode="black"))
     tiny = Preset(name="tiny", dataset="mnist-5k", model="smallcnn", epochs=2, alpha=1.0, probe_pairs=50,
-                  probe_lambdas=5, sweep_noise=(0.5,), sweep_alpha=(0.0, 4.0), sweep_epochs=2, attacks=attacks)  # fmt: skip
+                  probe_lambdas=5, sweep_noise=(0.5,), sweep_alpha=(0.0, 4.0), sweep_epochs=2,
+                  attacks=attacks)  # fmt: skip
     monkeypatch.setitem(presets.PRESETS, "tiny", tiny)
     out = tmp_path / "out"
     code, _, err = run_cli(capsys, "import", "--run", "mine", *WHERE, "--member", f"erm={files / 'erm.pt'}",
