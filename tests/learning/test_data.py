@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -183,3 +185,41 @@ def test_train_subset_is_stratified_seeded_and_keeps_the_test_split():
 def test_train_subset_out_of_range_is_one_usage_error(n):
     with pytest.raises(UsageError, match=r"--train-n\) must hold an integer number of images in \[10, 4000\]"):
         load_dataset("mnist-5k", train_n=n)
+
+
+def _write_cifar10_binary(root, n_train=8, n_test=20, seed=0):
+    """A tiny CIFAR-10 in the official binary layout: each record a label byte then the R, G and B planes."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-bin"
+    folder.mkdir(parents=True)
+    written = {}
+    for name, n in [*((f"data_batch_{i}.bin", n_train) for i in range(1, 6)), ("test_batch.bin", n_test)]:
+        labels = rng.integers(0, 10, n, dtype=np.uint8)
+        pixels = rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
+        (folder / name).write_bytes(np.concatenate([labels[:, None], pixels.reshape(n, -1)], axis=1).tobytes())
+        written[name] = (labels, pixels)
+    return written
+
+
+def test_cifar10_is_read_from_its_binary_archive_without_pickle(tmp_path):
+    written = _write_cifar10_binary(tmp_path)
+    ds = load_dataset("cifar10", root=tmp_path)
+    assert ds.image_shape == (3, 32, 32) and len(ds.train_labels) == 40 and len(ds.test_labels) == 20
+    labels, pixels = written["test_batch.bin"]
+    assert torch.equal(ds.test_labels, torch.from_numpy(labels.astype(np.int64)))
+    assert torch.equal(ds.test_images, torch.from_numpy(pixels).float() / 255)  # the planes in the right order
+    first, _ = written["data_batch_1.bin"]
+    assert torch.equal(ds.train_labels[:8], torch.from_numpy(first.astype(np.int64)))
+    assert ds.classes[0] == "airplane" and ds.augment
+
+
+@pytest.mark.parametrize(("corrupt", "needle"), [
+    (lambda f: f.write_bytes(f.read_bytes()[:-5]), "is not a whole number of 3073-byte records"),
+    (lambda f: f.write_bytes(bytes([10]) + f.read_bytes()[1:]), "holds label 10, but the dataset has 10 classes"),
+    (lambda f: f.unlink(), "lacks test_batch.bin"),
+])  # fmt: skip
+def test_a_damaged_cifar_binary_archive_is_one_line(tmp_path, corrupt, needle):
+    _write_cifar10_binary(tmp_path)
+    corrupt(tmp_path / "cifar-10-batches-bin" / "test_batch.bin")
+    with pytest.raises(UsageError, match=re.escape(needle)):
+        load_dataset("cifar10", root=tmp_path)

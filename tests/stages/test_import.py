@@ -274,3 +274,41 @@ def test_run_on_an_imported_run_evaluates_it_and_trains_nothing(files, tmp_path,
     assert "mixup lowers white-box FGSM error" in stdout
     code, _, err = run_cli(capsys, *argv)
     assert code == 0 and err.count("done before, skipped") == 3, err
+
+
+def test_a_torchvision_resnet18_on_cifar_from_its_binary_archive_is_imported_and_attacked(tmp_path, capsys):
+    """The path a CIFAR user takes: the official binary archive on disk (read without pickle), a torchvision
+    network's state dict, its normalization declared. A random-init network is at chance level: refused, naming
+    the normalization, unless --force; kept, it is attacked in the white box and reported."""
+    import torchvision
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "data" / "cifar-10-batches-bin"
+    folder.mkdir(parents=True)
+    for name, n in [*((f"data_batch_{i}.bin", 4) for i in range(1, 6)), ("test_batch.bin", 16)]:
+        records = np.concatenate([rng.integers(0, 10, (n, 1)), rng.integers(0, 256, (n, 3072))], axis=1)
+        (folder / name).write_bytes(records.astype(np.uint8).tobytes())
+    torch.manual_seed(0)
+    for role in ("erm", "mixup"):
+        save_file(torchvision.models.resnet18(num_classes=10).state_dict(), str(tmp_path / f"{role}.safetensors"))
+    argv = ["import", "--run", "tv", "--dataset", "cifar10", "--arch", "torchvision:resnet18", "--member",
+            f"erm={tmp_path / 'erm.safetensors'}", "--member", f"mixup={tmp_path / 'mixup.safetensors'}",
+            "--mean", "0.4914", "0.4822", "0.4465", "--std", "0.247", "0.243", "0.261",
+            "--data-root", str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--device", "cpu"]  # fmt: skip
+    code, _, err = run_cli(capsys, *argv)
+    assert_one_line_error(code, err, "member 'erm' classifies", "the usual cause is the normalization", "--force")
+    assert not (tmp_path / "out").exists()
+    code, stdout, err = run_cli(capsys, *argv, "--force")
+    assert code == 0, err
+    assert "near chance (kept: --force)" in stdout
+    where = ["--data-root", str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--device", "cpu"]
+    code, _, err = run_cli(capsys, "pgd", "--eps", "0.03", "--steps", "2", "--mode", "white", "--run", "tv", *where)
+    assert code == 0, err
+    with ResultsDB(Layout(tmp_path / "out").database) as db:
+        rows = db.attack_rows("tv", outcomes=True)
+    assert {r["model"] for r in rows} == {"erm", "mixup"} and all(len(r["correct"]) == 16 for r in rows)
+    model, meta = checkpoints.load(Layout(tmp_path / "out").checkpoint("tv", "erm"))
+    assert isinstance(model, Imported) and meta["imported"]["file"] == "erm.safetensors"
+    code, _, err = run_cli(capsys, "report", "--run", "tv", "--out", str(tmp_path / "out"))
+    assert code == 0, err
+    assert "near chance, kept with --force" in (tmp_path / "out" / "reports" / "tv" / "index.html").read_text()
