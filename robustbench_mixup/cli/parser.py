@@ -9,6 +9,7 @@ from robustbench_mixup import __version__
 from robustbench_mixup.cli.verbs import (
     _cmd_attack,
     _cmd_diagnose,
+    _cmd_export,
     _cmd_import,
     _cmd_probe,
     _cmd_report,
@@ -396,6 +397,29 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_report)
 
 
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = _command(
+        sub, "export", "a run's results as a RobustBench-style entry, a CSV of outcomes, or JSON",
+        "Write a run's stored results in another shape:\n"
+        "  robustbench  one entry per model and ε shaped like a RobustBench leaderboard entry (dataset, Linf, ε,\n"
+        "               architecture, clean and robust accuracy), plus n, 95% intervals, the attacks and steps,\n"
+        "               the seeds and the failure indicators that fired. The robust accuracy is the worst case\n"
+        "               over this run's white-box attacks at that ε, not AutoAttack's (autoattack_acc stays empty).\n"
+        "  csv          every per-example outcome, clean and under each attack: one row per example.\n"
+        "  json         the run's settings and every evaluation, outcomes included.\n"
+        "The file goes to OUT/reports/RUN/export-FORMAT.json|csv, or to --output (which must not exist).",
+        ["robust-eval export --run mine --format robustbench",
+         "robust-eval export --run mine --format csv --output outcomes.csv"],
+        resume="run the same command again",
+    )  # fmt: skip
+    p.add_argument("--run", metavar="NAME", help="the run to export (default: the latest)")
+    p.add_argument("--format", default="robustbench", choices=("robustbench", "csv", "json"),
+                   help="(default: robustbench)")  # fmt: skip
+    p.add_argument("--output", metavar="FILE", help="where to write it (default: under OUT/reports/RUN/)")
+    _add_out(p)
+    p.set_defaults(handler=_cmd_export)
+
+
 def _add_run(sub: argparse._SubParsersAction) -> None:
     presets = "\n".join(f"  {name:<8} {p.summary}" for name, p in PRESETS.items())
     p = _command(
@@ -503,5 +527,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_diagnose(sub)
     _add_sweep(sub)
     _add_report(sub)
+    _add_export(sub)
     _add_run(sub)
     return parser

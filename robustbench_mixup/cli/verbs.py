@@ -268,6 +268,13 @@ def _cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from robustbench_mixup.report.export import export
+
+    print(export(args.out, args.run, args.format, args.output))
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from robustbench_mixup.cli.pipeline import run_group, run_name, run_pipeline
     from robustbench_mixup.settings.presets import preset
