@@ -152,7 +152,10 @@ def test_cuda_asked_for_without_a_gpu(capsys, tmp_path):
 
 @pytest.mark.parametrize(
     "argv, commands",
-    [([], "train, import, fgsm, ifgsm, pgd, apgd, probe, diagnose, sweep, report, export, run"), (["sweep"], "corrupt")],
+    [
+        ([], "train, import, fgsm, ifgsm, pgd, apgd, probe, diagnose, sweep, report, export, run"),
+        (["sweep"], "corrupt"),
+    ],
 )
 def test_a_missing_command_is_one_line_naming_the_choices(capsys, argv, commands):
     code, _, err = run_cli(capsys, *argv)
