@@ -11,10 +11,14 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> object:
-    """`robustbench_mixup.evaluate` and `Evaluation` (docs/API.md), imported on first use: importing the package
-    itself stays free of torch, so `robust-eval --help` starts fast."""
+    """`robustbench_mixup.evaluate`, `Evaluation` and `results` (docs/API.md), imported on first use: importing the
+    package itself stays free of torch, so `robust-eval --help` starts fast."""
     if name in ("evaluate", "Evaluation"):
         from robustbench_mixup.attacks import evaluation
 
         return getattr(evaluation, name)
+    if name == "results":  # torch-free: the database as DataFrames
+        import importlib
+
+        return importlib.import_module("robustbench_mixup.results")
     raise AttributeError(f"module 'robustbench_mixup' has no attribute {name!r}")

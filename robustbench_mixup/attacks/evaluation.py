@@ -94,6 +94,9 @@ def _checked(
         raise TypeError(f"labels must be an int64 tensor of shape ({len(images)},), one per image")
     if len(labels) == 0:
         raise ValueError("images must hold at least one example")
+    if not bool(torch.isfinite(images).all()) or float(images.min()) < 0 or float(images.max()) > 1:
+        raise ValueError("images must lie in [0, 1] (pixel space, so that ε is in pixel units): scale them, and put "
+                         "any normalization inside the model")  # fmt: skip
     if isinstance(attacks, str) or not isinstance(attacks, Sequence) or not attacks:
         raise TypeError(f"attacks must be a non-empty sequence of attack names ({', '.join(ATTACKS)})")
     for name in attacks:

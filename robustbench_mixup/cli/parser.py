@@ -463,7 +463,9 @@ def _train_n(text: str) -> int | str:
 def _role_path(text: str) -> tuple[str, str]:
     role, sep, path = text.partition("=")
     if not sep or not role:
-        raise argparse.ArgumentTypeError(f"expected ROLE=PATH (e.g. erm=erm.pt), got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected ROLE=PATH (--member erm=erm.pt, --source surrogate=src.pt), got {text!r}"
+        )
     return role, path
 
 

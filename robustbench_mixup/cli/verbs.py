@@ -118,7 +118,9 @@ def _cmd_import(args: argparse.Namespace, argv: Sequence[str]) -> int:
         note += "; near chance (kept: --force)" if c["near_chance"] else ""
         interval = f"[{100 * c['clean_acc_lo']:.2f}, {100 * c['clean_acc_hi']:.2f}]"
         print(f"{member:<16} {c['clean_acc']:>9.2%} {interval:>17}  {note}")
-    print(f"checkpoints: {Layout(result.out).run_dir(result.run)}; next: robust-eval pgd --run {result.run} --eps ...")
+    white = "" if cfg.source is not None else " --mode white"  # no black-box source imported
+    print(f"checkpoints: {Layout(result.out).run_dir(result.run)}")
+    print(f"next: robust-eval pgd --run {result.run} --eps ...{white}")
     return 0
 
 

@@ -2,10 +2,10 @@
 by `torch.load(weights_only=True)`. Nothing else is unpickled, and no code from a file is ever run.
 
 Accepted: a mapping of parameter names to tensors, also wrapped as the usual training scripts save it (under a
-`state_dict` or `model` key; with the `module.` prefix of DataParallel/DistributedDataParallel or the `_orig_mod.`
-prefix of `torch.compile`). Refused with one line each: a pickled whole model, anything that is not such a
-mapping, non-finite values, and keys that do not fit the model (`fit`: the first few missing, unexpected or
-misshapen ones, named).
+`state_dict`, `model` or `model_state_dict` key; with the `module.` prefix of DataParallel/DistributedDataParallel
+or the `_orig_mod.` prefix of `torch.compile`). Refused with one line each: a pickled whole model, anything that is
+not such a mapping, non-finite values, and keys that do not fit the model (`fit`: the first few missing,
+unexpected or misshapen ones, named).
 """
 
 from __future__ import annotations
@@ -49,8 +49,9 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         except pickle.UnpicklingError as exc:
             first = str(exc).strip().splitlines()[-1][:160] if str(exc).strip() else type(exc).__name__
             raise UsageError(f"{name} holds more than tensors, so it is not read ({first}); {HOW_TO_SAVE}") from None
-        except (RuntimeError, OSError, EOFError, ValueError, TypeError, AttributeError) as exc:
-            raise UsageError(f"{name} is not a readable PyTorch file: {str(exc).strip()[:120]}") from None
+        except Exception as exc:  # a damaged file: whatever the reader raises on it (KeyError on garbage, ...)
+            why = " ".join(str(exc).split())[:120] or type(exc).__name__
+            raise UsageError(f"{name} is not a readable PyTorch file ({type(exc).__name__}: {why})") from None
     state = _unwrapped(loaded, name)
     for key, tensor in state.items():
         if (tensor.is_floating_point() or tensor.is_complex()) and not bool(torch.isfinite(tensor).all()):
@@ -60,7 +61,11 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
 
 def _unwrapped(loaded: object, name: str) -> dict[str, torch.Tensor]:
     if isinstance(loaded, Mapping):
-        for wrapper in ("state_dict", "model"):  # {"state_dict": ..., "epoch": ...}, as training scripts save
+        for wrapper in (
+            "state_dict",
+            "model",
+            "model_state_dict",
+        ):  # {"state_dict": ..., "epoch": ...}, as scripts save
             inner = loaded.get(wrapper)
             if isinstance(inner, Mapping) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
                 loaded = inner

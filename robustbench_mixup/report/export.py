@@ -62,16 +62,18 @@ def robustbench_entries(data: dict[str, Any]) -> list[dict[str, Any]]:
             clean_hits = None if base is None else int(np.asarray(base)[:n].sum())
             clean_acc, clean_ci = (None, None) if clean_hits is None else _percent(clean_hits, n)
             robust_acc, robust_ci = _percent(int(robust.sum()), n)
+            imported = bool(cfg.get("imported"))  # trained elsewhere: what its training used is not known here
             entries.append({
-                "name": f"{run}/{member}", "link": "", "authors": "", "venue": "", "additional_data": False,
-                "number_forward_passes": 1, "dataset": cfg["dataset"], "threat_model": "Linf",
+                "name": f"{run}/{member}", "link": "", "authors": "", "venue": "",
+                "additional_data": None if imported else False, "number_forward_passes": None if imported else 1,
+                "dataset": cfg["dataset"], "threat_model": "Linf",
                 "architecture": cfg.get("arch", cfg.get("model")), "eps": _eps_text(eps), "clean_acc": clean_acc,
                 "reported": "", "autoattack_acc": None, "robust_acc": robust_acc,
                 # what a leaderboard entry lacks
                 "n": n, "clean_acc_95ci": clean_ci, "robust_acc_95ci": robust_ci,
                 "robust_acc_is": "the worst case over the attacks below, per example (not AutoAttack)",
                 "attacks": [{"attack": r["attack"], **AttackSetting.of(r)._asdict()} for r in at],
-                "seed": cfg["seed"], "imported": bool(cfg.get("imported")),
+                "seed": None if imported else cfg["seed"], "imported": imported,
                 "indicators_fired": sorted(fired.get((member, eps), ())),
             })  # fmt: skip
     return entries
@@ -126,7 +128,7 @@ def export(out: str | Path, run: str | None, fmt: str, output: str | Path | None
         entries = robustbench_entries(data)
         if not entries:
             raise UsageError(f"run {name!r} has no stored white-box attack to export: run one first, e.g. "
-                             f"'robust-eval pgd --run {name} --eps 8/255'")  # fmt: skip
+                             f"'robust-eval pgd --run {name} --eps 8/255 --mode white'")  # fmt: skip
         text = json.dumps(entries, indent=1)
     else:
         text = outcomes_csv(data) if fmt == "csv" else everything_json(data)

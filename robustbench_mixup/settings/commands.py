@@ -8,6 +8,7 @@ CLI's messages use it).
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 from pathlib import Path
 from typing import Any
@@ -163,6 +164,8 @@ def stage_commands(out: str | Path, run: str, config: dict[str, Any], preset: Pr
     if preset is not None:
         attacks |= {a.attack: a for a in preset.attacks}
     if is_imported(config):  # its models come from files; a memorization sweep trains models of its own
+        if SURROGATE not in config["members"]:  # no black-box source was imported: the white box alone
+            attacks = {name: dataclasses.replace(a, mode="white") for name, a in attacks.items()}
         own = config["arch"] in ModelName.values()
         compared = tuple(m for m in config["methods"] if m != BASELINE)
         sweep = SweepConfig(dataset=config["dataset"], model=config["arch"], noise=SWEEP_NOISE, alpha=SWEEP_ALPHA,

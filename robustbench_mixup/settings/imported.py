@@ -56,6 +56,9 @@ class ImportConfig:
         if self.normalized and self.mean is not None:
             raise UsageError("give either --mean/--std (the normalization to put inside the models) or --normalized "
                              "(they normalize themselves), not both")  # fmt: skip
+        if self.arch in ModelName.values() and (self.normalized or self.mean is not None):
+            raise UsageError(f"--arch {self.arch} is one of the package's networks, which carry their normalization "
+                             "in their weights: leave out --mean/--std and --normalized")  # fmt: skip
         if self.arch.startswith(TORCHVISION) and self.mean is None and not self.normalized:
             raise UsageError(f"--arch {self.arch}: declare the normalization its weights expect with --mean M … --std "
                              "S … (one number per channel), or --normalized if the model normalizes its [0, 1] "

@@ -22,7 +22,7 @@ from torch import nn
 from robustbench_mixup.learning import checkpoints
 from robustbench_mixup.learning.data import Dataset, load_dataset
 from robustbench_mixup.learning.devices import predict, resolve_device
-from robustbench_mixup.learning.models import MODELS, build_model
+from robustbench_mixup.learning.models import MODELS, Normalize, build_model
 from robustbench_mixup.learning.weights import fit, read_state_dict
 from robustbench_mixup.learning.zoo import Imported, check_arch
 from robustbench_mixup.measures.stats import wilson_interval
@@ -140,13 +140,17 @@ def import_run(
         fit(model.net if isinstance(model, Imported) else model, read_state_dict(path), f"--member {member} weights")
         models[member] = model.to(dev).eval()
         checks[member] = _checks(member, models[member], dataset, dev, cfg.force)
+        if arch in MODELS:  # what the weights carry, as the model will use it
+            norm = next(m for m in model.modules() if isinstance(m, Normalize))
+            checks[member]["normalization"] = {"mean": norm.mean.flatten().tolist(), "std": norm.std.flatten().tolist()}
     if previous is not None:  # the same files: done before
         return ImportResult(run, layout.root, {m: c["clean_acc"] for m, c in checks.items()},
                             previous["config"]["checks"])  # fmt: skip
 
     record = {
         "imported": True, "dataset": cfg.dataset, "arch": arch, "methods": list(cfg.methods), "seed": 0,
-        "split_seed": 0, "normalization": "inside" if cfg.normalized else {"mean": mean, "std": std},
+        "split_seed": 0,
+        "normalization": "weights" if arch in MODELS else "inside" if cfg.normalized else {"mean": mean, "std": std},
         "members": {m: {"file": paths[m].name, "sha256": digests[m]} for m in paths},
         "checks": {m: {k: v for k, v in c.items() if k != "correct"} for m, c in checks.items()},
     }  # fmt: skip

@@ -28,14 +28,14 @@ def resolve_run(out: str | Path, run: str | None) -> tuple[str, dict[str, Any]]:
     if not layout.database.is_file():
         raise UsageError(
             f"no trained run under {str(layout.root)!r}: train one first with 'robust-eval train' "
-            "(or 'robust-eval run')"
+            "(or 'robust-eval run'), or import models with 'robust-eval import'"
         )
     with ResultsDB(layout.database) as db:
         name = run if run is not None else db.latest_run(("train", "import"))
         if name is None:
             raise UsageError(
                 f"no trained run under {str(layout.root)!r}: train one first with 'robust-eval train' "
-                "(or 'robust-eval run')"
+                "(or 'robust-eval run'), or import models with 'robust-eval import'"
             )
         record = db.get_run(name)
         group = db.get_group(name) if record is None else None

@@ -543,7 +543,7 @@ def seeds_statement(claims: Sequence[Claim]) -> str:
     single = [c for c in measured if c.seeds == 1]
     if len(single) == len(measured):
         return ("1 seed: the intervals cover test-sample variation only; seed-to-seed variation is not accounted "
-                "for (run a group of seeds with 'robust-eval run --seeds 0 1 2').")  # fmt: skip
+                "for (for models this tool trains, a group of seeds is: 'robust-eval run --seeds 0 1 2').")  # fmt: skip
     counts = {c.seeds for c in measured if c.seeds > 1}
     seeds = f"{min(counts)} seeds" if len(counts) == 1 else f"{min(counts)} to {max(counts)} seeds"
     text = (f"{seeds}: each seed's paired difference is one replicate, and the intervals account for both "

@@ -105,6 +105,7 @@ def test_models_come_back_as_they_went_in(plain):
         ({"models": {}}, TypeError, "models must be a non-empty dict"),
         ({"models": {"m": "not a model"}}, TypeError, "models['m'] must be a torch.nn.Module"),
         ({"images": "x"}, TypeError, "images must be a float tensor of shape (N, C, H, W)"),
+        ({"images": None}, ValueError, "images must lie in [0, 1]"),  # stands for the images × 255, set below
         ({"labels": torch.zeros(3, dtype=torch.int64)}, TypeError, "labels must be an int64 tensor of shape (10,)"),
         ({"attacks": "fgsm"}, TypeError, "attacks must be a non-empty sequence"),
         ({"attacks": ("cw",)}, ValueError, "attacks must be among fgsm, ifgsm, pgd, apgd-ce, apgd-dlr, got 'cw'"),
@@ -120,6 +121,8 @@ def test_bad_arguments_name_themselves(plain, change, error, needle):
     models, x, y = plain
     args = {"models": {"m": models["clean"]}, "images": x[:10], "labels": y[:10], "attacks": ("fgsm",), "eps": (0.1,),
             "source": None, "seed": 0, "batch_size": 256, **change}  # fmt: skip
+    if "images" in change and change["images"] is None:
+        args["images"] = x[:10] * 255  # pixel values as 0..255: ε would be in the wrong units
     with pytest.raises(error) as info:
         robustbench_mixup.evaluate(args.pop("models"), args.pop("images"), args.pop("labels"), **args)
     assert needle in str(info.value)
@@ -129,6 +132,7 @@ def test_importing_the_package_still_imports_no_torch():
     import subprocess
     import sys
 
-    code = "import sys, robustbench_mixup; print('torch' in sys.modules, callable(robustbench_mixup.evaluate))"
+    code = ("import sys, robustbench_mixup; r = robustbench_mixup.results; print('torch' in sys.modules, "
+            "callable(r.open), callable(robustbench_mixup.evaluate))")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["False", "True"]
+    assert out.split() == ["False", "True", "True"]  # results (the database) needs no torch; evaluate loads it

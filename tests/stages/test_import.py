@@ -1,6 +1,7 @@
 """`robust-eval import`: models trained elsewhere made into a run that every later command reads."""
 
 import copy
+import json
 import pickle
 import re
 from pathlib import Path
@@ -77,6 +78,14 @@ def test_a_plain_pytorch_pair_is_imported_attacked_probed_diagnosed_and_reported
     assert list(rows) == [spec.key for spec in CLAIMS]  # every claim, judged on the same test examples
     unmeasured = {key for key, row in rows.items() if "not measured" in row}
     assert unmeasured == {"fgsm_black", "ifgsm_black", "memorization"}  # no source, no training: said so
+    assert "the package's network carries it in its weights (erm: mean [0.3059], std [0.3765]" in html
+    summary = html[html.index('<h2 id="summary">') : html.index('<h2 id="sanity">')]
+    assert "surrogate" not in summary and summary.count("imported, not trained here") == 2
+    code, stdout, err = run_cli(capsys, "export", "--run", "mine", "--out", str(out))
+    assert code == 0, err
+    entries = json.loads(Path(stdout.strip()).read_text())
+    unknown = ("seed", "additional_data", "number_forward_passes")  # what the training elsewhere used: not known here
+    assert entries and all(e["imported"] and all(e[k] is None for k in unknown) for e in entries)
     code, _, err = run_cli(capsys, "fgsm", "--eps", "0.1", "--run", "mine", "--out", str(out), "--device", "cpu")
     assert_one_line_error(code, err, "run 'mine' was imported without a black-box source", "--mode white")
     code, stdout, err = run_cli(capsys, "import", "--run", "mine", *WHERE, "--member", f"erm={files / 'erm.pt'}",
@@ -169,7 +178,7 @@ class _RunsCode:
 
 
 @pytest.mark.parametrize("case", ["whole model", "code", "missing key", "extra key", "misshapen", "nan", "list",
-                                  "chance", "not a file", "suffix"])  # fmt: skip
+                                  "chance", "not a file", "suffix", "garbage", "empty"])  # fmt: skip
 def test_hostile_and_broken_weights_are_one_line_and_nothing_written(files, tmp_path, capsys, case):
     marker = Path("/tmp/robust-eval-pickle-ran")
     marker.unlink(missing_ok=True)
@@ -206,6 +215,9 @@ def test_hostile_and_broken_weights_are_one_line_and_nothing_written(files, tmp_
     elif case == "list":
         torch.save([torch.zeros(1)], bad)
         needle = "holds list, not a state dict"
+    elif case in ("garbage", "empty"):
+        bad.write_bytes(b"hello world" if case == "garbage" else b"")
+        needle = "is not a readable PyTorch file ("
     elif case == "not a file":
         bad = tmp_path / "none.pt"
         needle = "no such file"
@@ -229,6 +241,11 @@ def test_hostile_and_broken_weights_are_one_line_and_nothing_written(files, tmp_
         (["--member", "erm"], "expected ROLE=PATH"),
         (["--member", "erm=e.pt", "--member", "mixup=m.pt", "--mean", "0.5"], "--mean and --std go together"),
         (["--member", "erm=e.pt", "--member", "mixup=m.pt", "--source", "erm=x.pt"], "--source takes surrogate=PATH"),
+        (
+            ["--member", "erm=e.pt", "--member", "mixup=m.pt", "--mean", "0.5", "--std", "0.5"],
+            "carry their normalization in their weights",
+        ),
+        (["--member", "erm=e.pt", "--member", "mixup=m.pt", "--normalized"], "leave out --mean/--std and --normalized"),
     ],
 )
 def test_bad_import_arguments_are_one_line(tmp_path, capsys, argv, needle):
@@ -312,3 +329,13 @@ def test_a_torchvision_resnet18_on_cifar_from_its_binary_archive_is_imported_and
     code, _, err = run_cli(capsys, "report", "--run", "tv", "--out", str(tmp_path / "out"))
     assert code == 0, err
     assert "near chance, kept with --force" in (tmp_path / "out" / "reports" / "tv" / "index.html").read_text()
+
+
+def test_the_usual_wrappers_of_a_state_dict_are_understood(files, tmp_path):
+    state = read_state_dict(files / "erm.safetensors")
+    for i, wrapped in enumerate([state, {"state_dict": state, "epoch": 3}, {"model_state_dict": state, "optimizer": {}},
+                                 {"model": {f"_orig_mod.{k}": v for k, v in state.items()}},
+                                 {f"module.{k}": v for k, v in state.items()}]):  # fmt: skip
+        torch.save(wrapped, tmp_path / f"{i}.pt")
+        found = read_state_dict(tmp_path / f"{i}.pt")
+        assert found.keys() == state.keys() and all(torch.equal(found[k], state[k]) for k in state)
