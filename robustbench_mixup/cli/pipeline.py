@@ -62,6 +62,11 @@ class Context:
         """The results database, or None before anything was stored."""
         return ResultsDB(self.layout.database) if self.layout.database.is_file() else None
 
+    def n_train(self) -> int | None:
+        """The run's number of training images, from its run.json (None before training)."""
+        stored = read_run_json(self.layout, self.run)
+        return stored["dataset"]["n_train"] if stored is not None else None
+
     def n_test(self) -> int | None:
         """The run's number of test examples, from its run.json (None before training)."""
         stored = read_run_json(self.layout, self.run)
@@ -290,7 +295,8 @@ def run_pipeline(
     if record is not None and is_imported(record["config"]):  # models from files: evaluate them, train nothing
         p = for_imported(p, record["config"])
         ctx = dataclasses.replace(ctx, preset=p)
-        stages: tuple[Stage, ...] = tuple(s for s in stages_for(p) if not isinstance(s, (Train, Sweep)))
+        dropped: tuple[type, ...] = (Train, Sweep) if ctx.n_train() else (Train, Sweep, Probe)  # no pairs to probe
+        stages: tuple[Stage, ...] = tuple(s for s in stages_for(p) if not isinstance(s, dropped))
         say(f"run {ctx.run!r} was imported: its models are evaluated as they are (no training, no memorization "
             "sweep, which trains models of its own)")  # fmt: skip
     else:

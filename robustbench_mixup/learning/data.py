@@ -119,8 +119,14 @@ def load_dataset(
     bundled sets that have no official split, independently of any training seed, so runs with
     different seeds are scored on the same test images. `train_n` keeps a stratified subset of that
     many training images (`train_subset`); the test split is always whole."""
+    if isinstance(name, str) and name.startswith("npz:"):  # a test set the user brings (`learning.user_data`)
+        from robustbench_mixup.learning.user_data import read_npz
+
+        x_tr, y_tr, x_te, y_te, k = read_npz(Path(name[len("npz:") :]))
+        data = _make(name, x_tr, y_tr, x_te, y_te, tuple(str(c) for c in range(k)), augment=False)
+        return data if train_n is None else train_subset(data, train_n, seed=split_seed)
     if name not in LOADERS:
-        raise UsageError(f"unknown dataset {name!r}: choose one of {', '.join(LOADERS)}")
+        raise UsageError(f"unknown dataset {name!r}: choose one of {', '.join(LOADERS)}, or npz:PATH")
     data_root = Path(root) if root is not None else default_data_root()
     data = LOADERS[name](data_root, download, split_seed)
     return data if train_n is None else train_subset(data, train_n, seed=split_seed)
@@ -450,8 +456,9 @@ def _make(
     *,
     augment: bool,
 ) -> Dataset:
-    mean = x_tr.mean(dim=(0, 2, 3))
-    std = x_tr.std(dim=(0, 2, 3))
+    stats = x_tr if len(x_tr) > 1 else x_te  # a test set brought without training images: its own statistics
+    mean = stats.mean(dim=(0, 2, 3))
+    std = stats.std(dim=(0, 2, 3))
     return Dataset(
         name,
         x_tr.contiguous(),

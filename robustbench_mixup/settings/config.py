@@ -508,9 +508,15 @@ class DiagnoseConfig:
         return self
 
 
+def claim_eps(dataset: str) -> float:
+    """The ε the attack claims are read at on `dataset`; a test set the user brought (npz:PATH) takes the paper's
+    ImageNet ε, 4/255."""
+    return CLAIM_EPS.get(dataset, 4 / 255)
+
+
 def diagnose_eps(dataset: str) -> tuple[float, ...]:
     """The noise levels the diagnostics use by default: half, once and twice the dataset's claim ε."""
-    return tuple(f * CLAIM_EPS[dataset] for f in (0.5, 1.0, 2.0))
+    return tuple(f * claim_eps(dataset) for f in (0.5, 1.0, 2.0))
 
 
 # --- the memorization sweep ------------------------------------------------------------------------

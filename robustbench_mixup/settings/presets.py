@@ -8,13 +8,13 @@ from dataclasses import dataclass
 
 from robustbench_mixup.settings.config import (
     BASELINE,
-    CLAIM_EPS,
     DEFAULT_METHODS,
     METHODS,
     AttackConfig,
     DiagnoseConfig,
     ProbeConfig,
     TrainConfig,
+    claim_eps,
     diagnose_eps,
 )
 from robustbench_mixup.settings.errors import UsageError
@@ -51,7 +51,7 @@ class Preset:
     @property
     def claim_eps(self) -> float:
         """The ε the attack claims are judged at (`CLAIM_EPS` of the dataset); every attack grid holds it."""
-        return CLAIM_EPS[self.dataset]
+        return claim_eps(self.dataset)
 
     def train(self) -> TrainConfig:
         return TrainConfig(

@@ -11,6 +11,7 @@ in the metadata), with its per-example clean outcomes and the checks in the resu
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +24,14 @@ from robustbench_mixup.learning import checkpoints
 from robustbench_mixup.learning.data import Dataset, load_dataset
 from robustbench_mixup.learning.devices import predict, resolve_device
 from robustbench_mixup.learning.models import MODELS, Normalize, build_model
+from robustbench_mixup.learning.user_data import file_sha256
 from robustbench_mixup.learning.weights import fit, read_state_dict
 from robustbench_mixup.learning.zoo import Imported, check_arch
 from robustbench_mixup.measures.stats import wilson_interval
 from robustbench_mixup.settings.config import SURROGATE
 from robustbench_mixup.settings.errors import UsageError
 from robustbench_mixup.settings.fsutil import atomic_write_json, ensure_writable_dir, exclusive
-from robustbench_mixup.settings.imported import ImportConfig
+from robustbench_mixup.settings.imported import NPZ, ImportConfig
 from robustbench_mixup.settings.layout import Layout, check_run_name
 from robustbench_mixup.store.database import ResultsDB, read_stored
 from robustbench_mixup.store.provenance import environment
@@ -105,6 +107,11 @@ def import_run(
     cfg = cfg.validate()
     check_run_name(run)
     layout = Layout(out)
+    dataset_sha256 = None
+    if cfg.dataset.startswith(NPZ):  # the run names the file by its absolute path, and records its digest
+        npz = Path(cfg.dataset[len(NPZ) :]).resolve()
+        cfg = dataclasses.replace(cfg, dataset=f"{NPZ}{npz}")
+        dataset_sha256 = file_sha256(npz) if npz.is_file() else None
     paths = {member: Path(p) for member, p in cfg.paths().items()}
     digests = {}
     for member, path in paths.items():
@@ -148,7 +155,8 @@ def import_run(
                             previous["config"]["checks"])  # fmt: skip
 
     record = {
-        "imported": True, "dataset": cfg.dataset, "arch": arch, "methods": list(cfg.methods), "seed": 0,
+        "imported": True, "dataset": cfg.dataset, **({"dataset_sha256": dataset_sha256} if dataset_sha256 else {}),
+        "arch": arch, "methods": list(cfg.methods), "seed": 0,
         "split_seed": 0,
         "normalization": "weights" if arch in MODELS else "inside" if cfg.normalized else {"mean": mean, "std": std},
         "members": {m: {"file": paths[m].name, "sha256": digests[m]} for m in paths},

@@ -57,6 +57,9 @@ def probe_run(
     images, labels = (
         (data.train_images, data.train_labels) if spec.split == "train" else (data.test_images, data.test_labels)
     )
+    if len(labels) == 0:
+        raise UsageError(f"run {run!r}: its dataset has no {spec.split} images, so there are no pairs to probe (for a "
+                         "test set brought as npz:PATH, add train_images and train_labels to it)")  # fmt: skip
     include = spec.same_class == "include"
     available = count_pairs(labels, same_class=include)
     if spec.pairs > available:

@@ -123,6 +123,14 @@ def open_run(out: str | Path, run: str | None, *, device: str = "auto", data_roo
     from robustbench_mixup.learning.devices import resolve_device
 
     name, config = resolve_run(out, run)
+    if config.get("dataset_sha256"):  # a test set the user brought: still the file the run was made on
+        from robustbench_mixup.learning.user_data import file_sha256
+
+        path = Path(config["dataset"].split(":", 1)[1])
+        if not path.is_file() or file_sha256(path) != config["dataset_sha256"]:
+            raise UsageError(f"dataset {config['dataset']} is {'missing' if not path.is_file() else 'not the file'} "
+                             f"run {name!r} was imported on (its SHA-256 is recorded): restore that file, or import "
+                             "the models again under another --run")  # fmt: skip
     dev = resolve_device(device)
     models, metas = load_members(out, name, methods_of(config), dev, config)
     data = load_dataset(config["dataset"], root=data_root, split_seed=config.get("split_seed", 0),

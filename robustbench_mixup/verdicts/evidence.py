@@ -11,9 +11,9 @@ from typing import Any
 from robustbench_mixup.settings.commands import stage_commands
 from robustbench_mixup.settings.config import (
     BASELINE,
-    CLAIM_EPS,
     METHODS,
     TrainConfig,
+    claim_eps,
     surrogate_seed,
 )
 from robustbench_mixup.settings.imported import is_imported
@@ -70,7 +70,7 @@ def collect(out: str | Path, run: str) -> dict[str, Any]:
         "worst_case": worst, "indicators": indicators, "flags": flags, "probe_rows": probe_rows,
         "clean_rows": clean_rows, "sweep": sweep, "sweep_jobs": with_methods(sweep_jobs), "dataset": described,
         "final": final, "commands": stage_commands(layout.root, run, record["config"], made_by),
-        "claim_eps": made_by.claim_eps if made_by is not None else CLAIM_EPS.get(record["config"]["dataset"]),
+        "claim_eps": made_by.claim_eps if made_by is not None else claim_eps(record["config"]["dataset"]),
         "surrogate_seed": surrogate_seed(record["config"]["seed"]),
         "diagnostics": diagnostics, "methods": methods, "compared": tuple(m for m in methods if m != BASELINE),
         "settings": settings, "subset": subset, "imported": record["config"] if imported else None,
