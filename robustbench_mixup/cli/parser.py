@@ -489,8 +489,9 @@ def _add_import(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("--run", required=True, metavar="NAME", help="the new run's name")
     p.add_argument("--dataset", default=TRAIN.dataset, metavar="D",
-                   help=f"the test set: {', '.join(DATASETS)}, or npz:PATH (arrays images, labels; optionally "
-                        f"train_images, train_labels) (default: {TRAIN.dataset})")  # fmt: skip
+                   help=f"the test set: {', '.join(DATASETS)}, npz:PATH (arrays images, labels; optionally "
+                        f"train_images, train_labels) or folder:PATH (a folder of PNG/JPEG per class) "
+                        f"(default: {TRAIN.dataset})")  # fmt: skip
     p.add_argument("--arch", required=True, metavar="ARCH",
                    help=f"the models' architecture: {', '.join(MODELS)}, or torchvision:NAME (e.g. "
                         "torchvision:resnet18)")  # fmt: skip

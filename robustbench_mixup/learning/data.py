@@ -125,8 +125,13 @@ def load_dataset(
         x_tr, y_tr, x_te, y_te, k = read_npz(Path(name[len("npz:") :]))
         data = _make(name, x_tr, y_tr, x_te, y_te, tuple(str(c) for c in range(k)), augment=False)
         return data if train_n is None else train_subset(data, train_n, seed=split_seed)
+    if isinstance(name, str) and name.startswith("folder:"):  # class folders of images the user brings
+        from robustbench_mixup.learning.user_data import read_folder
+
+        x_te, y_te, classes = read_folder(Path(name[len("folder:") :]))
+        return _make(name, x_te[:0], y_te[:0], x_te, y_te, classes, augment=False)
     if name not in LOADERS:
-        raise UsageError(f"unknown dataset {name!r}: choose one of {', '.join(LOADERS)}, or npz:PATH")
+        raise UsageError(f"unknown dataset {name!r}: choose one of {', '.join(LOADERS)}, npz:PATH or folder:PATH")
     data_root = Path(root) if root is not None else default_data_root()
     data = LOADERS[name](data_root, download, split_seed)
     return data if train_n is None else train_subset(data, train_n, seed=split_seed)

@@ -1,4 +1,5 @@
-"""A test set the user brings: `npz:PATH`, a NumPy archive read at one boundary, never unpickled.
+"""A test set the user brings: `npz:PATH`, a NumPy archive, or `folder:PATH`, class folders of PNG/JPEG images;
+each read at one boundary, nothing unpickled.
 
 The archive holds `images` (uint8 in 0..255, or float in [0, 1]; NCHW, or NHWC with 1 or 3 channels) and `labels`
 (integers from 0), optionally `train_images` and `train_labels` (the probe's training pairs; without them the
@@ -19,17 +20,63 @@ import torch
 from robustbench_mixup.settings.errors import UsageError
 
 PREFIX = "npz:"
+FOLDER = "folder:"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+MAX_IMAGES = 200_000
 MAX_BYTES = 4 << 30  # what the arrays may unpack to, all together
 MAX_SIDE = 4096  # pixels per image side
 MAX_CLASSES = 100_000
 
 
 def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, or of a folder tree (each file's relative path and bytes, in sorted order)."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        if f != path:
+            h.update(str(f.relative_to(path)).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
     return h.hexdigest()
+
+
+def read_folder(path: Path) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
+    """(images (N, C, H, W) in [0, 1], labels (N,), class names) of an ImageFolder tree: one folder per class
+    (sorted by name, the label is its index) of PNG/JPEG files, all of one size; 1 channel when the first image is
+    grey, else 3. Each file's size is read from its header and checked before it is decoded (a decompression bomb
+    is refused unread); a truncated or unreadable file is one line naming it."""
+    from PIL import Image
+
+    where = f"dataset {FOLDER}{path}"
+    if not path.is_dir():
+        raise UsageError(f"{where}: no such folder")
+    classes = tuple(sorted(d.name for d in path.iterdir() if d.is_dir() and not d.name.startswith(".")))
+    if not classes:
+        raise UsageError(f"{where} has no class folders (expected PATH/CLASS/IMAGE.png, one folder per class)")
+    files = [(f, k) for k, c in enumerate(classes) for f in sorted((path / c).iterdir())
+             if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]  # fmt: skip
+    if not files or len(files) > MAX_IMAGES:
+        raise UsageError(f"{where} holds {len(files):,} PNG/JPEG images; expected 1 to {MAX_IMAGES:,}")
+    images, size, mode = [], None, None
+    for f, _ in files:
+        try:
+            with Image.open(f) as img:  # reads the header only: the size is known before any pixel is decoded
+                size, mode = size or img.size, mode or ("L" if img.mode in ("1", "L", "I", "I;16", "F") else "RGB")
+                found = img.size
+                pixels = None if found != size or max(found) > MAX_SIDE else np.asarray(img.convert(mode), np.uint8)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            raise UsageError(f"{where}: {f} cannot be read as an image ({type(exc).__name__}: {exc})") from None
+        if max(found) > MAX_SIDE:
+            raise UsageError(f"{where}: {f} is {found[0]}x{found[1]} pixels, more than {MAX_SIDE} a side: refused "
+                             "before decoding")  # fmt: skip
+        if pixels is None:
+            raise UsageError(f"{where}: {f} is {found[0]}x{found[1]}, the first image {size[0]}x{size[1]}: every "
+                             "image must have one size")  # fmt: skip
+        images.append(pixels)
+    x = torch.from_numpy(np.stack(images))
+    x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+    return x.float().div_(255.0).contiguous(), torch.tensor([k for _, k in files], dtype=torch.int64), classes
 
 
 def _images(a: np.ndarray, key: str, where: str) -> torch.Tensor:

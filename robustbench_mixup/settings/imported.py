@@ -17,7 +17,7 @@ from robustbench_mixup.settings.config import BASELINE, METHODS, SURROGATE, Data
 from robustbench_mixup.settings.errors import UsageError
 
 TORCHVISION = "torchvision:"
-NPZ = "npz:"  # a test set the user brings (`learning.user_data`)
+NPZ, FOLDER = "npz:", "folder:"  # a test set the user brings (`learning.user_data`)
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,9 @@ class ImportConfig:
     force: bool = False  # keep a model whose clean accuracy is near chance level
 
     def validate(self) -> ImportConfig:
-        if not (isinstance(self.dataset, str) and self.dataset.startswith(NPZ) and len(self.dataset) > len(NPZ)):
+        brought = isinstance(self.dataset, str) and any(self.dataset.startswith(p) and len(self.dataset) > len(p)
+                                                           for p in (NPZ, FOLDER))  # fmt: skip
+        if not brought:
             DatasetName.check(self.dataset, "dataset")
         if not isinstance(self.arch, str) or not (self.arch in ModelName.values() or self.arch.startswith(TORCHVISION)):
             raise UsageError(f"--arch must be one of {', '.join(ModelName.values())} or torchvision:NAME, got "
@@ -94,7 +96,7 @@ def check_imported(config: Mapping[str, Any]) -> None:
     try:
         methods = config["methods"]
         ok = (
-            (config["dataset"] in DatasetName.values() or str(config["dataset"]).startswith(NPZ))
+            (config["dataset"] in DatasetName.values() or str(config["dataset"]).startswith((NPZ, FOLDER)))
             and isinstance(config["arch"], str) and isinstance(methods, list) and BASELINE in methods
             and all(m in METHODS for m in methods) and len(set(methods)) == len(methods) >= 2
             and config["seed"] == 0 and config["split_seed"] == 0

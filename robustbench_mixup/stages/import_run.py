@@ -31,7 +31,7 @@ from robustbench_mixup.measures.stats import wilson_interval
 from robustbench_mixup.settings.config import SURROGATE
 from robustbench_mixup.settings.errors import UsageError
 from robustbench_mixup.settings.fsutil import atomic_write_json, ensure_writable_dir, exclusive
-from robustbench_mixup.settings.imported import NPZ, ImportConfig
+from robustbench_mixup.settings.imported import FOLDER, NPZ, ImportConfig
 from robustbench_mixup.settings.layout import Layout, check_run_name
 from robustbench_mixup.store.database import ResultsDB, read_stored
 from robustbench_mixup.store.provenance import environment
@@ -108,10 +108,11 @@ def import_run(
     check_run_name(run)
     layout = Layout(out)
     dataset_sha256 = None
-    if cfg.dataset.startswith(NPZ):  # the run names the file by its absolute path, and records its digest
-        npz = Path(cfg.dataset[len(NPZ) :]).resolve()
-        cfg = dataclasses.replace(cfg, dataset=f"{NPZ}{npz}")
-        dataset_sha256 = file_sha256(npz) if npz.is_file() else None
+    for prefix in (NPZ, FOLDER):  # a test set the user brought: named by its absolute path, its digest recorded
+        if cfg.dataset.startswith(prefix):
+            where = Path(cfg.dataset[len(prefix) :]).resolve()
+            cfg = dataclasses.replace(cfg, dataset=f"{prefix}{where}")
+            dataset_sha256 = file_sha256(where) if where.exists() else None
     paths = {member: Path(p) for member, p in cfg.paths().items()}
     digests = {}
     for member, path in paths.items():

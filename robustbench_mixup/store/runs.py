@@ -127,9 +127,9 @@ def open_run(out: str | Path, run: str | None, *, device: str = "auto", data_roo
         from robustbench_mixup.learning.user_data import file_sha256
 
         path = Path(config["dataset"].split(":", 1)[1])
-        if not path.is_file() or file_sha256(path) != config["dataset_sha256"]:
-            raise UsageError(f"dataset {config['dataset']} is {'missing' if not path.is_file() else 'not the file'} "
-                             f"run {name!r} was imported on (its SHA-256 is recorded): restore that file, or import "
+        if not path.exists() or file_sha256(path) != config["dataset_sha256"]:
+            state = "is missing" if not path.exists() else f"has changed since run {name!r} was imported on it"
+            raise UsageError(f"dataset {config['dataset']} {state} (its SHA-256 is recorded): restore it, or import "
                              "the models again under another --run")  # fmt: skip
     dev = resolve_device(device)
     models, metas = load_members(out, name, methods_of(config), dev, config)

@@ -100,4 +100,88 @@ def test_models_imported_on_an_npz_are_evaluated_and_its_file_must_stay_the_same
     assert_one_line_error(code, err, "its dataset has no train images, so there are no pairs to probe")
     np.savez(tmp_path / "test.npz", images=x[::-1].copy(), labels=y[::-1].copy())  # the file changes
     code, _, err = run_cli(capsys, "fgsm", "--eps", "0.1", "--mode", "white", *where)
-    assert_one_line_error(code, err, "is not the file run 'u' was imported on")
+    assert_one_line_error(code, err, "has changed since run 'u' was imported on it")
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header declares width × height grey pixels (and holds none): what a decompression bomb shows
+    before anything is decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+def _write_folder(root, n_per_class=3):
+    from PIL import Image
+
+    x, y, _, _ = _digits()
+    for k in range(3):
+        (root / f"class{k}").mkdir(parents=True)
+        for i, idx in enumerate(np.flatnonzero(y == k)[:n_per_class]):
+            Image.fromarray((x[idx, 0] * 255).round().astype(np.uint8), mode="L").save(root / f"class{k}" / f"{i}.png")
+    return x, y
+
+
+def test_a_folder_of_class_folders_is_a_test_set(tmp_path):
+    x, y = _write_folder(tmp_path / "f")
+    ds = load_dataset(f"folder:{tmp_path / 'f'}")
+    assert ds.classes == ("class0", "class1", "class2") and ds.image_shape == (1, 8, 8) and len(ds.train_labels) == 0
+    assert ds.test_labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]  # the label is the folder's index, sorted by name
+    first = (x[np.flatnonzero(y == 0)[0], 0] * 255).round() / 255
+    assert torch.allclose(ds.test_images[0, 0], torch.from_numpy(first).float())  # PNG is lossless
+
+
+@pytest.mark.parametrize("case", ["truncated", "bomb", "sizes", "empty"])
+def test_a_broken_or_hostile_folder_is_one_line(tmp_path, case):
+    from PIL import Image
+
+    root = tmp_path / "f"
+    _write_folder(root)
+    if case == "truncated":
+        f = root / "class1" / "0.png"
+        f.write_bytes(f.read_bytes()[:30])
+        needle = f"{f} cannot be read as an image"
+    elif case == "bomb":
+        (root / "class2" / "huge.png").write_bytes(_png_header(20000, 20000))
+        needle = "huge.png"
+    elif case == "sizes":
+        Image.new("L", (9, 9)).save(root / "class2" / "odd.png")
+        needle = "is 9x9, the first image 8x8: every image must have one size"
+    else:
+        root = tmp_path / "nothing"
+        root.mkdir()
+        needle = "has no class folders"
+    with pytest.raises(UsageError, match=re.escape(needle)):
+        load_dataset(f"folder:{root}")
+
+
+def test_models_imported_on_a_folder_are_attacked(tmp_path, capsys):
+    from robustbench_mixup.models import build_model
+
+    _write_folder(tmp_path / "f", n_per_class=20)
+    torch.manual_seed(0)
+    model = build_model("mlp", in_shape=[1, 8, 8], num_classes=3, mean=[0.3], std=[0.37])
+    ds = load_dataset(f"folder:{tmp_path / 'f'}")
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(60):  # fit the three classes (their test images are all there is)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(ds.test_images), ds.test_labels).backward()
+        opt.step()
+    torch.save(model.state_dict(), tmp_path / "m.pt")
+    out = tmp_path / "out"
+    code, _, err = run_cli(capsys, "import", "--run", "f", "--dataset", f"folder:{tmp_path / 'f'}", "--arch", "mlp",
+                           "--member", f"erm={tmp_path / 'm.pt'}", "--member", f"mixup={tmp_path / 'm.pt'}",
+                           "--out", str(out), "--device", "cpu")  # fmt: skip
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "fgsm", "--eps", "0.1", "--mode", "white", "--run", "f", "--out", str(out),
+                           "--device", "cpu")  # fmt: skip
+    assert code == 0, err
+    (tmp_path / "f" / "class0" / "0.png").unlink()  # the folder changes
+    code, _, err = run_cli(capsys, "fgsm", "--eps", "0.1", "--mode", "white", "--run", "f", "--out", str(out),
+                           "--device", "cpu")  # fmt: skip
+    assert_one_line_error(code, err, "has changed since run 'f' was imported on it")
