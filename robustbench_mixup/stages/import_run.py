@@ -12,7 +12,6 @@ in the metadata), with its per-example clean outcomes and the checks in the resu
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,10 +44,6 @@ class ImportResult:
     out: Path
     clean: dict[str, float]  # member -> clean test accuracy
     checks: dict[str, dict[str, Any]]  # member -> what the import measured of it
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _model(arch: str, dataset: Dataset, mean: list[float], std: list[float]) -> nn.Module:
@@ -118,7 +113,7 @@ def import_run(
     for member, path in paths.items():
         if not path.is_file():
             raise UsageError(f"--member {member}={str(path)!r}: no such file")
-        digests[member] = _sha256(path)
+        digests[member] = file_sha256(path)
     previous = read_stored(layout.database, lambda db: db.get_run(run))
     if previous is not None:  # the same import again (an interrupted one is written again), or another run
         stored = previous["config"]
