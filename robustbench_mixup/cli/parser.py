@@ -484,6 +484,8 @@ def _add_import(sub: argparse._SubParsersAction) -> None:
         ["robust-eval import --run mine --dataset mnist-5k --arch smallcnn --member erm=erm.pt --member mixup=mixup.pt",
          "robust-eval import --run tv --dataset cifar10 --arch torchvision:resnet18 --member erm=erm.safetensors \\\n"
          "      --member mixup=mixup.pt --source surrogate=other.pt --mean 0.491 0.482 0.447 --std 0.247 0.243 0.261",
+         "robust-eval import --run own --dataset npz:test.npz --arch mynets:build --normalized \\\n"
+         "      --member erm=erm.pt --member mixup=mixup.pt        # mynets.py in this folder",
          "robust-eval pgd --run mine --eps 0.1 --mode white    # then any command, on the run"],
         "run the same command again",
     )  # fmt: skip
@@ -493,8 +495,10 @@ def _add_import(sub: argparse._SubParsersAction) -> None:
                         f"train_images, train_labels) or folder:PATH (a folder of PNG/JPEG per class) "
                         f"(default: {TRAIN.dataset})")  # fmt: skip
     p.add_argument("--arch", required=True, metavar="ARCH",
-                   help=f"the models' architecture: {', '.join(MODELS)}, or torchvision:NAME (e.g. "
-                        "torchvision:resnet18)")  # fmt: skip
+                   help=f"the models' architecture: {', '.join(MODELS)}, torchvision:NAME (e.g. "
+                        "torchvision:resnet18), timm:NAME (the [zoo] extra) or your own factory MODULE:FUNCTION "
+                        "(e.g. mynets:build, called with num_classes= if it takes it; later commands import it "
+                        "only when ROBUST_EVAL_FACTORIES names it)")  # fmt: skip
     p.add_argument("--member", action="append", type=_role_path, required=True, metavar="ROLE=PATH",
                    help="a model's weights by its role: erm=PATH (required) and one or more of mixup, cutmix, "
                         "manifold-mixup, label-smoothing")  # fmt: skip

@@ -98,6 +98,7 @@ def _cmd_attack(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def _cmd_import(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from robustbench_mixup.learning.zoo import FACTORIES_ENV, is_factory
     from robustbench_mixup.settings.imported import ImportConfig
     from robustbench_mixup.stages.import_run import import_run
 
@@ -121,6 +122,9 @@ def _cmd_import(args: argparse.Namespace, argv: Sequence[str]) -> int:
     white = "" if cfg.source is not None else " --mode white"  # no black-box source imported
     print(f"checkpoints: {Layout(result.out).run_dir(result.run)}")
     print(f"next: robust-eval pgd --run {result.run} --eps ...{white}")
+    if is_factory(cfg.arch):
+        print(f"note: every later command that loads these models imports {cfg.arch} again, only when you name it: "
+              f"export {FACTORIES_ENV}={cfg.arch}")  # fmt: skip
     return 0
 
 

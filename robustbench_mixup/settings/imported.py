@@ -9,6 +9,7 @@ initial weights or batches: only by the test examples they are all scored on.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,9 @@ from typing import Any
 from robustbench_mixup.settings.config import BASELINE, METHODS, SURROGATE, DatasetName, ModelName
 from robustbench_mixup.settings.errors import UsageError
 
-TORCHVISION = "torchvision:"
+TORCHVISION, TIMM = "torchvision:", "timm:"  # a library's classification model by its name
+# The user's own factory, MODULE:FUNCTION (mypkg.nets:build): imported only when the user names it (`learning.zoo`)
+FACTORY = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*", re.ASCII)
 NPZ, FOLDER = "npz:", "folder:"  # a test set the user brings (`learning.user_data`)
 
 
@@ -25,7 +28,7 @@ class ImportConfig:
     """One import: the dataset the models are judged on, their architecture, and their weights files."""
 
     dataset: str
-    arch: str  # one of the package's networks, or torchvision:NAME
+    arch: str  # one of the package's networks, torchvision:NAME, timm:NAME or the user's MODULE:FUNCTION
     members: tuple[tuple[str, str], ...]  # (role, path of its weights): erm and at least one other method
     source: str | None = None  # the weights of the black-box source (member 'surrogate'); None: white box only
     mean: tuple[float, ...] | None = None  # the normalization the models expect, put inside each model
@@ -38,9 +41,9 @@ class ImportConfig:
                                                            for p in (NPZ, FOLDER))  # fmt: skip
         if not brought:
             DatasetName.check(self.dataset, "dataset")
-        if not isinstance(self.arch, str) or not (self.arch in ModelName.values() or self.arch.startswith(TORCHVISION)):
-            raise UsageError(f"--arch must be one of {', '.join(ModelName.values())} or torchvision:NAME, got "
-                             f"{self.arch!r}")  # fmt: skip
+        if not is_arch(self.arch):
+            raise UsageError(f"--arch must be one of {', '.join(ModelName.values())}, torchvision:NAME, timm:NAME "
+                             f"or your factory MODULE:FUNCTION, got {self.arch!r}")  # fmt: skip
         roles = [role for role, _ in self.members]
         for role, path in self.members:
             if role not in METHODS:
@@ -63,7 +66,7 @@ class ImportConfig:
         if self.arch in ModelName.values() and (self.normalized or self.mean is not None):
             raise UsageError(f"--arch {self.arch} is one of the package's networks, which carry their normalization "
                              "in their weights: leave out --mean/--std and --normalized")  # fmt: skip
-        if self.arch.startswith(TORCHVISION) and self.mean is None and not self.normalized:
+        if self.arch not in ModelName.values() and self.mean is None and not self.normalized:
             raise UsageError(f"--arch {self.arch}: declare the normalization its weights expect with --mean M … --std "
                              "S … (one number per channel), or --normalized if the model normalizes its [0, 1] "
                              "input itself")  # fmt: skip
@@ -83,6 +86,12 @@ class ImportConfig:
     def paths(self) -> dict[str, str]:
         """Member -> its weights file, the source as `surrogate`."""
         return {**dict(self.members), **({SURROGATE: self.source} if self.source is not None else {})}
+
+
+def is_arch(arch: object) -> bool:
+    """Whether `arch` has the form of an architecture an import accepts (whether it exists is `learning.zoo`'s)."""
+    return isinstance(arch, str) and (arch in ModelName.values() or arch.startswith((TORCHVISION, TIMM))
+                                      or FACTORY.fullmatch(arch) is not None)  # fmt: skip
 
 
 def is_imported(config: Mapping[str, Any]) -> bool:

@@ -25,7 +25,7 @@ from robustbench_mixup.learning.devices import predict, resolve_device
 from robustbench_mixup.learning.models import MODELS, Normalize, build_model
 from robustbench_mixup.learning.user_data import file_sha256
 from robustbench_mixup.learning.weights import fit, read_state_dict
-from robustbench_mixup.learning.zoo import Imported, check_arch
+from robustbench_mixup.learning.zoo import Imported, check_arch, is_factory, trust_factory
 from robustbench_mixup.measures.stats import wilson_interval
 from robustbench_mixup.settings.config import SURROGATE
 from robustbench_mixup.settings.errors import UsageError
@@ -126,6 +126,8 @@ def import_run(
         raise UsageError(f"{str(layout.run_dir(run))!r} already exists: choose another --run")
     dataset = load_dataset(cfg.dataset, root=data_root, download=download)
     arch = check_arch(cfg.arch)
+    if is_factory(arch):  # the user names their code here: this process may import it (later ones as they say)
+        trust_factory(arch)
     channels = dataset.image_shape[0]
     if cfg.normalized:
         mean, std = [0.0] * channels, [1.0] * channels

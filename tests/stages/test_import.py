@@ -256,7 +256,7 @@ def test_bad_import_arguments_are_one_line(tmp_path, capsys, argv, needle):
 
 def test_an_architecture_is_one_the_suite_can_build(tmp_path, capsys, files):
     for arch, needle in (("torchvision:os", "torchvision has no classification model 'os'"),
-                         ("timm:resnet18", "--arch must be one of"),
+                         ("nets/model.py", "--arch must be one of"),
                          ("torchvision:resnet18", "declare the normalization its weights expect")):  # fmt: skip
         code, _, err = run_cli(capsys, "import", "--run", "x", "--dataset", "digits", "--arch", arch, "--member",
                                f"erm={files / 'erm.pt'}", "--member", f"mixup={files / 'mixup.pt'}", "--out",
