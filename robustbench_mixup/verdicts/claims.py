@@ -83,6 +83,7 @@ class RunResults:
     probe_rows: Sequence[Row] = ()  # with `missed` and `norms` (None for rows stored before v6)
     sweep_config: Mapping[str, Any] | None = None  # of the sweep named like the run
     sweep_jobs: Sequence[Row] = ()  # its finished jobs, with `corrupted_fit`
+    imported: bool = False  # models trained elsewhere (`robust-eval import`): nothing here trained them
 
 
 @dataclass(frozen=True)
@@ -240,6 +241,8 @@ def memorization_points(results: RunResults, method: str) -> Measured | str:
     paired per corrupted example of the same (noise, seed), one replicate per seed; finished jobs without
     dropout at the noise nearest 0.5. Only a sweep of the run's own dataset, network and training images counts."""
     cfg = results.sweep_config
+    if results.imported:
+        return "imported models: memorization is measured on models the sweep trains itself"
     if cfg is None:
         return "no memorization sweep is named like the run"
     if (cfg.get("dataset"), cfg.get("model")) != (results.dataset, results.model):

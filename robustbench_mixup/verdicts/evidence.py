@@ -104,6 +104,7 @@ def run_results(data: dict[str, Any]) -> RunResults:
         claim_eps=data["claim_eps"], clean_rows=data["clean_rows"],
         attack_rows=data["attack_rows"], probe_rows=data["probe_rows"],
         sweep_config=None if data["sweep"] is None else data["sweep"]["config"], sweep_jobs=data["sweep_jobs"],
+        imported=data["imported"] is not None,
     )  # fmt: skip
 
 

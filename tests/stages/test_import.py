@@ -78,6 +78,7 @@ def test_a_plain_pytorch_pair_is_imported_attacked_probed_diagnosed_and_reported
     assert list(rows) == [spec.key for spec in CLAIMS]  # every claim, judged on the same test examples
     unmeasured = {key for key, row in rows.items() if "not measured" in row}
     assert unmeasured == {"fgsm_black", "ifgsm_black", "memorization"}  # no source, no training: said so
+    assert "imported models: memorization is measured on models the sweep trains itself" in rows["memorization"]
     assert "the package's network carries it in its weights (erm: mean [0.3059], std [0.3765]" in html
     summary = html[html.index('<h2 id="summary">') : html.index('<h2 id="sanity">')]
     assert "surrogate" not in summary and summary.count("imported, not trained here") == 2
