@@ -105,9 +105,12 @@ def test_the_attack_registry_and_the_attack_types_agree_and_the_cli_reads_the_re
     for name, info in ATTACKS.items():
         assert info.subcommand in commands
         help_text = commands[info.subcommand].format_help()
-        assert info.label in help_text and ("--steps" in help_text) == info.iterative
+        steps = "--queries" if name == "square" else "--steps"  # a search counts queries
+        assert info.label in help_text and (steps in help_text) == info.iterative
         for option in info.options:  # each setting the attack object takes is an option of its command
-            flag = {"seed": None, "step_size": "--step-size"}.get(option, f"--{option}")
+            flag = {"seed": None, "step_size": "--step-size", "early_stop": "--early-stop", "steps": steps}.get(
+                option, f"--{option}"
+            )
             assert flag is None or flag in help_text, (name, option)
         args = cli_parser.build_parser().parse_args(
             [info.subcommand, "--eps", "0.1", *(["--loss", info.loss] if info.loss != "ce" else [])]

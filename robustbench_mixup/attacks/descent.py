@@ -43,6 +43,11 @@ def _check_int(name: str, value: object, low: int) -> None:
         raise ValueError(f"{name} must be ≥ {low}, got {value}")
 
 
+def _check_flag(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+
+
 def _check_size(step_size: object) -> None:
     if step_size is not None and (isinstance(step_size, bool) or not isinstance(step_size, (int, float))):
         raise TypeError(f"step_size must be a number or None, got {type(step_size).__name__}")
@@ -85,14 +90,21 @@ class _Tracker:
         self.best_grad: torch.Tensor | None = None
         self.adv_x = x.clone() if self.keep_best else x
         self.grad_zero = self.grad_nonfinite = None
+        self.wrong: torch.Tensor | None = None
 
-    def observe(self, x: torch.Tensor, losses: torch.Tensor, logits: torch.Tensor, grad: torch.Tensor | None) -> None:
-        wrong = self.wrong = logits.argmax(1) != self.labels
+    def observe(self, x: torch.Tensor, losses: torch.Tensor, wrong: torch.Tensor, grad: torch.Tensor | None,
+                active: torch.Tensor | None = None) -> None:  # fmt: skip
+        """The point `x` with its losses, misclassified marks and gradient; `active`: the examples whose
+        gradient was computed (early stop: the others left the batch, their `wrong` True, losses carried)."""
+        self.wrong = wrong
         self.losses.append(losses)
         if self.grad_zero is None and grad is not None:
             flat = grad.flatten(1)
             self.grad_zero = (flat == 0).all(1)
             self.grad_nonfinite = ~torch.isfinite(flat).all(1)
+            if active is not None:  # no gradient was taken of the rest
+                self.grad_zero &= active
+                self.grad_nonfinite &= active
         if self.keep_best:
             new = wrong & ~self.fooled
             self.adv_x[new] = x[new]
@@ -198,6 +210,7 @@ def descend(
     keep: str = "last",
     bounds: Bounds = (0.0, 1.0),
     precision: str = "fp32",
+    early_stop: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, Trace]:
     """THE loop of every gradient attack: `steps` steps of `rule(radius, project)` from `start`
     (default x0), each projected onto the ε-ball around `x0` (per-example radii `eps`, shape (N,))
@@ -205,6 +218,7 @@ def descend(
 
     Each step costs one forward+backward. `keep` (see `_Tracker.result`) other than "last" costs one
     forward more, to score the last point: a point met on the way is never lost (no silent success).
+    `early_stop` (`_descend_early`): an example leaves the loop at its first misclassified point.
     """
     exact = eps.view(-1, *[1] * (x0.ndim - 1)).to(torch.float64)
     radius = exact.to(x0.dtype)
@@ -216,13 +230,60 @@ def descend(
 
     x = x0.clone() if start is None else project(start)
     step = rule(exact, project)
+    if not early_stop:
+        tracker = _Tracker(x, y, keep)
+        for k in range(steps):
+            grad, losses, logits = loss_gradient(model, x, y, loss, precision)
+            tracker.observe(x, losses, logits.argmax(1) != y, grad)
+            x = project(step(k, x, grad, losses, tracker))
+        if keep != "last":
+            with torch.no_grad(), _precision(x.device, precision):
+                logits = model(x)
+            tracker.observe(x, attack_loss(logits, y, loss), logits.float().argmax(1) != y, None)
+        return (*tracker.result(x), tracker.trace())
+    return _descend_early(model, x0, x, y, project, step, steps=steps, loss=loss, keep=keep, precision=precision)
+
+
+def _descend_early(
+    model: nn.Module, x0: torch.Tensor, x: torch.Tensor, y: torch.Tensor, project: Project,
+    step: Callable[..., torch.Tensor], *, steps: int, loss: str, keep: str, precision: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, Trace]:  # fmt: skip
+    """`descend` with early stop: an example misclassified clean, or at any point of its path, leaves the
+    batch there and keeps that point; only the rest go through the network. In eval mode an example's path
+    does not depend on the others', so the examples that stay take the very steps they take without it."""
+    shape = (-1, *[1] * (x0.ndim - 1))
+    with torch.no_grad(), _precision(x0.device, precision):
+        clean = model(x0).float()
+    active = clean.argmax(1) == y
+    x = torch.where(active.view(shape), x, x0)  # misclassified clean: the clean point is the answer
+    last = attack_loss(clean, y, loss)  # what a departed example's trace carries on
     tracker = _Tracker(x, y, keep)
+    tracker.fooled |= ~active
     for k in range(steps):
-        grad, losses, logits = loss_gradient(model, x, y, loss, precision)
-        tracker.observe(x, losses, logits, grad)
-        x = project(step(k, x, grad, losses, tracker))
-    if keep != "last":
-        with torch.no_grad(), _precision(x.device, precision):
-            logits = model(x)
-        tracker.observe(x, attack_loss(logits, y, loss), logits.float(), None)
+        idx = active.nonzero().squeeze(1)
+        if len(idx) == 0:
+            break
+        g, part, logits = loss_gradient(model, x[idx], y[idx], loss, precision)
+        grad = torch.zeros_like(x).index_copy_(0, idx, g)
+        losses = last.index_copy(0, idx, part.to(last.dtype))
+        wrong = (~active).index_copy(0, idx, logits.argmax(1) != y[idx])
+        tracker.observe(x, losses, wrong, grad, active)
+        last = losses
+        moved = project(step(k, x, grad, losses, tracker))
+        active = active & ~wrong
+        x = torch.where(active.view(shape), moved, x)  # a broken example stays at its first misclassified point
+    else:
+        if keep != "last":
+            idx = active.nonzero().squeeze(1)
+            wrong, losses = ~active, last
+            if len(idx):
+                with torch.no_grad(), _precision(x.device, precision):
+                    logits = model(x[idx]).float()
+                wrong = wrong.index_copy(0, idx, logits.argmax(1) != y[idx])
+                losses = last.index_copy(0, idx, attack_loss(logits, y[idx], loss).to(last.dtype))
+            tracker.observe(x, losses, wrong, None)
+    if not tracker.losses:  # every example misclassified clean
+        tracker.losses.append(last)
+    if keep != "last" and tracker.wrong is None:
+        tracker.wrong = ~active
     return (*tracker.result(x), tracker.trace())

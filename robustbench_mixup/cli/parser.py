@@ -182,6 +182,11 @@ def _add_attack(sub: argparse._SubParsersAction, command: str) -> None:
     if "restarts" in info.options:
         steps_line += ("\nRandom starts come from the run's seed: the same command gives the same numbers. With\n"
                        "--restarts R an example counts as broken if any restart breaks it.")  # fmt: skip
+    if "early_stop" in info.options:
+        steps_line += ("\n--early-stop: an example leaves the attack at its first misclassified point (robust\n"
+                       "accuracy counts it broken there, as AutoAttack does; the rest take the same steps),\n"
+                       "which saves the steps spent on what is already broken. White box only; the presets\n"
+                       "use it.")  # fmt: skip
     if len(names) > 1:
         steps_line += "\n--loss dlr attacks the difference-of-logits ratio, which does not saturate (≥ 3 classes)."
     eps = " ".join(info.example_eps)
@@ -190,9 +195,13 @@ def _add_attack(sub: argparse._SubParsersAction, command: str) -> None:
         f"robust-eval {command} --eps 4/255 8/255 --mode white --json",
         f"robust-eval {command} --eps 8/255 --run mnist-5k-smallcnn-a1-s0 --backend torchattacks --n 500",
     ]
+    steps_flag = "--queries" if command == "square" else "--steps"  # a search counts queries, not steps
+    own = "scores (no gradient)" if command == "square" else "gradients"
     if info.iterative:
         tuned = " --restarts 5" if "restarts" in info.options else " --step-size 0.002"
-        examples.insert(1, f"robust-eval {command} --eps 0.03 --steps {2 * info.default_steps}{tuned}")
+        examples.insert(1, f"robust-eval {command} --eps 0.03 {steps_flag} {2 * info.default_steps}{tuned}")
+    if "early_stop" in info.options:
+        examples.insert(2, f"robust-eval {command} --eps 0.03 0.1 --mode white --early-stop")
     if len(names) > 1:
         examples.insert(2, f"robust-eval {command} --eps 0.03 --loss dlr")
     if "precision" in info.options:
@@ -200,7 +209,7 @@ def _add_attack(sub: argparse._SubParsersAction, command: str) -> None:
     p = _command(
         sub, command, f"white- and black-box {label} evaluation of a trained run",
         f"Attack a trained run's models ('erm', 'mixup', any other method) with {label} ({info.summary})\n"
-        "on the test split. White box: each model is attacked with its own gradients. Black box (transfer,\n"
+        f"on the test split. White box: each model is attacked with its own {own}. Black box (transfer,\n"
         "the paper's Table 3): examples crafted on the run's 'surrogate' (or --source) are classified by each.\n"
         "Prints clean and robust top-1 accuracy per ε and the attack-failure indicators of the white box;\n"
         "every result (top-1/top-5, 95% Wilson intervals, per-example outcomes), indicator and sanity\n"
@@ -213,8 +222,9 @@ def _add_attack(sub: argparse._SubParsersAction, command: str) -> None:
         "--eps", type=_eps, nargs="+", required=True, metavar="ε", help="one or more ε in [0, 1]; 8/255 works"
     )
     if info.iterative:
-        p.add_argument("--steps", type=int, default=info.default_steps,
-                       help=f"iterations (default: {info.default_steps})")  # fmt: skip
+        what = "forwards per example and restart, at most" if command == "square" else "iterations"
+        p.add_argument(steps_flag, dest="steps", type=int, default=info.default_steps, metavar=steps_flag[2:].upper(),
+                       help=f"{what} (default: {info.default_steps})")  # fmt: skip
     if "step_size" in info.options:
         p.add_argument("--step-size", type=float, metavar="S", help=f"step size (default: {info.default_step_size})")
     if "restarts" in info.options:
@@ -232,6 +242,9 @@ def _add_attack(sub: argparse._SubParsersAction, command: str) -> None:
                        help="bf16: autocast in the attack loop, faster where the hardware has it, not exact "
                        f"(default: {ATTACK.precision})")  # fmt: skip
         p.add_argument("--compile", action="store_true", help="torch.compile the model for the attack loop")
+    if "early_stop" in info.options:
+        p.add_argument("--early-stop", action="store_true",
+                       help="white box: stop attacking an example at its first misclassified point")  # fmt: skip
     p.add_argument("--run", metavar="NAME", help="the run to evaluate (default: the latest)")
     p.add_argument("--mode", default=ATTACK.mode, choices=Mode.values(), help=f"(default: {ATTACK.mode})")
     p.add_argument("--source", metavar="CKPT", help="black-box source checkpoint (default: the run's surrogate)")

@@ -150,7 +150,7 @@ class Attack:
             rows = db.attack_rows(ctx.run, attack=self.attack, backend=cfg.backend, n=n)
         have = {(r["model"], r["mode"], r["eps"], AttackSetting.of(r)) for r in rows}
         modes = ("white", "black") if cfg.mode == "both" else (cfg.mode,)
-        return all((m, mode, e, atk.setting(e)) in have
+        return all((m, mode, e, atk.setting(e, mode)) in have
                    for m in ctx.preset.methods for mode in modes for e in cfg.eps)  # fmt: skip
 
     def run(self, ctx: Context) -> None:

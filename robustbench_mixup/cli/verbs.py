@@ -77,6 +77,7 @@ def _cmd_attack(args: argparse.Namespace, argv: Sequence[str]) -> int:
         steps=getattr(args, "steps", None), step_size=getattr(args, "step_size", None), mode=args.mode,
         backend=args.backend, n=args.n, batch_size=args.batch_size, restarts=getattr(args, "restarts", 1),
         precision=getattr(args, "precision", "fp32"), compile=getattr(args, "compile", False),
+        early_stop=getattr(args, "early_stop", False),
     ).validate()  # fmt: skip
     with Progress(args.attack, "images") as bar:
         ev = evaluate_run(cfg, out=args.out, run=args.run, source=args.source, device=args.device,

@@ -326,7 +326,8 @@ class AttackInfo:
     default_steps: int = 1
     default_step_size: str = "ε"  # the default step size, in words (the rule itself lives in the attack)
     example_eps: tuple[str, ...] = ("0", "0.01", "0.03", "0.1")  # the ε grid a suggested command uses
-    options: tuple[str, ...] = ()  # the settings the attack object takes: steps, step_size, restarts, seed, precision
+    options: tuple[str, ...] = ()  # the settings the attack object takes: steps, step_size, restarts, seed,
+    # precision, early_stop
     command: str = ""  # the subcommand that runs it (default: its name), with `loss` for APGD's losses
     loss: str = "ce"
     strong: bool = False  # a strong attack: what the verdict "survives a strong attack" is judged by
@@ -337,7 +338,7 @@ class AttackInfo:
 
 
 _ITERATIVE = ("steps", "step_size", "precision")
-_RANDOM = ("steps", "restarts", "seed", "precision")
+_RANDOM = ("steps", "restarts", "seed", "precision", "early_stop")
 ATTACKS: dict[str, AttackInfo] = {
     "fgsm": AttackInfo(
         "fgsm", "FGSM", "fast gradient sign method: one step of ε (Goodfellow et al. 2015)", iterative=False
@@ -350,7 +351,7 @@ ATTACKS: dict[str, AttackInfo] = {
     "pgd": AttackInfo(
         "pgd", "PGD", "projected gradient descent: random start, steps of 2.5·ε/steps, restarts (Madry et al. 2018)",
         iterative=True, default_steps=50, default_step_size="2.5·ε/steps", example_eps=("0.03", "0.1"),
-        options=(*_ITERATIVE, "restarts", "seed"), strong=True,
+        options=(*_ITERATIVE, "restarts", "seed", "early_stop"), strong=True,
     ),
     "apgd-ce": AttackInfo(
         "apgd-ce", "APGD-CE", "auto-PGD on the cross-entropy: momentum, adaptive step size (Croce & Hein 2020)",
@@ -361,6 +362,11 @@ ATTACKS: dict[str, AttackInfo] = {
         "apgd-dlr", "APGD-DLR", "auto-PGD on the difference-of-logits ratio, which does not saturate (≥ 3 classes)",
         iterative=True, default_steps=100, default_step_size="2ε, halved adaptively", example_eps=("0.03", "0.1"),
         options=_RANDOM, command="apgd", loss="dlr", strong=True,
+    ),
+    "square": AttackInfo(
+        "square", "Square", "score-based random search of ±ε squares, no gradient (Andriushchenko et al. 2020)",
+        iterative=True, default_steps=5000, default_step_size="squares of p = 0.8 of the image, shrinking",
+        example_eps=("0.03", "0.1"), options=("steps", "restarts", "seed"), strong=True,
     ),
 }  # fmt: skip
 PRECISIONS = ("fp32", "bf16")
@@ -377,11 +383,12 @@ class AttackSetting(NamedTuple):
     restarts: int = 1
     seed: int = 0  # of the random starts
     precision: str = "fp32"
+    early_stop: bool = False  # examples leave the loop at their first misclassified point
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> AttackSetting:
         return cls(row["steps"], row["step_size"], row.get("restarts", 1), row.get("seed", 0),
-                   row.get("precision", "fp32"))  # fmt: skip
+                   row.get("precision", "fp32"), bool(row.get("early_stop", 0)))  # fmt: skip
 
 
 def attack_named(subcommand: str, loss: str = "ce") -> str:
@@ -413,6 +420,7 @@ class AttackConfig:
     restarts: int = 1  # PGD and APGD: random restarts, the worst case per example kept
     precision: str = "fp32"  # "bf16": autocast in the attack's forward and backward (opt-in, not exact)
     compile: bool = False  # torch.compile the model inside the attack loop (opt-in)
+    early_stop: bool = False  # PGD and APGD: an example leaves the loop at its first misclassified point
 
     @property
     def info(self) -> AttackInfo:
@@ -443,8 +451,11 @@ class AttackConfig:
             raise UsageError(f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         if self.precision != "fp32" and "precision" not in options:
             raise UsageError(f"{self.attack} runs in fp32 only (--precision applies to iterative attacks)")
-        if (self.precision != "fp32" or self.compile) and self.backend != "native":
-            raise UsageError("--precision and --compile apply to --backend native only")
+        if self.early_stop and "early_stop" not in options:
+            raise UsageError(f"{self.attack} takes no --early-stop: it keeps the paper's protocol (every step on "
+                             "every example), as the libraries it agrees with do")  # fmt: skip
+        if (self.precision != "fp32" or self.compile or self.early_stop) and self.backend != "native":
+            raise UsageError("--precision, --compile and --early-stop apply to --backend native only")
         Mode.check(self.mode, "mode")
         if self.n is not None and self.n < 1:
             raise UsageError(f"--n must be ≥ 1, got {self.n}")

@@ -43,7 +43,8 @@ def build_attack(cfg: AttackConfig, seed: int = 0) -> Attack:
     """The attack object a validated config describes; `seed` (the run's) seeds its random starts."""
     options = ATTACKS[cfg.attack].options
     return make_attack(cfg.attack, steps=cfg.steps, step_size=cfg.step_size, restarts=cfg.restarts,
-                       seed=seed if "seed" in options else 0, precision=cfg.precision)  # fmt: skip
+                       seed=seed if "seed" in options else 0, precision=cfg.precision,
+                       early_stop=cfg.early_stop)  # fmt: skip
 
 
 @dataclass
@@ -236,7 +237,8 @@ def _craft_missing(
     folder = found.paths[0].parent
     with exclusive(folder / ".lock", f"the transfer sets of run {run!r}"):  # Layout.attacks_lock
         remove_stale_temporaries(folder)  # under the lock: no other process is writing here
-        crafted = craft_sets(cfg, attack, src_model, x, y, [cfg.eps[i] for i in missing], progress=progress)
+        crafted = craft_sets(cfg, attack.for_transfer(), src_model, x, y, [cfg.eps[i] for i in missing],
+                             progress=progress)  # fmt: skip
         for i, adv in zip(missing, crafted, strict=True):
             found.sets[i] = adv
             meta = {

@@ -312,13 +312,13 @@ class ResultsDB(SweepTables):
             for r in ev.rows:
                 c.execute(
                     """INSERT OR REPLACE INTO attack_results
-                       (run, model, attack, mode, source, eps, steps, step_size, restarts, seed, precision, backend,
-                        split, n, top1, top1_err, top1_lo, top1_hi, top5, top5_err, top5_lo, top5_hi, clean_top1,
-                        created, correct)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'test', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                       (run, model, attack, mode, source, eps, steps, step_size, restarts, seed, precision,
+                        early_stop, backend, split, n, top1, top1_err, top1_lo, top1_hi, top5, top5_err, top5_lo,
+                        top5_hi, clean_top1, created, correct)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'test', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                     (
                         ev.run, r.model, attack.name, r.mode, r.model if r.mode == "white" else ev.source, r.eps,
-                        *attack.setting(r.eps), backend, r.n,
+                        *attack.setting(r.eps, r.mode), backend, r.n,
                         r.top1, 1 - r.top1, *r.top1_ci, r.top5, 1 - r.top5, *r.top5_ci, ev.clean[r.model]["top1"], now,
                         None if r.correct is None else pack_outcomes(r.correct),
                     ),
@@ -327,9 +327,11 @@ class ResultsDB(SweepTables):
                 s = attack.setting(i.eps)  # an indicator's row names no seed: its evaluation's rows do
                 c.execute(
                     """INSERT OR REPLACE INTO attack_indicators (run, model, attack, backend, n, steps, step_size,
-                       restarts, precision, eps, indicator, value, threshold, status, p_value, detail, created)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                    (ev.run, i.model, attack.name, backend, n, s.steps, s.step_size, s.restarts, s.precision, i.eps,
+                       restarts, precision, early_stop, eps, indicator, value, threshold, status, p_value, detail,
+                       created)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    (ev.run, i.model, attack.name, backend, n, s.steps, s.step_size, s.restarts, s.precision,
+                     int(s.early_stop), i.eps,
                      i.name, i.value, i.threshold, i.status, i.p_value, i.detail, now),
                 )  # fmt: skip
             stored = [self._decoded(dict(r)) for r in c.execute("SELECT * FROM attack_results WHERE run=? AND n=?",

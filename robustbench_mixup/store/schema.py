@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 # Each entry migrates the schema from version i to i + 1.
 MIGRATIONS: list[list[str]] = [
@@ -198,6 +198,58 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (sweep, key, model, attack, eps),
             FOREIGN KEY (sweep, key) REFERENCES robust_cells(sweep, key)
         )""",
+    ],
+    [  # early stop: an example leaves a strong attack at its first misclassified point; part of the identity
+        "ALTER TABLE attack_results RENAME TO attack_results_v8",
+        """CREATE TABLE attack_results (
+            run TEXT NOT NULL REFERENCES runs(name),
+            model TEXT NOT NULL,            -- the classifier scored: 'erm' | 'mixup'
+            attack TEXT NOT NULL,           -- a key of config.ATTACKS ('fgsm', 'pgd', 'apgd-ce', ...)
+            mode TEXT NOT NULL,             -- 'white' | 'black'
+            source TEXT NOT NULL,           -- who crafted the examples: the model itself, 'surrogate' or a path
+            eps REAL NOT NULL, steps INTEGER NOT NULL, step_size REAL NOT NULL,
+            backend TEXT NOT NULL,          -- 'native' | 'torchattacks' | 'foolbox'
+            split TEXT NOT NULL, n INTEGER NOT NULL,
+            top1 REAL NOT NULL, top1_err REAL NOT NULL, top1_lo REAL NOT NULL, top1_hi REAL NOT NULL,
+            top5 REAL NOT NULL, top5_err REAL NOT NULL, top5_lo REAL NOT NULL, top5_hi REAL NOT NULL,
+            clean_top1 REAL NOT NULL,
+            created TEXT NOT NULL,
+            restarts INTEGER NOT NULL DEFAULT 1,
+            seed INTEGER NOT NULL DEFAULT 0,        -- of the random starts (the run's seed)
+            precision TEXT NOT NULL DEFAULT 'fp32', -- 'fp32' | 'bf16'
+            correct BLOB,                   -- per example, top-1 correct: numpy.packbits order; NULL before v5
+            early_stop INTEGER NOT NULL DEFAULT 0,  -- 1: white-box PGD/APGD stopped per example at its first success
+            PRIMARY KEY (run, model, attack, mode, source, eps, steps, step_size, restarts, seed, precision,
+                         early_stop, backend, split, n)
+        )""",
+        """INSERT INTO attack_results (run, model, attack, mode, source, eps, steps, step_size, backend, split, n,
+               top1, top1_err, top1_lo, top1_hi, top5, top5_err, top5_lo, top5_hi, clean_top1, created, restarts,
+               seed, precision, correct)
+           SELECT run, model, attack, mode, source, eps, steps, step_size, backend, split, n,
+               top1, top1_err, top1_lo, top1_hi, top5, top5_err, top5_lo, top5_hi, clean_top1, created, restarts,
+               seed, precision, correct
+           FROM attack_results_v8""",
+        "DROP TABLE attack_results_v8",
+        "ALTER TABLE attack_indicators RENAME TO attack_indicators_v8",
+        """CREATE TABLE attack_indicators (
+            run TEXT NOT NULL REFERENCES runs(name),
+            model TEXT NOT NULL, attack TEXT NOT NULL, backend TEXT NOT NULL, n INTEGER NOT NULL,
+            steps INTEGER NOT NULL, step_size REAL NOT NULL, restarts INTEGER NOT NULL, precision TEXT NOT NULL,
+            eps REAL NOT NULL,
+            indicator TEXT NOT NULL,        -- a key of indicators.INDICATORS
+            value REAL NOT NULL, threshold REAL NOT NULL,
+            status TEXT NOT NULL,           -- 'ok' | 'noise' | 'fired'
+            p_value REAL, detail TEXT NOT NULL, created TEXT NOT NULL,
+            early_stop INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (run, model, attack, backend, n, steps, step_size, restarts, precision, early_stop, eps,
+                         indicator)
+        )""",
+        """INSERT INTO attack_indicators (run, model, attack, backend, n, steps, step_size, restarts, precision, eps,
+               indicator, value, threshold, status, p_value, detail, created)
+           SELECT run, model, attack, backend, n, steps, step_size, restarts, precision, eps,
+               indicator, value, threshold, status, p_value, detail, created
+           FROM attack_indicators_v8""",
+        "DROP TABLE attack_indicators_v8",
     ],
 ]
 

@@ -158,7 +158,7 @@ def test_a_version_5_database_is_migrated_and_its_rows_are_read_without_outcomes
                     "0, 0.5, 0.1, 0, 0.3, 1, 0.9, 1.1, 'now')")  # fmt: skip
     con.close()
     with ResultsDB(path) as db:
-        assert db.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
+        assert db.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 9
         rows = db.probe_rows("r", outcomes=True)
         assert [(r["missed"], r["norms"]) for r in rows] == [(None, None)] * 2
         assert db.clean_rows("r") == [] and db.get_group("r") is None
@@ -178,7 +178,7 @@ def test_a_version_7_database_gains_the_robustness_sweep_tables(tmp_path):
     con.commit()
     con.close()
     with ResultsDB(path) as db:
-        assert db.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
+        assert db.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 9
         assert db.robust_rows("none") == [] and db.get_sweep("none") is None
 
 
