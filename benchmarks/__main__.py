@@ -31,9 +31,9 @@ from .timing import Result
 
 BENCHMARKS = (
     "fgsm_curve", "ifgsm", "mixup_overhead", "pair", "loader", "probe", "cli_startup", "paired_throughput",
-    "pgd", "apgd", "precision", "multi_eps", "batched",
+    "pgd", "apgd", "square", "precision", "multi_eps", "batched",
 )  # fmt: skip
-ITERATIVE = ("pgd", "apgd", "multi_eps")  # on `Sizes.iterative` images
+ITERATIVE = ("pgd", "apgd", "square", "multi_eps")  # on `Sizes.iterative` images
 HEAVY = (*ITERATIVE, "precision")  # calls of seconds to minutes on a CPU: HEAVY_REPEAT repetitions by default
 DEFAULT_REPEAT, HEAVY_REPEAT = 5, 3
 STAMP = ("created", "commit", "device", "cpu", "torch", "quick")  # where and when an entry was measured

@@ -59,7 +59,10 @@ def attack_table(ev: Evaluation) -> str:
         lines += [f"  - {f['check']}: {ATTACKS[f['attack']].label if f['attack'] in ATTACKS else f['attack']} "
                   f"{f['model']} {f['mode']} ε={f['eps']:g}: {f['detail']}" for f in failed]  # fmt: skip
     else:
-        lines.append("sanity checks: none failed (ε=0 = clean, monotone in ε, black ≥ white, strong ≤ I-FGSM ≤ FGSM)")
+        lines.append(
+            "sanity checks: none failed (ε=0 = clean, monotone in ε, black ≥ white, strong ≤ I-FGSM ≤ FGSM, "
+            "no break by a gradient-free attack that every gradient attack missed)"
+        )
     if noise:
         lines.append(f"  ({len(noise)} ordering difference(s) within sampling noise: see the report)")
     fired = [i for i in ev.indicators if i.status == "fired"]

@@ -309,5 +309,7 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         print("does the FGSM gain survive a strong attack? (paired, on the same examples)")
         for v in verdicts.strong[verdicts.name]:
             print(f"  {v.method}, {v.mode} box: {v.sentence}")
+            for c in v.caveats:
+                print(f"    caveat: {c}")
     print(f"report: {path.resolve().as_uri()}")
     return 0

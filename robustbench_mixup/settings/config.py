@@ -331,6 +331,7 @@ class AttackInfo:
     command: str = ""  # the subcommand that runs it (default: its name), with `loss` for APGD's losses
     loss: str = "ce"
     strong: bool = False  # a strong attack: what the verdict "survives a strong attack" is judged by
+    gradient: bool = True  # follows the input gradient (Square does not: it only reads the scores)
 
     @property
     def subcommand(self) -> str:
@@ -366,7 +367,7 @@ ATTACKS: dict[str, AttackInfo] = {
     "square": AttackInfo(
         "square", "Square", "score-based random search of ±ε squares, no gradient (Andriushchenko et al. 2020)",
         iterative=True, default_steps=5000, default_step_size="squares of p = 0.8 of the image, shrinking",
-        example_eps=("0.03", "0.1"), options=("steps", "restarts", "seed"), strong=True,
+        example_eps=("0.03", "0.1"), options=("steps", "restarts", "seed"), strong=True, gradient=False,
     ),
 }  # fmt: skip
 PRECISIONS = ("fp32", "bf16")

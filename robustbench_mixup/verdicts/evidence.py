@@ -132,7 +132,8 @@ class Verdicts:
 
 def strong_verdicts(data: dict[str, Any]) -> list[StrongVerdict]:
     """`strong.strong_attack_verdicts` on one run's collected results (`collect`)."""
-    return strong_attack_verdicts(data["attack_rows"], data["worst_case"], data["claim_eps"], data["compared"])
+    return strong_attack_verdicts(data["attack_rows"], data["worst_case"], data["claim_eps"], data["compared"],
+                                  data["indicators"])  # fmt: skip
 
 
 def judge_run(data: dict[str, Any]) -> Verdicts:

@@ -77,6 +77,28 @@ class StrongVerdict:
     table: tuple[GainsAtEps, ...] = ()  # every ε where FGSM and a strong attack both ran, ascending
     needs: tuple[AttackConfig, ...] = ()  # the evaluations that would decide it (to run, or to re-run)
     method: str = PAPER_METHOD  # the method compared with ERM
+    caveats: tuple[str, ...] = ()  # fired indicators of the strong attacks it reads, what each means for it
+
+
+# The indicators that say a strong attack's accuracy may be too high, and why (`attacks.indicators`).
+CAVEATS = {"incomplete": "the loss was still rising at the last step",
+           "doubling": "twice the steps changed the accuracy significantly (not converged)"}  # fmt: skip
+
+
+def caveats(indicators: Sequence[Row], head: GainsAtEps, method: str) -> tuple[str, ...]:
+    """One sentence per fired `CAVEATS` indicator of a strong attack that `head` reads, on ERM or `method`, on
+    the same n examples ("not converged" is measured at one ε per attack: it speaks for the attack's steps)."""
+    read = {g.attack: g.label for g in head.strong if g.attack != WORST}
+    out = []
+    for i in indicators:
+        if (i["attack"] in read and i["model"] in (BASELINE, method) and i["status"] == "fired"
+                and i["indicator"] in CAVEATS and i["n"] == head.n
+                and (i["indicator"] == "doubling" or i["eps"] == head.eps)):  # fmt: skip
+            who = "ERM" if i["model"] == BASELINE else METHODS[method].label
+            line = f"{who}'s {read[i['attack']]} accuracy may be overstated: {CAVEATS[i['indicator']]}"
+            if line not in out:
+                out.append(line)
+    return tuple(out)
 
 
 def _setting(row: Row) -> str:
@@ -189,6 +211,7 @@ def strong_verdict(
     claim_eps: float | None = None,
     *,
     method: str,
+    indicators: Sequence[Row] = (),
 ) -> StrongVerdict:
     """Whether the FGSM claim `spec` about `method` survives a strong attack; see `strong_attack_verdicts`."""
     mode = FGSM_CLAIMS[spec.key]
@@ -217,7 +240,8 @@ def strong_verdict(
     unpaired = [g for g in (head.fgsm, *head.strong) if g.diff is None]
     if unpaired:
         notes.append(f"stored without per-example outcomes: {', '.join(g.label for g in unpaired)}")
-    found_at = {"eps": head.eps, "n": head.n, "note": "; ".join(notes), "table": tuple(table)}
+    found_at = {"eps": head.eps, "n": head.n, "note": "; ".join(notes), "table": tuple(table),
+                "caveats": caveats(indicators, head, method) if mode == "white" else ()}  # fmt: skip
     paired = [g for g in head.strong if g.diff is not None]
     d = head.fgsm.diff
     if d is not None and d.lo <= 0:
@@ -239,6 +263,7 @@ def strong_attack_verdicts(
     worst: Sequence[Row] = (),
     claim_eps: float | None = None,
     methods: Sequence[str] = (PAPER_METHOD,),
+    indicators: Sequence[Row] = (),
 ) -> list[StrongVerdict]:
     """For each method of `methods` and each FGSM claim of `CLAIMS` (white and black box): does the method's
     FGSM gain survive a strong attack?
@@ -249,7 +274,10 @@ def strong_attack_verdicts(
     accuracy is taken under each, paired (`stats.paired_difference`), with the worst case in the white box.
     The headline is read at the FGSM claim's ε (`claim_eps`, else the nearest evaluated), or, when no strong attack ran
     there, at the largest ε where both did (the verdict's `note` says so); its rule is `STRONG_RULE`.
-    Nothing is guessed: rows without outcomes give "not paired: re-run".
+    Nothing is guessed: rows without outcomes give "not paired: re-run". `indicators` (stored indicator rows):
+    a white-box verdict carries, as `caveats`, the fired indicators that say a strong attack it reads may
+    overstate accuracy.
     """
     specs = [s for s in CLAIMS if s.key in FGSM_CLAIMS]
-    return [strong_verdict(s, rows, worst, claim_eps, method=m) for m in methods for s in specs]
+    return [strong_verdict(s, rows, worst, claim_eps, method=m, indicators=indicators) for m in methods
+            for s in specs]  # fmt: skip

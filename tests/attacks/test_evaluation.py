@@ -108,7 +108,7 @@ def test_models_come_back_as_they_went_in(plain):
         ({"images": None}, ValueError, "images must lie in [0, 1]"),  # stands for the images × 255, set below
         ({"labels": torch.zeros(3, dtype=torch.int64)}, TypeError, "labels must be an int64 tensor of shape (10,)"),
         ({"attacks": "fgsm"}, TypeError, "attacks must be a non-empty sequence"),
-        ({"attacks": ("cw",)}, ValueError, "attacks must be among fgsm, ifgsm, pgd, apgd-ce, apgd-dlr, got 'cw'"),
+        ({"attacks": ("cw",)}, ValueError, "attacks must be among fgsm, ifgsm, pgd, apgd-ce, apgd-dlr, square, got"),
         ({"eps": 0.1}, TypeError, "eps must be a non-empty sequence"),
         ({"eps": (0.0,)}, ValueError, "eps values must lie in (0, 1]"),
         ({"eps": (float("nan"),)}, ValueError, "eps values must lie in (0, 1]"),

@@ -153,7 +153,7 @@ def test_cuda_asked_for_without_a_gpu(capsys, tmp_path):
 @pytest.mark.parametrize(
     "argv, commands",
     [
-        ([], "train, import, fgsm, ifgsm, pgd, apgd, probe, diagnose, sweep, report, export, run"),
+        ([], "train, import, fgsm, ifgsm, pgd, apgd, square, probe, diagnose, sweep, report, export, run"),
         (["sweep"], "corrupt"),
     ],
 )

@@ -311,7 +311,7 @@ def strong(rows, worst=(), key="fgsm_white"):
 def test_strong_verdicts_cover_both_fgsm_claims_in_order():
     got = strong_verdicts.strong_attack_verdicts([])
     assert [(v.key, v.mode) for v in got] == [("fgsm_white", "white"), ("fgsm_black", "black")]
-    assert strong_verdicts.STRONG == ("pgd", "apgd-ce", "apgd-dlr")
+    assert strong_verdicts.STRONG == ("pgd", "apgd-ce", "apgd-dlr", "square")
 
 
 def test_a_gain_that_survives_every_strong_attack():
