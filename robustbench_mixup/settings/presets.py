@@ -94,7 +94,7 @@ PRESETS = {
         attacks=(AttackConfig("fgsm", _SMALL_EPS), AttackConfig("ifgsm", (0.05, 0.1), steps=10),
                  AttackConfig("pgd", (0.05, 0.1), steps=20, early_stop=True), *_AUTOATTACK_MNIST),
         probe_pairs=2000, probe_lambdas=21, sweep_noise=(0.5,), sweep_alpha=(0.0, 8.0), sweep_epochs=40,
-        summary="mnist-5k, smallcnn, ERM and mixup; about 9 min on 2 CPU cores",
+        summary="mnist-5k, smallcnn, ERM and mixup; about 5.5 min on 2 CPU cores",
     ),
     "family": Preset(
         name="family", dataset="mnist-5k", model="smallcnn", epochs=15, alpha=1.0, methods=tuple(METHODS),
@@ -103,7 +103,7 @@ PRESETS = {
                  AttackConfig("square", (claim_eps("mnist-5k"),), steps=5000, mode="white")),
         probe_pairs=1000, probe_lambdas=21, sweep_noise=(0.5,), sweep_alpha=(0.0, 8.0), sweep_epochs=30,
         seeds=(0, 1, 2),
-        summary="mnist-5k, smallcnn, the five methods, seeds 0 1 2 pooled; about 65 min on 2 CPU cores",
+        summary="mnist-5k, smallcnn, the five methods, seeds 0 1 2 pooled; over an hour on 2 CPU cores (Square)",
     ),
     "fashion": Preset(
         name="fashion", dataset="fashion-mnist", model="smallcnn", epochs=15, alpha=1.0, methods=tuple(METHODS),
