@@ -137,8 +137,7 @@ class Attack:
         jobs = [(i, e) for i, e in enumerate(eps) for _ in range(self.restarts)]
         starts = [self.start(x, _radii(e, x), generator) if e > 0 else None for _, e in jobs]
         shape = (-1, *[1] * (x.ndim - 1))
-        best = [(x, torch.full((len(y),), -math.inf, device=x.device), torch.zeros_like(y, dtype=torch.bool))
-                for _ in eps]  # fmt: skip
+        best: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}  # per ε: point, loss, broken
         traces: list[list[Trace]] = [[] for _ in eps]
         # Restart by restart (the starts were drawn above, in one order whatever the stopping): with early stop
         # a restart attacks only the examples no earlier restart broke at its ε.
