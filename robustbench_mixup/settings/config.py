@@ -436,7 +436,8 @@ class AttackConfig:
             if not (math.isfinite(e) and 0 <= e <= 1):
                 raise UsageError(f"--eps values must lie in [0, 1] (pixel units; 8/255 is written 8/255), got {e:g}")
         if self.steps is not None and not (_is_int(self.steps) and self.steps >= 1):
-            raise UsageError(f"--steps must be ≥ 1, got {self.steps}")
+            flag = "--queries" if self.attack == "square" else "--steps"  # a search counts queries
+            raise UsageError(f"{flag} must be ≥ 1, got {self.steps}")
         if self.step_size is not None and not (math.isfinite(self.step_size) and self.step_size > 0):
             raise UsageError(f"--step-size must be > 0, got {self.step_size:g}")
         options = self.info.options

@@ -105,3 +105,10 @@ def test_robust_accuracy_takes_square_by_name():
         y = model(x).argmax(1)
     acc = robust_accuracy(model, x, y, [0.0, 0.03], attack="square")
     assert acc[0] == 1.0 and 0.0 <= float(acc[1]) < 1.0  # every point is correct clean; some break at 0.03
+
+
+def test_a_bad_query_budget_is_named_by_the_flag_the_user_typed():
+    from robustbench_mixup.settings.config import AttackConfig
+
+    with pytest.raises(ValueError, match="--queries must be ≥ 1, got 0"):
+        AttackConfig("square", (0.1,), steps=0).validate()
