@@ -4,6 +4,7 @@
     python -m benchmarks --device cuda        # on the GPU, plus preact-resnet18 (width 64) paired throughput
     python -m benchmarks --quick              # tiny sizes, one repetition: checks that it all still runs
     python -m benchmarks --only fgsm_curve,ifgsm --repeat 9
+    python -m benchmarks --run checkpoints/quick  # pgd, apgd, square on the quick preset's ERM and mixup
 
 Every figure is the median of --repeat timings taken round-robin after one untimed warm-up call of each
 implementation (min and max are shown too); the 50- and 100-step attacks (pgd, apgd, precision,
@@ -18,6 +19,7 @@ met or missed; the command's exit status does not depend on them.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import subprocess
@@ -34,6 +36,7 @@ BENCHMARKS = (
     "pgd", "apgd", "square", "precision", "multi_eps", "batched",
 )  # fmt: skip
 ITERATIVE = ("pgd", "apgd", "square", "multi_eps")  # on `Sizes.iterative` images
+ON_RUN = ("pgd", "apgd", "square")  # what --run times on a run's models
 HEAVY = (*ITERATIVE, "precision")  # calls of seconds to minutes on a CPU: HEAVY_REPEAT repetitions by default
 DEFAULT_REPEAT, HEAVY_REPEAT = 5, 3
 STAMP = ("created", "commit", "device", "cpu", "torch", "quick")  # where and when an entry was measured
@@ -72,12 +75,25 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--only", default=None, help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
     ap.add_argument(
+        "--run",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"time {', '.join(ON_RUN)} on the models of a finished `robust-eval run` (its folder "
+        "checkpoints/NAME, for example the quick preset's) instead of the one-epoch setups",
+    )
+    ap.add_argument(
         "--out",
         type=Path,
         default=None,
-        help="JSON results (default benchmarks/results.json; --quick: benchmarks/results-quick.json)",
+        help="JSON results (default benchmarks/results.json; --quick: benchmarks/results-quick.json; --run: "
+        "benchmarks/results-run.json)",
     )
+    ap.add_argument("--n", type=int, default=None, help="with --run: test images attacked (default: 250 on a "
+                    "CPU, 1,000 on CUDA)")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.n is not None and (args.run is None or args.n < 1):
+        ap.error(f"--n must be ≥ 1 and comes with --run, got {args.n}")
     if args.repeat is not None and args.repeat < 1:
         ap.error(f"--repeat must be ≥ 1, got {args.repeat}")
     args.heavy_repeat = args.repeat or (1 if args.quick else HEAVY_REPEAT)
@@ -88,8 +104,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         if unknown or not args.only:
             given = ", ".join(unknown) or "(none given)"
             ap.error(f"--only: unknown benchmark(s) {given}; choose from {', '.join(BENCHMARKS)}")
+    if args.run is not None:
+        args.only = args.only or list(ON_RUN)
+        off = [name for name in args.only if name not in ON_RUN]
+        if off:
+            ap.error(f"--run times {', '.join(ON_RUN)} only, not {', '.join(off)}")
     if args.out is None:
-        args.out = HERE / ("results-quick.json" if args.quick else "results.json")
+        args.out = HERE / ("results-quick.json" if args.quick else "results-run.json" if args.run else "results.json")
     return args
 
 
@@ -141,9 +162,16 @@ def note_lines(notes: dict[str, Any]) -> list[str]:
         lines.append("vs fp32: " + "; ".join(parts))
     if "compile_seconds" in notes:
         lines.append(f"torch.compile: {notes['compile_seconds']:.1f} s of compilation (graph caches off), in warm-up")
+    if "early_stop_ceiling" in notes:
+        lines.append(f"early stop can be at most ×{notes['early_stop_ceiling']:.2f} the fastest peer here "
+                     "(the surviving examples take every step)")  # fmt: skip
+    if "seed_interval" in notes:
+        low, high = notes["seed_interval"]
+        seeds = ", ".join(f"{a:.3f}" for a in notes["seed_accuracies"])
+        lines.append(f"ours under {len(notes['seed_accuracies'])} seeds: {seeds}; interval [{low:.3f}, {high:.3f}]")
     if "speedup" in notes:
         lines.append(f"one call vs loop: ×{notes['speedup']:.2f}")
-    lines += [f"{key}: {notes[key]}" for key in ("art", "compile") if isinstance(notes.get(key), str)]
+    lines += [f"{key}: {notes[key]}" for key in ("art", "adv-lib", "compile") if isinstance(notes.get(key), str)]
     return lines
 
 
@@ -185,6 +213,16 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     size = setups.sizes(device, args.quick)
     built: dict[str, setups.Setup] = {}
+    keys: tuple[str, ...] = ("mnist", "cifar")
+    if args.run is not None:
+        try:
+            built = setups.from_run(args.run, device)
+        except UsageError as exc:
+            print(f"python -m benchmarks: error: {exc}", file=sys.stderr)
+            return 2
+        keys = tuple(built)
+        iterative = args.n or size["mnist"].iterative  # the MNIST sizes: 250 test images on the CPU
+        size = {k: dataclasses.replace(size["mnist"], iterative=iterative) for k in keys}
 
     def setup(key: str) -> setups.Setup:
         if key not in built:
@@ -206,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         elif name == "multi_eps" and device.type != "cuda":
             jobs.append((name, lambda: attacks.multi_eps(None, repeat=args.heavy_repeat, n=0)))  # skipped
         else:
-            for key in ("mnist", "cifar"):
+            for key in keys:
                 if name == "probe":
                     fn = lambda k=key: probe.probe(setup(k), pairs=size[k].pairs, **kw)  # noqa: E731
                 elif name in HEAVY:

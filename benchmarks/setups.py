@@ -12,7 +12,9 @@ with ε; the timings do not depend on the weights.
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -115,3 +117,34 @@ def build(key: str, size: Sizes, device: torch.device) -> Setup:
         p.requires_grad_(False)
     setup.trained = trained
     return setup
+
+
+def from_run(run_dir: Path, device: torch.device) -> dict[str, Setup]:
+    """The models of a finished `robust-eval run` (its folder `checkpoints/NAME`), one setup per method
+    (the surrogate left out), on the run's test images: the attacks timed on the models a user evaluates,
+    whose robust accuracies are what the early-stop ratio depends on. Read through the package's own
+    checks (`checkpoints.load`); a folder that is not a run raises UsageError."""
+    from robustbench_mixup.learning import checkpoints
+    from robustbench_mixup.settings.errors import UsageError
+
+    try:
+        record = json.loads((run_dir / "run.json").read_text())
+        cfg = TrainConfig(**record["config"])
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise UsageError(
+            f"--run {str(run_dir)!r} is not a run's folder (checkpoints/NAME with run.json): {exc}"
+        ) from None
+    dataset = load_dataset(cfg.dataset, split_seed=cfg.split_seed)
+    found = {}
+    for path in sorted(run_dir.glob("*.safetensors")):
+        if path.stem == "surrogate":
+            continue
+        model, _ = checkpoints.load(path, device=device)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        test_x, test_y = dataset.test_images.to(device), dataset.test_labels.to(device)
+        name = f"{run_dir.name}/{path.stem}/{cfg.model}/{cfg.dataset}"
+        found[path.stem] = Setup(name, dataset, cfg, device, test_x[:0], test_y[:0], test_x, test_y, model, model)
+    if not found:
+        raise UsageError(f"--run {str(run_dir)!r} holds no model checkpoint (*.safetensors)")
+    return found

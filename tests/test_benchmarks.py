@@ -7,6 +7,7 @@ Timings themselves are never asserted here (they live in benchmarks/results.json
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -135,12 +136,69 @@ def test_table_shows_skips_accuracies_and_precision() -> None:
     assert "bf16 ×0.50 speed, +0.40 points" in text and "compile: skipped in --quick" in text
 
 
-@pytest.mark.parametrize("argv", [["--repeat", "0"], ["--only", "fgsm,probe"], ["--only", ","]])
+@pytest.mark.parametrize(
+    "argv",
+    [["--repeat", "0"], ["--only", "fgsm,probe"], ["--only", ","], ["--run", "x", "--only", "pgd,ifgsm"],
+     ["--n", "100"], ["--run", "x", "--n", "0"]],
+)  # fmt: skip
 def test_bad_options_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         parse(argv)
     assert exc.value.code == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_run_option_times_the_iterative_attacks_on_a_run() -> None:
+    args = parse(["--run", "checkpoints/quick", "--n", "500"])
+    assert args.only == ["pgd", "apgd", "square"] and args.n == 500 and args.out.name == "results-run.json"
+    assert parse(["--run", "checkpoints/quick", "--only", "square"]).only == ["square"]
+
+
+def test_from_run_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
+    from benchmarks.setups import from_run
+    from robustbench_mixup.settings.errors import UsageError
+
+    with pytest.raises(UsageError, match="not a run's folder"):
+        from_run(tmp_path, torch.device("cpu"))
+    (tmp_path / "run.json").write_text('{"config": {"dataset": "digits", "model": "smallcnn"}}')
+    with pytest.raises(UsageError, match="holds no model checkpoint"):
+        from_run(tmp_path, torch.device("cpu"))
+    (tmp_path / "run.json").write_text('{"config": {"no_such_field": 1}}')
+    with pytest.raises(UsageError, match="not a run's folder"):
+        from_run(tmp_path, torch.device("cpu"))
+
+
+def test_early_stop_ceiling_is_the_share_the_survivors_leave() -> None:
+    """Survivors take every step: with robust accuracy a, early stop is at most (peer / ours) / a times the
+    peer. A peer 1.2× slower than ours and a = 0.6 give a ceiling of 2; 1.6× measured reaches 80% of it."""
+    from benchmarks.attacks import _early_targets
+
+    t = {"ours": 10.0, "ours early stop": 7.5, "torchattacks": 12.0, "foolbox": 20.0}
+    result = Result("pgd", "m", {k: Timing(v, v, v, 1) for k, v in t.items()})
+    accuracies = {"ours": 0.6, "ours early stop": 0.6, "torchattacks": 0.6, "foolbox": 0.61}
+    _early_targets(result, accuracies, ["torchattacks", "foolbox"])
+    assert result.notes["fastest_peer"] == "torchattacks"
+    assert result.notes["early_stop_ceiling"] == pytest.approx(2.0)
+    got = {tg.label: (tg.value, tg.met) for tg in result.targets}
+    assert got["torchattacks / ours early stop"] == (pytest.approx(1.6), False)
+    assert got["share of the early-stop ceiling reached"] == (pytest.approx(0.8), True)
+    assert got["accuracy ours early stop − min over peers"] == (0.0, True)
+    assert "early stop can be at most ×2.00 the fastest peer here" in table([result])
+    none_left = Result("pgd", "m", {k: Timing(v, v, v, 1) for k, v in t.items()})
+    _early_targets(none_left, {**accuracies, "ours early stop": 0.0}, ["torchattacks"], superset=False)
+    assert "early_stop_ceiling" not in none_left.notes  # nothing survives: no ceiling but the batch overhead
+    assert [tg.label for tg in none_left.targets] == ["torchattacks / ours early stop", "ours / ours early stop"]
+
+
+def test_adv_lib_absent_is_a_note_not_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from benchmarks.attacks import _adv_lib
+
+    monkeypatch.setitem(sys.modules, "adv_lib", None)
+    monkeypatch.setitem(sys.modules, "adv_lib.attacks", None)
+    why = _adv_lib(lambda attacks: lambda: 0.0)
+    assert isinstance(why, str) and why.startswith("skipped: adv-lib is not installed")
 
 
 def test_art_absent_is_a_note_not_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
