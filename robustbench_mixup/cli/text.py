@@ -99,7 +99,8 @@ def diagnostics_table(rows: dict[str, dict[str, float]], eps: Sequence[float]) -
 
 def print_claims(claims: Sequence[Any]) -> None:
     """The claims as `robust-eval run` prints them: verdict, paired effect with its interval, where."""
-    from robustbench_mixup.verdicts.claims import format_p, seeds_statement
+    from robustbench_mixup.verdicts.claims import format_p, p_equals, seeds_statement
+    from robustbench_mixup.verdicts.headline import in_words
 
     for c in claims:
         if c.effect is None:
@@ -109,7 +110,17 @@ def print_claims(claims: Sequence[Any]) -> None:
         e = c.effect
         effect = f"{fmt.format(scale * e.diff)} [{fmt.format(scale * e.lo)}, {fmt.format(scale * e.hi)}]"
         unit = " points" if c.unit == "%" else ""
-        p = f"p = {format_p(c.p_value)} (Holm {format_p(c.p_holm)})"
-        print(f"  {c.verdict:<14} {c.claim}: {c.method} − erm {effect}{unit}, {p}; {c.where}"
+        p = f"{p_equals(c.p_value)} (Holm {format_p(c.p_holm)})"
+        print(f"  {c.verdict:<14} {c.claim}: {c.method} − ERM {effect}{unit} ({in_words(c)}), {p}; {c.where}"
               f"{'; ' + c.holds if c.holds else ''}")  # fmt: skip
     print(f"  {seeds_statement(claims)}")
+
+
+def print_headline(lines: Sequence[str]) -> None:
+    """The report's headline (`verdicts.headline`), wrapped for a terminal."""
+    import textwrap
+
+    if lines:
+        print("what this report found:")
+    for line in lines:
+        print(textwrap.fill(line, width=110, initial_indent="  ", subsequent_indent="    "))

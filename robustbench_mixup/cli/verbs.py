@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 from collections.abc import Sequence
 
-from robustbench_mixup.cli.text import as_json, attack_table, diagnostics_table, print_claims
+from robustbench_mixup.cli.text import as_json, attack_table, diagnostics_table, print_claims, print_headline
 from robustbench_mixup.settings.config import (
     METHODS,
     PROG,
@@ -266,12 +266,14 @@ def _cmd_sweep_corrupt(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def _cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from robustbench_mixup.report.pages import build, build_comparison
+    from robustbench_mixup.report.pages import render, render_comparison
 
     if args.compare is not None:
-        print(build_comparison(args.out, args.compare))
+        path, found = render_comparison(args.out, args.compare)
     else:
-        print(build(out=args.out, run=args.run))
+        path, _, found = render(out=args.out, run=args.run)
+    print_headline(found)
+    print(f"report: {path.resolve().as_uri()}")
     return 0
 
 
@@ -294,7 +296,7 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
              "download": args.download, "argv": [PROG, *argv], "sweep_workers": args.jobs}  # fmt: skip
     # The console prints the verdicts the report stage judged: the same objects, judged once.
     if seeds is not None:
-        group, runs, (path, verdicts) = run_group(p, seeds, **where)
+        group, runs, (path, verdicts, headline) = run_group(p, seeds, **where)
         print(f"group {group} (runs {', '.join(runs)}): the paper's claims, paired, pooled over the seeds")
         print_claims(verdicts.claims)
         print("does the FGSM gain survive a strong attack? (per seed, paired on the same examples)")
@@ -302,7 +304,7 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             for v in strong:
                 print(f"  {run}, {v.method}, {v.mode} box: {v.sentence}")
     else:
-        path, verdicts = run_pipeline(p, **where)
+        path, verdicts, headline = run_pipeline(p, **where)
         print(f"run {run_name(p, args.run)}: the paper's claims, paired on the same examples (rule and figures in "
               "the report)")  # fmt: skip
         print_claims(verdicts.claims)
@@ -311,5 +313,6 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             print(f"  {v.method}, {v.mode} box: {v.sentence}")
             for c in v.caveats:
                 print(f"    caveat: {c}")
+    print_headline(headline)
     print(f"report: {path.resolve().as_uri()}")
     return 0

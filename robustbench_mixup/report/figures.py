@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
+import re
 import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,14 +27,27 @@ if TYPE_CHECKING:
     from robustbench_mixup.settings.layout import Layout
 
 
-def _png(fig: Any) -> str:
+DPI = 90  # inline figures: at 90 dpi a font of 8 pt is 10 px, the smallest a page shows (`theme.MIN_TEXT_PX`)
+SMALL = 8  # pt: the smallest font any figure uses
+COLUMNS = 3  # panels per row of a figure that wraps: 3 panels of 3.4 in at DPI fit a 1,058-px page column
+
+
+def _png(fig: Any) -> Any:
     from robustbench_mixup.report import theme as figures
 
-    return figures.png_data_uri(fig, dpi=90)
+    return figures.png_data_uri(fig, dpi=DPI)
 
 
-def _file_png(path: Path) -> str | None:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode() if path.is_file() else None
+def _file_png(path: Path) -> Any:
+    from robustbench_mixup.report import theme
+
+    return theme.read_png(path) if path.is_file() else None
+
+
+def _grid(n: int) -> tuple[int, int]:
+    """(rows, columns) of `n` panels wrapped at COLUMNS per row."""
+    cols = min(n, COLUMNS)
+    return -(-n // cols), cols
 
 
 def training_figure(epochs: list[dict[str, Any]], members: Sequence[str] = ("erm", "mixup", SURROGATE)) -> str:
@@ -71,9 +84,12 @@ def robustness_figure(
     if worst:
         panels.append((WORST, "white"))
         worst = [w for w in worst if w["n"] == max(x["n"] for x in worst)]  # one curve per model
+    nrows, ncols = _grid(len(panels))
     with figures.theme():
-        fig, axes = figures.new_figure(1, len(panels), figsize=(3.4 * len(panels), 3), squeeze=False)
-        for ax, (attack, mode) in zip(axes[0], panels, strict=True):
+        fig, axes = figures.new_figure(nrows, ncols, figsize=(3.4 * ncols, 3 * nrows), squeeze=False)
+        for ax in axes.flat[len(panels) :]:
+            ax.set_visible(False)
+        for ax, (attack, mode) in zip(axes.flat, panels, strict=False):
             for model in methods:
                 key = (attack, mode, model, "native")
                 if attack == WORST:
@@ -95,55 +111,59 @@ def robustness_figure(
         return _png(fig)
 
 
+def _paper_setting(c: Claim) -> str:
+    """The paper's dataset and ε of a claim, from its wording of the paper's figure: "(ImageNet, ε = 4/255)"."""
+    match = re.search(r"\(([^()]*)\)\s*$", c.paper or "")
+    return match.group(1) if match else ""
+
+
 def forest_figure(claims: Sequence[Claim]) -> str | None:
     """One row per measured claim: method − ERM with its 95% interval, 0 marked, the margin of "no worse"
-    dashed, the paper's difference (where it gives one) as a hollow diamond. Points for % claims; the gradient
-    norm, in its own unit, on a panel of its own."""
+    dashed. Points for % claims; the gradient norm, in its own unit, on a panel of its own. The paper's
+    difference (where it gives one) is not drawn on this run's axis: it was measured on other data at another
+    ε, so it stands in a column of its own at the right, in words, with its dataset and ε."""
     from robustbench_mixup.report import theme as figures
 
     shown = [c for c in claims if c.effect is not None]
     if not shown:
         return None
     who = PAPER_METHOD if {c.method for c in shown} == {PAPER_METHOD} else "method"
-    panels = [("%", f"{who} − ERM, points"), ("", f"{who} − ERM, gradient norm")]
+    panels = [("%", f"{who} − ERM, points (this run)"), ("", f"{who} − ERM, gradient norm (this run)")]
     panels = [(u, label) for u, label in panels if any(c.unit == u for c in shown)]
     colours = {"reproduced": "#029e73", "contradicted": "#d55e00", "inconclusive": "#949494"}
     with figures.theme():
         heights = [sum(1 for c in shown if c.unit == u) for u, _ in panels]
-        width = 7.5 if who == PAPER_METHOD else 8.5  # room for the methods' names
-        fig, axes = figures.new_figure(len(panels), 1, figsize=(width, 0.9 + 0.45 * len(shown)), squeeze=False,
-                                       gridspec_kw={"height_ratios": heights})  # fmt: skip
-        for ax, (unit, label) in zip(axes[:, 0], panels, strict=True):
+        width = 10.5 if who == PAPER_METHOD else 11.5  # room for the methods' names and the paper's column
+        fig, axes = figures.new_figure(len(panels), 2, figsize=(width, 1.1 + 0.45 * len(shown)), squeeze=False,
+                                       gridspec_kw={"height_ratios": heights, "width_ratios": [3, 1.6]})  # fmt: skip
+        for (ax, side), (unit, label) in zip(axes, panels, strict=True):
             mine = [c for c in shown if c.unit == unit]
             scale = 100 if unit == "%" else 1
             ends = [scale * v for c in mine for v in (c.effect.lo, c.effect.hi)] + [0.0]
             pad = 0.08 * (max(ends) - min(ends) or 1.0)
-            left, right = min(ends) - pad, max(ends) + pad
             for y, c in enumerate(reversed(mine)):
                 e = c.effect
                 if c.direction == "no_worse":
                     ax.plot([-100 * MARGIN] * 2, [y - 0.35, y + 0.35], linestyle="--", color="#de8f05", linewidth=1)
                 ax.errorbar([scale * e.diff], [y], xerr=[[scale * (e.diff - e.lo)], [scale * (e.hi - e.diff)]],
                             fmt="o", color=colours.get(c.verdict, "#949494"), capsize=3)  # fmt: skip
-                if c.paper_diff is None:
-                    continue
-                # the paper's difference, where it falls inside the data's range; else at the edge, in words
-                x = min(max(c.paper_diff, left + pad / 2), right - pad / 2)
-                ax.plot([x], [y], marker="D", mfc="none", color="#0173b2", linestyle="none",
-                        label="paper" if not ax.get_legend_handles_labels()[1] else None)  # fmt: skip
-                if x != c.paper_diff:
-                    ax.annotate(f"paper {c.paper_diff:+.1f}", (x, y), xytext=(0, 7), textcoords="offset points",
-                                ha="right" if x > 0 else "left", fontsize=6, color="#0173b2")  # fmt: skip
-            ax.set_xlim(left, right)
+                if c.paper_diff is not None:
+                    side.text(0.02, y, f"{c.paper_diff:+.1f} · {_paper_setting(c)}", va="center", fontsize=SMALL,
+                              color="#0173b2")  # fmt: skip
+            ax.set_xlim(min(ends) - pad, max(ends) + pad)
             ax.axvline(0, color=".3", linewidth=1)
             ax.set_yticks(range(len(mine)))
-            ax.set_yticklabels([_short(c, who != PAPER_METHOD) for c in reversed(mine)], fontsize=7)
+            ax.set_yticklabels([_short(c, who != PAPER_METHOD) for c in reversed(mine)], fontsize=SMALL)
             ax.set_xlabel(label)
             ax.set_ylim(-0.6, len(mine) - 0.4)
-            if any(c.paper_diff is not None for c in mine):
-                ax.legend(fontsize=7, loc="lower right")
+            side.set_ylim(-0.6, len(mine) - 0.4)
+            side.set_xlim(0, 1)
+            side.set_xticks([])
+            side.set_yticks([])
+            side.grid(False)
+            if ax is axes[0][0]:
+                side.set_title("the paper's mixup − ERM\n(other data and ε)", fontsize=SMALL, color="#0173b2")
         fig.tight_layout()
-        fig.subplots_adjust(left=fig.subplotpars.left + 0.015)  # tight_layout clips the longest labels by a glyph
         return _png(fig)
 
 
@@ -183,11 +203,11 @@ def compare_figure(runs: Sequence[str], claims: Mapping[str, Sequence[Claim]]) -
                             fmt="o", color=colours[k], capsize=2, label=run)  # fmt: skip
         ax.axvline(0, color=".3", linewidth=1)
         ax.set_yticks(range(len(keys)))
-        ax.set_yticklabels([_short(dataclasses.replace(labels[k], at=None)) for k in reversed(keys)], fontsize=7)
+        ax.set_yticklabels([_short(dataclasses.replace(labels[k], at=None)) for k in reversed(keys)], fontsize=SMALL)
         ax.set_xlabel("method − ERM, points")
         handles, labels = ax.get_legend_handles_labels()
         unique = dict(zip(labels, handles, strict=True))
-        ax.legend(unique.values(), unique.keys(), fontsize=7)
+        ax.legend(unique.values(), unique.keys(), fontsize=SMALL)
         fig.tight_layout()
         return _png(fig)
 
@@ -196,9 +216,10 @@ def _by_key(claims: Sequence[Claim], key: str) -> Claim | None:
     return next((c for c in claims if c.ident == key and c.effect is not None), None)
 
 
-def curve_figure(c: Claim) -> str | None:
+def curve_figure(c: Claim, *, full: bool = False) -> str | None:
     """A claim's effect across its ε or λ grid: the difference with its 95% band, 0 marked, the point the
-    verdict reads ringed."""
+    verdict reads ringed. A thumbnail for the claims table, or with `full` a readable figure with axis
+    labels, which the thumbnail opens to."""
     from robustbench_mixup.report import theme as figures
 
     if len(c.points) < 2:
@@ -206,7 +227,7 @@ def curve_figure(c: Claim) -> str | None:
     scale = 100 if c.unit == "%" else 1
     xs = [x for x, _ in c.points]
     with figures.theme():
-        fig, axes = figures.new_figure(1, 1, figsize=(2.6, 1.5))
+        fig, axes = figures.new_figure(1, 1, figsize=(6.5, 3.0) if full else (2.6, 1.5))
         ax = axes if not hasattr(axes, "__len__") else axes[0]
         ax.fill_between(xs, [scale * e.lo for _, e in c.points], [scale * e.hi for _, e in c.points], alpha=0.3,
                         linewidth=0)  # fmt: skip
@@ -215,9 +236,17 @@ def curve_figure(c: Claim) -> str | None:
         if c.at is not None:
             e = dict(c.points)[c.at]
             ax.plot([c.at], [scale * e.diff], marker="o", mfc="none", color="#d55e00", markersize=8)
-        ax.set_xlabel(c.axis, fontsize=7)
-        ax.tick_params(labelsize=6)
-        fig.tight_layout(pad=0.3)
+        if full:
+            ax.set_xlabel(c.axis)
+            unit = "points" if c.unit == "%" else "as measured"
+            ax.set_ylabel(f"{METHODS[c.method].label} − ERM, {unit}")
+            ax.set_title(f"{_short(c, c.method != PAPER_METHOD)}: 95% band; ringed, the point the verdict reads",
+                         fontsize=SMALL)  # fmt: skip
+            fig.tight_layout()
+        else:
+            ax.set_xlabel(c.axis, fontsize=SMALL)
+            ax.tick_params(labelsize=6)
+            fig.tight_layout(pad=0.3)
         return _png(fig)
 
 
@@ -249,7 +278,7 @@ def overlay_figure(datas: dict[str, dict[str, Any]]) -> str | None:
         axes[1].set(title="between training pairs", xlabel="λ", ylabel="% miss")
         for ax in axes:
             if ax.lines:
-                ax.legend(fontsize=7)
+                ax.legend(fontsize=SMALL)
         fig.tight_layout()
         return _png(fig)
 
@@ -264,9 +293,12 @@ def sweep_effects_figure(effects: Sequence[SweepEffect]) -> str | None:
         return None
     lines = list(dict.fromkeys((x.method, x.epochs) for x in effects))
     colours = dict(zip(lines, figures.palette(len(lines)), strict=False))
+    nrows, ncols = _grid(len(panels))
     with figures.theme():
-        fig, axes = figures.new_figure(1, len(panels), figsize=(3.6 * len(panels), 3.2), squeeze=False)
-        for ax, (attack, eps) in zip(axes[0], panels, strict=True):
+        fig, axes = figures.new_figure(nrows, ncols, figsize=(3.4 * ncols, 3.2 * nrows), squeeze=False)
+        for ax in axes.flat[len(panels) :]:
+            ax.set_visible(False)
+        for ax, (attack, eps) in zip(axes.flat, panels, strict=False):
             for method, epochs in lines:
                 xs = sorted((x for x in effects if (x.attack, x.eps, x.method, x.epochs) == (attack, eps, method,
                                                                                               epochs)
@@ -288,7 +320,7 @@ def sweep_effects_figure(effects: Sequence[SweepEffect]) -> str | None:
             what = "clean error" if attack == "clean" else f"{ATTACKS[attack].label} error, ε {eps:.3g}"
             ax.set_title(what if attack != "clean" else "clean accuracy", fontsize=9)
             ax.set_ylabel("method − ERM, points" + (" (accuracy)" if attack == "clean" else " (error)"))
-        axes[0][0].legend(fontsize=7)
+        axes[0][0].legend(fontsize=SMALL)
         fig.tight_layout()
         return _png(fig)
 
@@ -326,7 +358,7 @@ def plot_sweep(name: str, summaries: list[dict[str, Any]], path: Path) -> Path:
     methods = list(dict.fromkeys(s["method"] for s in sorted(summaries, key=method_order)))
     colors = dict(zip(methods, theme.palette(len(methods)), strict=False))
     with theme.theme():
-        fig, axes = theme.new_figure(2, len(noises), figsize=(3.6 * len(noises), 5.4), squeeze=False, sharex=True)
+        fig, axes = theme.new_figure(2, len(noises), figsize=(3.4 * len(noises), 5.4), squeeze=False, sharex=True)
         for c, noise in enumerate(noises):
             for method in methods:
                 runs = [s["history"] for s in summaries if s["noise"] == noise and s["method"] == method]
@@ -344,7 +376,7 @@ def plot_sweep(name: str, summaries: list[dict[str, Any]], path: Path) -> Path:
                     axes[r][c].set_ylabel(label)
             axes[0][c].set_title(f"{noise:.0%} corrupted labels")
             axes[1][c].set_xlabel("epoch")
-        axes[0][0].legend(fontsize=7)
+        axes[0][0].legend(fontsize=SMALL)
         fig.suptitle(f"sweep {name}: mean over seeds", fontsize=9)
         fig.tight_layout()
         return theme.save_png(fig, path, dpi=100)
@@ -353,7 +385,7 @@ def plot_sweep(name: str, summaries: list[dict[str, Any]], path: Path) -> Path:
 def draw_probe(layout: Layout, result: Any) -> Path:
     """The figure of a probe stage's result (`stages.probe.ProbeResult`), where the run's report reads it."""
     spec = result.spec
-    path = layout.probe_figure(result.run, spec.split, spec.same_class)
+    path = layout.probe_figure(result.run, spec.split, spec.same_class, spec.pairs)
     title = f"{result.run}: {spec.pairs} {spec.split} pairs ({spec.same_class} same class)"
     plot_probe(result.lambdas, result.curves, path, title=title)
     return path

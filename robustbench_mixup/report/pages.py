@@ -32,10 +32,10 @@ from robustbench_mixup.report.figures import (
 from robustbench_mixup.settings.commands import attack_command
 from robustbench_mixup.settings.config import (
     ATTACKS,
+    BASELINE,
     METHODS,
     SURROGATE,
     AttackSetting,
-    ProbeConfig,
 )
 from robustbench_mixup.settings.errors import UsageError
 from robustbench_mixup.settings.fsutil import atomic_write_text
@@ -49,10 +49,22 @@ from robustbench_mixup.verdicts.claims import (
     RULE,
     Claim,
     format_p,
+    p_equals,
     paired_rows,
+    probe_setting,
     seeds_statement,
+    stage_setting_rows,
 )
 from robustbench_mixup.verdicts.evidence import Verdicts, _sweep_table, collect, judge_group, judge_run
+from robustbench_mixup.verdicts.headline import (
+    Health,
+    claim_marks,
+    comparison_headline,
+    difference_words,
+    headline,
+    health,
+    in_words,
+)
 from robustbench_mixup.verdicts.strong import STRONG, STRONG_RULE, WORST, Gain, StrongVerdict
 from robustbench_mixup.verdicts.sweep_effects import sweep_effects, where_it_holds
 
@@ -146,9 +158,13 @@ def indicator_tables(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return tables
 
 
-def robustness_rows(rows: Sequence[Mapping[str, Any]], worst: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def robustness_rows(
+    rows: Sequence[Mapping[str, Any]], worst: Sequence[Mapping[str, Any]], drawn: Sequence[Mapping[str, Any]] = ()
+) -> list[dict[str, Any]]:
     """Attack rows in the registry's order (then mode, model, ε), each white-box row with the worst case of
-    its (model, ε, n) beside it."""
+    its (model, ε, n) beside it, and `drawn`: whether it is one of the rows the figure draws (the setting the
+    claims read, `claims.stage_setting_rows`), or another setting, shown only here."""
+    shown = {id(r) for r in drawn}
     at = {(w["model"], w["eps"], w["n"]): w for w in worst}
     order = {a: i for i, a in enumerate(ATTACKS)}
     out = []
@@ -161,7 +177,8 @@ def robustness_rows(rows: Sequence[Mapping[str, Any]], worst: Sequence[Mapping[s
         if r.get("precision", "fp32") != "fp32":
             setting.append(r["precision"])
         w = at.get((r["model"], r["eps"], r["n"])) if r["mode"] == "white" else None
-        out.append({**r, "label": info.label if info else r["attack"], "setting": ", ".join(setting), "worst": w})
+        out.append({**r, "label": info.label if info else r["attack"], "setting": ", ".join(setting), "worst": w,
+                    "drawn": id(r) in shown})  # fmt: skip
     return out
 
 
@@ -217,19 +234,60 @@ def _env() -> Any:
         loader=PackageLoader("robustbench_mixup.report", "templates"), autoescape=select_autoescape(["html", "j2"])
     )
     env.filters["pvalue"] = format_p
+    env.filters["p_equals"] = p_equals
+    env.filters["in_words"] = in_words
+    env.filters["accuracy_words"] = lambda diff, method: difference_words("accuracy", method, diff)
+    env.globals["method_labels"] = {k: m.label for k, m in METHODS.items()} | {"erm": "ERM"}
     return env
 
 
-def claim_curves(claims: Sequence[Claim]) -> dict[str, str]:
-    """Each claim's effect-across-the-grid figure, by key (claims measured at one setting have none)."""
-    return {c.ident: fig for c in claims if c.effect is not None and (fig := curve_figure(c)) is not None}
+def claim_curves(claims: Sequence[Claim]) -> dict[str, tuple[Any, Any]]:
+    """Each claim's effect-across-the-grid figure, by key, as (thumbnail, full figure); claims measured at one
+    setting have none."""
+    return {c.ident: (fig, curve_figure(c, full=True)) for c in claims
+            if c.effect is not None and (fig := curve_figure(c)) is not None}  # fmt: skip
 
 
 class Rendered(NamedTuple):
-    """A written report and the verdicts it shows."""
+    """A written report, the verdicts it shows and its headline (what `run` and `report` print)."""
 
     path: Path
     verdicts: Verdicts
+    headline: tuple[str, ...] = ()
+
+
+def run_health(datas: Sequence[dict[str, Any]]) -> Health:
+    """The sanity checks and indicators of one run, or of a group's runs together, as one `Health`."""
+    indicators = [i for d in datas for i in d["indicators"]]
+    return health([f for d in datas for f in d["flags"]], indicators, attacked=any(d["attack_rows"] for d in datas),
+                  labels=_labels(indicators))  # fmt: skip
+
+
+def _probe_png(layout: Layout, run: str, setting: tuple[str, str, int], rows: Sequence[Mapping[str, Any]]) -> Any:
+    """The probe figure of `setting`; a figure written before the file name carried the pair count is taken only
+    when that setting's pair count is the only one stored for its split (so it can be of no other)."""
+    split, same, pairs = setting
+    found = _file_png(layout.probe_figure(run, split, same, pairs))
+    counts = {r["pairs"] for r in rows if (r["split"], r["same_class"]) == (split, same)}
+    if found is None and counts == {pairs}:
+        found = _file_png(layout.report_dir(run) / f"probe-{split}-{same}.png")
+    return found
+
+
+def _other_probes(rows: Sequence[Mapping[str, Any]], chosen: tuple[str, str, int] | None) -> list[str]:
+    """The probe settings stored beside the one the claims read, in words: shown as extra lines, not drawn."""
+    settings = sorted({(r["split"], r["same_class"], r["pairs"]) for r in rows} - {chosen})
+    return [f"{pairs} {split} pairs ({same} same class)" for split, same, pairs in settings]
+
+
+def _labels(indicators: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """The attacks' labels, and the indicators' where one fired."""
+    labels = {k: a.label for k, a in ATTACKS.items()}
+    if any(i["status"] == "fired" for i in indicators):
+        from robustbench_mixup.attacks.indicators import INDICATORS  # torch: only once an indicator fired
+
+        labels |= {k: info.label for k, info in INDICATORS.items()}
+    return labels
 
 
 def build(out: str | Path = ".", run: str | None = None) -> Path:
@@ -256,11 +314,14 @@ def _write_run_report(layout: Layout, data: dict[str, Any]) -> Rendered:
     run, cfg = data["run"], data["record"]["config"]
     verdicts = judge_run(data)
     claims = verdicts.claims
+    state = run_health([data])
+    found = tuple(headline(claims, verdicts.strong[run], state))
+    drawn = stage_setting_rows(data["attack_rows"], data["methods"])
+    probe = probe_setting(data["probe_rows"], next((m for m in data["methods"] if m != BASELINE), BASELINE))
     figures = {
         "training": training_figure(data["epochs"], (*data["methods"], SURROGATE)) if data["epochs"] else None,
-        "robustness": robustness_figure(data["attack_rows"], data["worst_case"], data["methods"])
-        if data["attack_rows"] else None,
-        "probe": _file_png(layout.probe_figure(run, ProbeConfig.split, ProbeConfig.same_class)),  # the default probe
+        "robustness": robustness_figure(drawn, data["worst_case"], data["methods"]) if drawn else None,
+        "probe": _probe_png(layout, run, probe, data["probe_rows"]) if probe else None,  # the claims' setting
         "sweep": _file_png(layout.sweep_figure(run)),
     }  # fmt: skip
     html = _env().get_template("report.html.j2").render(
@@ -269,13 +330,15 @@ def _write_run_report(layout: Layout, data: dict[str, Any]) -> Rendered:
         alpha=ALPHA, attacks=ATTACKS, strong=strong_sections(data, verdicts.strong[run]), strong_rule=STRONG_RULE,
         flags=split_flags(data["flags"]),
         indicators=indicator_tables(data["indicators"]) if data["indicators"] else [],
-        robustness=robustness_rows(data["attack_rows"], data["worst_case"]),
+        robustness=robustness_rows(data["attack_rows"], data["worst_case"], drawn),
         diagnostics=diagnostics_rows(data), diagnostics_reading=DIAGNOSTICS_READING,
         sweep_rows=_sweep_table(data), paper=paper, environment=data["record"]["environment"],
+        probe_setting=probe, probe_others=_other_probes(data["probe_rows"], probe),
+        headline=found, health=state, marks=claim_marks(claims, data["indicators"], _labels(data["indicators"])),
     )  # fmt: skip
     path = layout.report(run)
     atomic_write_text(path, html)
-    return Rendered(path, verdicts)
+    return Rendered(path, verdicts, found)
 
 
 def build_group(out: str | Path, group: str, runs: Sequence[str]) -> Path:
@@ -302,16 +365,19 @@ def render_group(
     per_seed = {v.name: {c.ident: c for c in v.claims} for v in seeds}
     verdicts = judge_group(group, datas, seeds)
     claims = verdicts.claims
+    state = run_health(datas)
+    found = tuple(headline(claims, [v for vs in verdicts.strong.values() for v in vs], state))
     html = _env().get_template("group.html.j2").render(
         group=group, runs=list(runs), trained=trained, datas=datas, claims=claims, per_seed=per_seed, rule=RULE,
         claim_curves=claim_curves(claims), forest=forest_figure(claims), seeds_statement=seeds_statement(claims),
         alpha=ALPHA, strong={d["run"]: strong_sections(d, verdicts.strong[d["run"]]) for d in datas},
         strong_rule=STRONG_RULE, paper=paper,
-        cfg=datas[0]["record"]["config"], members=[*datas[0]["methods"], SURROGATE],
+        cfg=datas[0]["record"]["config"], members=[*datas[0]["methods"], SURROGATE], headline=found, health=state,
+        marks={},  # the pooled claims read every seed's attacks: each seed's report marks its own
     )  # fmt: skip
     path = layout.report(group)
     atomic_write_text(path, html)
-    return Rendered(path, verdicts)
+    return Rendered(path, verdicts, found)
 
 
 # --- comparison of several runs -------------------------------------------------------------------
@@ -338,7 +404,12 @@ def seed_groups(datas: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def build_comparison(out: str | Path, runs: list[str]) -> Path:
-    """Write one report comparing `runs` side by side; returns its path."""
+    """`render_comparison`'s path."""
+    return render_comparison(out, runs)[0]
+
+
+def render_comparison(out: str | Path, runs: list[str]) -> tuple[Path, tuple[str, ...]]:
+    """Write one report comparing `runs` side by side; returns its path and its headline."""
     layout = Layout(out)
     if len(runs) < 2 or len(set(runs)) != len(runs):
         raise UsageError(f"--compare needs at least two different runs, got {runs}")
@@ -354,6 +425,8 @@ def build_comparison(out: str | Path, runs: list[str]) -> Path:
     datasets = sorted({d["record"]["config"]["dataset"] for d in datas.values()})
     configs = [datas[n]["record"]["config"] for n in names]
     differs = sorted({k for c in configs for k in c if any(o.get(k) != c.get(k) for o in configs)})
+    states = {name: run_health([datas[name]]) for name in names}
+    found = tuple(comparison_headline({n: judged[n].claims for n in names}, states, datasets=datasets))
     html = _env().get_template("compare.html.j2").render(
         runs=names, datas=datas, claims=claims, rule=RULE, paper=paper, datasets=datasets, differs=differs,
         claim_rows=claim_rows, strong_rows=strong_rows, members=members,
@@ -361,14 +434,14 @@ def build_comparison(out: str | Path, runs: list[str]) -> Path:
         strong=strong, strong_rule=STRONG_RULE,
         flags={name: split_flags(datas[name]["flags"]) for name in names},
         overlay=overlay_figure(datas), groups=seed_groups(datas),
-        sweeps={n: _sweep_table(datas[n]) for n in names},
+        sweeps={n: _sweep_table(datas[n]) for n in names}, headline=found, health=states,
     )  # fmt: skip
     tag = "-vs-".join(names)
     if len(tag) > 80:
         tag = f"{names[0]}-and-{len(names) - 1}-more-{hashlib.sha256(tag.encode()).hexdigest()[:8]}"
     path = layout.comparison(tag)
     atomic_write_text(path, html)
-    return path
+    return path, found
 
 
 # --- the robustness sweep -------------------------------------------------------------------------

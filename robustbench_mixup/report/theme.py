@@ -128,17 +128,83 @@ def new_figure(nrows: int = 1, ncols: int = 1, **kw: Any) -> tuple[Figure, Any]:
     return fig, fig.subplots(nrows, ncols, **kw)
 
 
+MIN_TEXT_PX = 10.0  # the smallest text a figure may show at the width a report page gives it
+TEXT_PX_KEY = "robust-eval text px"  # PNG text chunk: the smallest text of a saved figure, in its own pixels
+
+
+class Png(str):
+    """A figure as a `data:image/png;base64,...` URI (a str, so it goes wherever a URI does), with what a page
+    needs to show it readably: `width`, its width in pixels, and `text_px`, the height of its smallest text in
+    its own pixels (None where unknown). Shown at width w, that text is text_px · w / width pixels high."""
+
+    width: int
+    text_px: float | None
+
+    @classmethod
+    def of(cls, data: bytes, width: int, text_px: float | None) -> Png:
+        png = cls("data:image/png;base64," + base64.b64encode(data).decode())
+        png.width, png.text_px = width, text_px
+        return png
+
+
+def smallest_text_px(fig: Figure, dpi: float) -> float | None:
+    """The font size of the smallest visible, non-empty text of a drawn figure, in pixels at `dpi`."""
+    from matplotlib.text import Text
+
+    sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    return min(sizes) * dpi / 72 if sizes else None
+
+
 def save_png(fig: Figure, path: str | os.PathLike[str], *, dpi: float) -> Path:
-    """Write `fig` to `path` as a PNG, atomically (never a half-written file under the final name)."""
+    """Write `fig` to `path` as a PNG, atomically (never a half-written file under the final name), with its
+    smallest text's size in a PNG text chunk (`TEXT_PX_KEY`), which `read_png` gives back to the report."""
     path = Path(path)
-    with theme(), atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi)
+    data = _png_bytes(fig, dpi)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
     return path
 
 
-def png_data_uri(fig: Figure, *, dpi: float) -> str:
-    """`fig` as a `data:image/png;base64,...` URI, for inlining in a self-contained HTML page."""
+def _png_bytes(fig: Figure, dpi: float) -> bytes:
     buf = io.BytesIO()
     with theme():
-        fig.savefig(buf, format="png", dpi=dpi)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+        fig.savefig(buf, format="png", dpi=dpi)  # drawn: every tick label exists now
+        px = smallest_text_px(fig, dpi)
+        if px is None:
+            return buf.getvalue()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi, metadata={TEXT_PX_KEY: f"{px:.2f}"})
+    return buf.getvalue()
+
+
+def png_data_uri(fig: Figure, *, dpi: float) -> Png:
+    """`fig` as a `data:image/png;base64,...` URI (a `Png`), for inlining in a self-contained HTML page."""
+    data = _png_bytes(fig, dpi)
+    return Png.of(data, round(fig.get_figwidth() * dpi), _text_px(data))
+
+
+def _text_px(data: bytes) -> float | None:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            value = getattr(image, "text", {}).get(TEXT_PX_KEY)
+            return float(value) if value is not None else None
+    except (OSError, ValueError):
+        return None
+
+
+def read_png(path: str | os.PathLike[str]) -> Png | None:
+    """A PNG file the stages wrote, as a `Png` (its smallest text from `save_png`'s chunk); None if absent or
+    not a PNG."""
+    from PIL import Image
+
+    try:
+        data = Path(path).read_bytes()
+        with Image.open(io.BytesIO(data)) as image:
+            if image.format != "PNG":
+                return None
+            width = image.width
+    except (OSError, ValueError):
+        return None
+    return Png.of(data, width, _text_px(data))

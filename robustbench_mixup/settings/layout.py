@@ -105,8 +105,10 @@ class Layout:
     def report(self, run: str) -> Path:
         return self.report_dir(run) / "index.html"
 
-    def probe_figure(self, run: str, split: str, same_class: str) -> Path:
-        return self.report_dir(run) / f"probe-{split}-{same_class}.png"
+    def probe_figure(self, run: str, split: str, same_class: str, pairs: int) -> Path:
+        """One file per probe setting, pairs included: a probe of other settings never replaces the figure of
+        the setting the claims read."""
+        return self.report_dir(run) / f"probe-{split}-{same_class}-{int(pairs)}.png"
 
     # --- sweeps -----------------------------------------------------------------------------------
     def sweep_dir(self, sweep: str) -> Path:

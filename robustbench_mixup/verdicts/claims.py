@@ -205,6 +205,19 @@ def attack_points(results: RunResults, method: str, *, attack: str, mode: str) -
 PROBE_SETTINGS = (("train", "exclude"), ("train", "include"), ("test", "exclude"), ("test", "include"))
 
 
+def probe_setting(rows: Sequence[Row], method: str) -> tuple[str, str, int] | None:
+    """The one probe setting the claims read: (split, same_class, pairs): training pairs of different classes
+    when ERM and `method` were both probed so, else the first complete setting of PROBE_SETTINGS, at its
+    largest pair count; None when no setting has both."""
+    complete = [s for s in PROBE_SETTINGS if {BASELINE, method} <= {r["model"] for r in rows
+                                                                    if (r["split"], r["same_class"]) == s}]  # fmt: skip
+    if not complete:
+        return None
+    pairs = max(r["pairs"] for r in rows if (r["split"], r["same_class"]) == complete[0] and r["model"] in
+                (BASELINE, method))  # fmt: skip
+    return (*complete[0], pairs)
+
+
 def probe_points(results: RunResults, method: str, *, column: str) -> Measured | str:
     """The probe's per-pair `column` ('missed' or 'norms') of ERM and `method` at every λ strictly between 0 and 1:
     the largest pair count, training pairs of different classes when stored (else what is)."""
@@ -212,13 +225,12 @@ def probe_points(results: RunResults, method: str, *, column: str) -> Measured |
     if not rows:
         return "the probe has not been run"
     # ONE setting, both models probed in it: training pairs of different classes when there are any
-    complete = [s for s in PROBE_SETTINGS if {BASELINE, method} <= {r["model"] for r in rows
-                                                                    if (r["split"], r["same_class"]) == s}]  # fmt: skip
-    if not complete:
+    setting = probe_setting(rows, method)
+    if setting is None:
         return f"the probe has not been run on {BASELINE} and {method}"
-    mine = [r for r in rows if (r["split"], r["same_class"]) == complete[0] and r["model"] in (BASELINE, method)]
-    pairs = max(r["pairs"] for r in mine)
-    chosen = [r for r in mine if r["pairs"] == pairs]
+    split, same, pairs = setting
+    chosen = [r for r in rows
+              if (r["split"], r["same_class"], r["pairs"]) == setting and r["model"] in (BASELINE, method)]  # fmt: skip
     by = {(r["model"], r["lam"]): r for r in chosen}
     points: dict[float, list[Replicate]] = {}
     for lam in sorted({r["lam"] for r in chosen if 0 < r["lam"] < 1}):
@@ -230,7 +242,6 @@ def probe_points(results: RunResults, method: str, *, column: str) -> Measured |
         points[lam] = [(erm[column], mix[column])]
     if not points:
         return "the probe has no λ strictly between 0 and 1 (the claim is about those): run it with --lambdas 3 or more"
-    split, same = chosen[0]["split"], chosen[0]["same_class"]
     kind = "of different classes" if same == "exclude" else "(same class included)"
     where = f"{pairs} {split} pairs {kind}, λ = {min(points):.2f}-{max(points):.2f}"
     return Measured(points, "λ", None, where, unit_name="pairs", setting=(split, same, pairs))
@@ -537,6 +548,12 @@ def format_p(p: float) -> str:
     return "< 1e-300" if p < 1e-300 else f"{p:.2g}"
 
 
+def p_equals(p: float) -> str:
+    """A p-value in a sentence: "p = 0.006", or "p < 1e-300" (never "p = < 1e-300")."""
+    text = format_p(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
+
+
 def seeds_statement(claims: Sequence[Claim]) -> str:
     """What the intervals account for, in words, from the claim with the fewest seeds (naming the claims
     that rest on one seed when others rest on more)."""
@@ -588,3 +605,24 @@ def paired_rows(
         settings.setdefault(AttackSetting.of(r), {})[r["model"]] = r
     complete = [(k, v) for k, v in settings.items() if BASELINE in v and method in v]
     return max(complete, key=_strength)[1] if complete else None
+
+
+def stage_setting_rows(rows: Sequence[Row], methods: Sequence[str]) -> list[Row]:
+    """The native rows a report draws: per (attack, mode), the one setting the claims and the strong-attack
+    verdicts read (`attack_points`, `paired_rows`): the largest n; in the black box the surrogate's transfer
+    set where there is one; at each ε the strongest setting stored for ERM and the first other method (or,
+    for a model alone, for it). Every other row is another setting: shown as a row of its own, not drawn."""
+    out: list[Row] = []
+    other = next((m for m in methods if m != BASELINE), BASELINE)
+    for attack, mode in dict.fromkeys((r["attack"], r["mode"]) for r in rows if r["backend"] == "native"):
+        native = [r for r in rows if (r["attack"], r["mode"], r["backend"]) == (attack, mode, "native")]
+        n = max(r["n"] for r in native)
+        sources = sorted({r["source"] for r in native if r["n"] == n and r.get("source")})
+        source = ("surrogate" if "surrogate" in sources else sources[0]) if sources and mode == "black" else None
+        for eps in sorted({r["eps"] for r in native if r["n"] == n}):
+            at = paired_rows(native, attack, mode, eps, n, method=other, source=source)
+            if at is not None:
+                chosen = AttackSetting.of(at[BASELINE])
+                out += [r for r in native if (r["eps"], r["n"]) == (eps, n) and AttackSetting.of(r) == chosen
+                        and (source is None or r["source"] == source)]  # fmt: skip
+    return out

@@ -78,6 +78,14 @@ class StrongVerdict:
     needs: tuple[AttackConfig, ...] = ()  # the evaluations that would decide it (to run, or to re-run)
     method: str = PAPER_METHOD  # the method compared with ERM
     caveats: tuple[str, ...] = ()  # fired indicators of the strong attacks it reads, what each means for it
+    decided_by: str = ""  # the strong attack (or "the worst case") whose outcome is the verdict
+    fgsm_diff: Any = None  # the FGSM gain it tests (stats.PairedDifference) at the headline ε, where paired
+
+    @property
+    def fgsm_loss(self) -> bool:
+        """The method is significantly worse than ERM under FGSM itself: no gain to test, and the claim that
+        the method helps is contradicted, not merely untested."""
+        return self.fgsm_diff is not None and self.fgsm_diff.hi < 0
 
 
 # The indicators that say a strong attack's accuracy may be too high, and why (`attacks.indicators`).
@@ -241,12 +249,16 @@ def strong_verdict(
     if unpaired:
         notes.append(f"stored without per-example outcomes: {', '.join(g.label for g in unpaired)}")
     found_at = {"eps": head.eps, "n": head.n, "note": "; ".join(notes), "table": tuple(table),
+                "fgsm_diff": head.fgsm.diff,
                 "caveats": caveats(indicators, head, method) if mode == "white" else ()}  # fmt: skip
     paired = [g for g in head.strong if g.diff is not None]
     d = head.fgsm.diff
     if d is not None and d.lo <= 0:
         lies = "includes 0" if d.hi >= 0 else "lies below 0"
         sentence = f"{label} − ERM under FGSM is {_points(d.diff)} points, interval {_interval(d)} {lies}"
+        if d.hi < 0:  # worse under FGSM itself: the claim that it helps is contradicted, not merely untested
+            sentence += (f": {label} worse by {_points(-d.diff)} points under FGSM itself, so there is no gain to "
+                         "test and the FGSM claim is contradicted")  # fmt: skip
         return StrongVerdict(**base, verdict="no FGSM gain to test", sentence=sentence, **found_at)
     if d is None or not paired:
         which = "FGSM was" if d is None else "the strong attacks were"
@@ -255,7 +267,8 @@ def strong_verdict(
         return StrongVerdict(**base, verdict="not paired: re-run", sentence=sentence, needs=needs, **found_at)
     decisive = max(paired, key=lambda g: (SEVERITY[g.outcome], -g.diff.diff))
     sentence = describe(head.fgsm, decisive, method=method)
-    return StrongVerdict(**base, verdict=decisive.outcome, sentence=sentence, **found_at)
+    by = "the worst case" if decisive.attack == WORST else decisive.label
+    return StrongVerdict(**base, verdict=decisive.outcome, sentence=sentence, decided_by=by, **found_at)
 
 
 def strong_attack_verdicts(

@@ -12,6 +12,7 @@ from robustbench_mixup import stats
 from robustbench_mixup.attacks.indicators import INDICATORS
 from robustbench_mixup.report.figures import draw_probe, draw_sweep
 from robustbench_mixup.report.pages import build
+from robustbench_mixup.report.theme import MIN_TEXT_PX
 from robustbench_mixup.settings.config import (
     ATTACKS,
     CLAIM_EPS,
@@ -55,8 +56,8 @@ def full(tmp_path_factory):
 
 def test_every_section_is_there_with_its_figure_inline(full):
     _, html = full
-    for section in ("summary", "sanity", "claims", "strong", "training", "robustness", "diagnostics", "indicators",
-                    "probe", "memorization", "provenance"):  # fmt: skip
+    for section in ("summary", "headline", "health", "claims", "strong", "training", "robustness", "diagnostics",
+                    "indicators", "probe", "memorization", "provenance"):  # fmt: skip
         assert f'id="{section}"' in html
     for fig in ("fig-training", "fig-robustness", "fig-probe", "fig-sweep"):
         assert re.search(rf'id="{fig}" alt="[^"]+" src="data:image/png;base64,', html), fig
@@ -80,7 +81,9 @@ def test_claims_table_has_one_row_per_claim_with_a_verdict(full):
     assert dict(zip([key for key, _ in rows], verdicts, strict=True)) == _derived_claim_verdicts(full[0])
     for _, row in rows:  # each claim as a paired effect with its interval and both p-values
         assert re.search(r"<strong>[+-]\d[\d.]*</strong> \[[+-][\d.]+, [+-][\d.]+\]", row), row
-        assert re.search(r"<td>(&lt; )?[\d.e-]+ · (&lt; )?[\d.e-]+</td>", row), row
+        assert re.search(r'<td class="nowrap">(&lt; )?[\d.e-]+ · (&lt; )?[\d.e-]+</td>', row), row
+        assert re.search(r'<span class="words[^"]*">mixup (better|worse|higher|lower) by [\d.]+( points)?</span>|'
+                         r"mixup and ERM equal", row), row  # fmt: skip
     assert "Rule: Each claim is judged on the paired difference" in html
     assert "1 seed: the intervals cover test-sample variation only" in html
     assert re.search(r'id="fig-forest" alt="[^"]+" src="data:image/png;base64,', html)
@@ -233,7 +236,7 @@ def test_a_run_with_missing_stages_says_what_fills_them(bare, capsys):
     code, stdout, err = run_cli(capsys, "report", "--out", str(bare))
     assert code == 0, err
     html = (bare / "reports" / "a" / "index.html").read_text()
-    assert stdout.strip().endswith("reports/a/index.html")
+    assert stdout.strip().endswith("reports/a/index.html") and "report: file://" in stdout
     assert html.count("Not run yet") == 4
     for command in (
         "robust-eval diagnose --run a ",
@@ -242,7 +245,9 @@ def test_a_run_with_missing_stages_says_what_fills_them(bare, capsys):
         "robust-eval sweep corrupt --dataset digits",
     ):
         assert command in html
-    assert html.count("not measured") == 6  # every claim but clean accuracy needs a later stage
+    claims = _section(html, '<table id="claims-table">')
+    assert claims.count("not measured") == 6  # every claim but clean accuracy needs a later stage
+    assert "6 claim(s) not measured" in _section(html, 'id="headline"', "</div>")
 
 
 def test_report_bad_input(capsys, tmp_path, bare):
@@ -271,7 +276,7 @@ def test_the_report_renders_in_headless_chromium(full, tmp_path):
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=flags)
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.on("request", lambda r: requests.append(r.url))
@@ -285,16 +290,32 @@ def test_the_report_renders_in_headless_chromium(full, tmp_path):
             img.scroll_into_view_if_needed()
             assert img.is_visible() and img.evaluate("e => e.complete && e.naturalWidth > 100"), fig
         assert HOSTILE in page.locator("#provenance-table").inner_text()  # shown as text, not run
+        # every figure's smallest text, as shown at a 1,400-px page width, is at least 10 px high; only the
+        # claims table's thumbnails are smaller, and each links to its full figure on the page
+        figures = page.evaluate("""() => [...document.querySelectorAll('img')].map(i => ({
+            id: i.id, thumb: i.classList.contains('curve'), px: i.dataset.textPx ? +i.dataset.textPx : null,
+            shown: i.getBoundingClientRect().width, natural: i.naturalWidth,
+            full: i.closest('a') ? i.closest('a').getAttribute('href') : null}))""")  # fmt: skip
+        assert len([f for f in figures if not f["thumb"]]) >= 6, figures
+        for f in figures:
+            if f["thumb"]:
+                assert f["full"] and page.locator(f["full"]).count() == 1, f
+                continue
+            assert f["px"] is not None, f  # the figure says how small its text is
+            assert f["px"] * f["shown"] / f["natural"] >= MIN_TEXT_PX, f
+        # and nothing is wider than the page
+        wide = page.evaluate("""() => { const w = document.documentElement.clientWidth;
+            return [document.documentElement.scrollWidth - w, [...document.querySelectorAll('body *')]
+                .filter(e => e.getBoundingClientRect().right > w + 0.5).map(e => e.tagName + '#' + e.id)]; }""")
+        assert wide == [0, []], wide
         shot = tmp_path / "report.png"
-        page.set_viewport_size({"width": 1200, "height": 1400})
+        page.set_viewport_size({"width": 1400, "height": 1400})
         page.goto(url)
         page.screenshot(path=str(shot))
         browser.close()
     assert errors == [] and dialogs == []
     assert [u for u in requests if not u.startswith(("file:", "data:"))] == []
     assert shot.stat().st_size > 20_000
-    if os.environ.get("ROBUST_EVAL_SCREENSHOT"):  # refresh the README's picture: docs/report.png
-        shutil.copy(shot, Path(__file__).resolve().parents[2] / "docs" / "report.png")
 
 
 def test_comparison_report_side_by_side_with_seed_means(bare, capsys):
@@ -303,9 +324,9 @@ def test_comparison_report_side_by_side_with_seed_means(bare, capsys):
     evaluate_run(AttackConfig(attack="fgsm", eps=(0.0, 0.1)), out=tmp_path, run="a", device="cpu")
     code, stdout, err = run_cli(capsys, "report", "--compare", "a", "s1", "--out", str(tmp_path))
     assert code == 0, err
-    path = stdout.strip()
-    assert path.endswith("compare-a-vs-s1/index.html")
-    html = Path(path).read_text()
+    path = _report_path(stdout)
+    assert str(path).endswith("compare-a-vs-s1/index.html")
+    html = path.read_text()
     assert 'id="seed-groups"' in html and "a, s1" in html  # the two seeds of one setting: mean ± std
     assert re.search(r"\d+\.\d\d ± \d+\.\d\d", html[html.index('id="seed-groups"') :])
     assert 'id="fig-overlay"' in html and 'id="dataset-warning"' not in html
@@ -317,7 +338,9 @@ def test_comparing_runs_on_different_datasets_warns(bare, capsys):
     train_run(TrainConfig(dataset="mnist-5k", model="mlp", epochs=1), run="b", out=tmp_path, device="cpu")
     code, stdout, err = run_cli(capsys, "report", "--compare", "a", "b", "--out", str(tmp_path))
     assert code == 0, err
-    assert 'id="dataset-warning"' in Path(stdout.strip()).read_text()
+    html = _report_path(stdout).read_text()
+    assert 'id="dataset-warning"' in html
+    assert "the runs use different datasets (digits, mnist-5k)" in _section(html, 'id="headline"', "</div>")
 
 
 def test_compare_needs_two_runs(bare, capsys):
@@ -329,6 +352,15 @@ def test_compare_needs_two_runs(bare, capsys):
 
 
 # --- strong attacks: the FGSM gain, the worst case, the checks and the indicators --------------------------
+
+
+def _report_path(stdout: str) -> Path:
+    """The report a `report` command wrote: its last line, "report: file:///...", as a path."""
+    from urllib.parse import unquote, urlparse
+
+    last = stdout.strip().splitlines()[-1]
+    assert last.startswith("report: file://"), stdout
+    return Path(unquote(urlparse(last.removeprefix("report: ")).path))
 
 
 def _section(html: str, start: str, end: str = "</table>") -> str:
@@ -417,17 +449,19 @@ def test_checks_within_sampling_noise_are_listed_calmly_and_only_failures_alarm(
     out = copy
     _add_flag(out, "noise", 0.31, "accuracy rises from 0.5432 at ε=0.05 to 0.5460")
     html = build(out=out, run="r").read_text()
-    sanity = html[html.index('<h2 id="sanity">') : html.index('<h2 id="claims">')]
+    sanity = html[html.index('<div id="health"') : html.index('<h2 id="summary">')]
     assert 'id="flags-failed"' not in sanity and "may overstate robustness" not in sanity
-    assert "No check failed" in sanity
-    noise = _section(sanity, 'id="flags-noise"', "</div>")
+    if 'id="indicators-fired"' not in sanity:  # noise alone colours the box amber, never red
+        assert 'class="health h-noise"' in sanity
+    noise = _section(sanity, 'id="flags-noise"', "</details>")
     assert "1 ordering difference(s) within sampling noise" in noise and "(p = 0.31)" in noise
     _add_flag(out, "failed", 1e-5, HOSTILE, check="pgd_le_ifgsm")
     html = build(out=out, run="r").read_text()
     failed = _section(html, 'id="flags-failed"', "</div>")
     assert "1 check(s) failed" in failed and "may overstate robustness" in failed and "(p = 1e-05)" in failed
     assert "pgd_le_ifgsm" in failed and "0.5460" not in failed  # the noise one is not among the failures
-    assert "0.5460" in _section(html, 'id="flags-noise"', "</div>")
+    assert "0.5460" in _section(html, 'id="flags-noise"', "</details>")
+    assert 'class="health h-failed"' in html and "1 sanity check(s) failed" in html
     assert HOSTILE not in html and "&lt;script&gt;" in failed
 
 
@@ -445,3 +479,30 @@ def test_rows_stored_without_outcomes_are_not_paired_and_the_report_says_what_to
     assert f"robust-eval fgsm --eps 0 0.05 0.1 --run r --out {out}" in headline
     assert "worst case" not in _section(html, 'id="strong-fgsm_white"')
     assert "not paired: re-run<br>" in _section(html, 'id="strong-fgsm_white"')
+
+
+def test_a_rerun_with_another_setting_neither_replaces_a_figure_nor_joins_a_curve(copy):
+    """After `probe --pairs 100` the report still shows the figure of the 200 pairs its claims cite, and names
+    the 100 as another setting; after `pgd --n 50` the PGD curve still draws the full n, and the n = 50 rows
+    are rows of their own, labelled."""
+    from robustbench_mixup.report.theme import read_png
+    from robustbench_mixup.verdicts.claims import stage_setting_rows
+
+    out = copy
+    draw_probe(Layout(out), probe_run(ProbeConfig(pairs=100, lambdas=5, resamples=100), out=out, run="r",
+                                      device="cpu"))  # fmt: skip
+    evaluate_run(AttackConfig(attack="pgd", eps=(0.05, 0.1), steps=3, n=50), out=out, run="r", device="cpu")
+    html = build(out=out, run="r").read_text()
+    shown = read_png(Layout(out).probe_figure("r", "train", "exclude", 200))
+    assert shown is not None and f'id="fig-probe" alt="miss rate and gradient norm against λ" src="{shown}"' in html
+    assert str(read_png(Layout(out).probe_figure("r", "train", "exclude", 100))) not in html
+    probe = _section(html, 'id="probe-setting"', "</p>")
+    assert "200 train pairs (exclude same class)" in probe and "not drawn: 100 train pairs" in probe
+    claims = _section(html, '<table id="claims-table">')
+    assert "200 train pairs of different classes" in claims and "100 train pairs" not in claims
+    rows, _, _ = _stored(out)
+    drawn = stage_setting_rows(rows, ("erm", "mixup"))
+    assert {r["n"] for r in drawn if r["attack"] == "pgd"} == {max(r["n"] for r in rows)}
+    assert {r["n"] for r in rows if r["attack"] == "pgd"} == {50, max(r["n"] for r in rows)}
+    table = _section(html, '<table id="robustness-table">')
+    assert table.count("no: another setting (n = 50, 3 steps)") == 8  # 2 models × 2 ε × white and black box
