@@ -331,6 +331,9 @@ def test_comparison_report_side_by_side_with_seed_means(bare, capsys):
     assert re.search(r"\d+\.\d\d ± \d+\.\d\d", html[html.index('id="seed-groups"') :])
     assert 'id="fig-overlay"' in html and 'id="dataset-warning"' not in html
     assert html.count("not measured") >= 6  # s1 has no attacks yet
+    head = _section(html, 'id="headline"', "</div>")
+    assert "Measured in one run only" in head and "(a: " in head  # the FGSM claims: s1 has no attacks
+    assert 'id="health-table"' in html and 'class="l health h-none">no attack stored' in html  # s1's row
 
 
 def test_comparing_runs_on_different_datasets_warns(bare, capsys):
