@@ -268,19 +268,16 @@ def two_eps(setup: Setup) -> tuple[float, float]:
     return (0.05, 0.1) if _grey(setup) else (4 / 255, 8 / 255)
 
 
-CEILING_SHARE = 0.8  # early stop must reach this share of what it can give at most (`_early_targets`)
-
-
 def _early_targets(result: Result, accuracies: dict[str, float], peers: list[str], *, superset: bool = True) -> None:
     """Early stop against the fastest peer (goal ≥ 2 where the accuracy is below about 70%), against its
     ceiling, and the superset rule: its robust accuracy at most each peer's (the same path, stopped at
     the first success).
 
-    The ceiling: the examples that survive (the robust accuracy a) take every step with or without early
-    stop, so early stop saves at most the share 1 − a of the full run's time, and
+    The ceiling, noted beside the ratio: the examples that survive (the robust accuracy a) take every step
+    with or without early stop, so early stop saves at most the share 1 − a of the full run's time, and
     peer / ours early stop ≤ (peer / ours) / a. At a = 57% that is 1.75× a peer as fast as ours: the
-    2× goal is out of reach by early stop alone above a = 50%. The ceiling is noted with the share of it
-    reached (target ≥ CEILING_SHARE: the overhead of shrinking batches and checking success)."""
+    2× goal is out of reach by early stop alone above a = 50%. (A bound, not a target: the examples that
+    do break take steps too before they break, so at low accuracy the ratio stays well below it.)"""
     fastest = min(peers, key=lambda k: result.timings[k].median)
     result.notes["fastest_peer"] = fastest
     speedup = result.ratio(fastest, "ours early stop")
@@ -288,11 +285,9 @@ def _early_targets(result: Result, accuracies: dict[str, float], peers: list[str
     result.targets.append(Target("ours / ours early stop", result.ratio("ours", "ours early stop"), ">=", 1.0))
     survivors = accuracies["ours early stop"]
     if survivors > 0:
-        ceiling = result.ratio(fastest, "ours") / survivors
-        result.notes["early_stop_ceiling"] = ceiling
-        result.targets.append(Target("share of the early-stop ceiling reached", speedup / ceiling, ">=", CEILING_SHARE))
-    if superset:  # the peers walk the same paths (no random start)
-        excess = max(accuracies["ours early stop"] - accuracies[k] for k in peers)
+        result.notes["early_stop_ceiling"] = result.ratio(fastest, "ours") / survivors
+    if superset:  # the peers walk the same paths (no random start); rounded: accuracies are counts over n
+        excess = round(max(accuracies["ours early stop"] - accuracies[k] for k in peers), 12)
         result.targets.append(Target("accuracy ours early stop − min over peers", excess, "<=", 0.0))
 
 
@@ -363,7 +358,7 @@ def pgd_at(setup: Setup, e: float, *, repeat: int, n: int, quick: bool = False, 
         gap = abs(accuracies["art"] - accuracies["ours"])
         result.targets.append(Target("|accuracy art − ours|", gap, "<=", _agree_bound(len(y), ART_AGREE)))
     if "adv-lib" in accuracies:  # it counts any adversarial step, like early stop, so not against ours
-        gap = accuracies["ours early stop"] - accuracies["adv-lib"]
+        gap = round(accuracies["ours early stop"] - accuracies["adv-lib"], 12)
         result.targets.append(Target("accuracy ours early stop − adv-lib", gap, "<=", 0.0))
     _early_targets(result, accuracies, [k for k in ("torchattacks", "foolbox", "art", "adv-lib") if k in accuracies])
     return result

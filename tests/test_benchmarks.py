@@ -170,20 +170,21 @@ def test_from_run_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
 
 def test_early_stop_ceiling_is_the_share_the_survivors_leave() -> None:
     """Survivors take every step: with robust accuracy a, early stop is at most (peer / ours) / a times the
-    peer. A peer 1.2× slower than ours and a = 0.6 give a ceiling of 2; 1.6× measured reaches 80% of it."""
+    peer. A peer 1.2× slower than ours and a = 0.112 give a ceiling of 10.7. Equal accuracies computed two ways
+    (sum / n and 1 − fooled / n) differ in the last bit: the superset rule does not cry wolf on that."""
     from benchmarks.attacks import _early_targets
 
     t = {"ours": 10.0, "ours early stop": 7.5, "torchattacks": 12.0, "foolbox": 20.0}
     result = Result("pgd", "m", {k: Timing(v, v, v, 1) for k, v in t.items()})
-    accuracies = {"ours": 0.6, "ours early stop": 0.6, "torchattacks": 0.6, "foolbox": 0.61}
+    accuracies = {"ours": 0.6, "ours early stop": 28 / 250, "torchattacks": 1 - 222 / 250, "foolbox": 0.61}
+    assert accuracies["ours early stop"] > accuracies["torchattacks"]  # 0.112 vs 0.11199999999999999
     _early_targets(result, accuracies, ["torchattacks", "foolbox"])
     assert result.notes["fastest_peer"] == "torchattacks"
-    assert result.notes["early_stop_ceiling"] == pytest.approx(2.0)
+    assert result.notes["early_stop_ceiling"] == pytest.approx(1.2 / 0.112)
     got = {tg.label: (tg.value, tg.met) for tg in result.targets}
     assert got["torchattacks / ours early stop"] == (pytest.approx(1.6), False)
-    assert got["share of the early-stop ceiling reached"] == (pytest.approx(0.8), True)
     assert got["accuracy ours early stop − min over peers"] == (0.0, True)
-    assert "early stop can be at most ×2.00 the fastest peer here" in table([result])
+    assert "early stop can be at most ×10.71 the fastest peer here" in table([result])
     none_left = Result("pgd", "m", {k: Timing(v, v, v, 1) for k, v in t.items()})
     _early_targets(none_left, {**accuracies, "ours early stop": 0.0}, ["torchattacks"], superset=False)
     assert "early_stop_ceiling" not in none_left.notes  # nothing survives: no ceiling but the batch overhead
