@@ -169,6 +169,10 @@ def note_lines(notes: dict[str, Any]) -> list[str]:
         low, high = notes["seed_interval"]
         seeds = ", ".join(f"{a:.3f}" for a in notes["seed_accuracies"])
         lines.append(f"ours under {len(notes['seed_accuracies'])} seeds: {seeds}; interval [{low:.3f}, {high:.3f}]")
+        above = {k: v for k, v in notes.get("above_seed_interval", {}).items() if v > 0}
+        if above:
+            lines.append("above ours' interval (a weaker search, see benchmarks/attacks.py square): "
+                         + ", ".join(f"{k} by {100 * v:.1f} points" for k, v in above.items()))  # fmt: skip
     if "speedup" in notes:
         lines.append(f"one call vs loop: ×{notes['speedup']:.2f}")
     lines += [f"{key}: {notes[key]}" for key in ("art", "adv-lib", "compile") if isinstance(notes.get(key), str)]
