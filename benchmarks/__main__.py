@@ -163,7 +163,7 @@ def note_lines(notes: dict[str, Any]) -> list[str]:
     if "compile_seconds" in notes:
         lines.append(f"torch.compile: {notes['compile_seconds']:.1f} s of compilation (graph caches off), in warm-up")
     if "early_stop_ceiling" in notes:
-        lines.append(f"early stop can be at most ×{notes['early_stop_ceiling']:.2f} the fastest peer here "
+        lines.append(f"early stop can be about ×{notes['early_stop_ceiling']:.2f} the fastest peer here at most "
                      "(the surviving examples take every step)")  # fmt: skip
     if "seed_interval" in notes:
         low, high = notes["seed_interval"]

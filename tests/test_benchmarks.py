@@ -184,7 +184,7 @@ def test_early_stop_ceiling_is_the_share_the_survivors_leave() -> None:
     got = {tg.label: (tg.value, tg.met) for tg in result.targets}
     assert got["torchattacks / ours early stop"] == (pytest.approx(1.6), False)
     assert got["accuracy ours early stop − min over peers"] == (0.0, True)
-    assert "early stop can be at most ×10.71 the fastest peer here" in table([result])
+    assert "early stop can be about ×10.71 the fastest peer here at most" in table([result])
     none_left = Result("pgd", "m", {k: Timing(v, v, v, 1) for k, v in t.items()})
     _early_targets(none_left, {**accuracies, "ours early stop": 0.0}, ["torchattacks"], superset=False)
     assert "early_stop_ceiling" not in none_left.notes  # nothing survives: no ceiling but the batch overhead
