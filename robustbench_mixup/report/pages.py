@@ -461,7 +461,7 @@ def build_robust_sweep(out: str | Path, name: str) -> tuple[Path, list[str]]:
     cells = sorted({(r["alpha"], r["epochs"], r["seed"]) for r in rows})
     html = _env().get_template("robust.html.j2").render(
         name=name, cfg=sweep["config"], effects=effects, sentences=sentences, cells=len(cells),
-        figure=sweep_effects_figure(effects), alpha=ALPHA, margin=MARGIN, attacks=ATTACKS, methods=METHODS,
+        effects_figure=sweep_effects_figure(effects), alpha=ALPHA, margin=MARGIN, attacks=ATTACKS, methods=METHODS,
     )  # fmt: skip
     path = layout.sweep_report(name)
     atomic_write_text(path, html)

@@ -620,9 +620,14 @@ def stage_setting_rows(rows: Sequence[Row], methods: Sequence[str]) -> list[Row]
         sources = sorted({r["source"] for r in native if r["n"] == n and r.get("source")})
         source = ("surrogate" if "surrogate" in sources else sources[0]) if sources and mode == "black" else None
         for eps in sorted({r["eps"] for r in native if r["n"] == n}):
+            here = [r for r in native if (r["eps"], r["n"]) == (eps, n) and (source is None or r["source"] == source)]
             at = paired_rows(native, attack, mode, eps, n, method=other, source=source)
             if at is not None:
                 chosen = AttackSetting.of(at[BASELINE])
-                out += [r for r in native if (r["eps"], r["n"]) == (eps, n) and AttackSetting.of(r) == chosen
-                        and (source is None or r["source"] == source)]  # fmt: skip
+                out += [r for r in here if AttackSetting.of(r) == chosen]
+                continue
+            # not stored for both (an evaluation cut short): each model's own strongest setting, drawn alone
+            for model in dict.fromkeys(r["model"] for r in here):
+                out.append(max((r for r in here if r["model"] == model),
+                               key=lambda r: _strength((AttackSetting.of(r), {BASELINE: r}))))  # fmt: skip
     return out

@@ -126,13 +126,22 @@ def _listed(items: Sequence[str]) -> str:
 
 
 def _strong_note(c: Claim, strong: Sequence[Any]) -> str:
-    """For a reproduced FGSM claim: what a strong attack does to the gain ("the gain vanishes under PGD")."""
-    for v in strong:
-        if v.key == c.key and v.method == c.method and v.verdict in STRONG_WORDS:
-            under = f" under {v.decided_by}" if v.decided_by else ""
-            joint = "and" if v.verdict == "survives" else "but"
-            return f", {joint} the gain {STRONG_WORDS[v.verdict]}{under}"
-    return ""
+    """For a reproduced FGSM claim: what a strong attack does to the gain ("the gain vanishes under PGD"). A
+    group passes each seed's verdict: when the seeds disagree, each outcome is counted ("the gain survives in
+    1 of 3 seeds and vanishes in 2")."""
+    mine = [v for v in strong if v.key == c.key and v.method == c.method and v.verdict in STRONG_WORDS]
+    if not mine:
+        return ""
+    outcomes = {v.verdict for v in mine}
+    if len(outcomes) == 1:
+        v = mine[0]
+        attacks = {x.decided_by for x in mine if x.decided_by}
+        under = f" under {attacks.pop()}" if len(attacks) == 1 else ""
+        seeds = f" in all {len(mine)} seeds" if len(mine) > 1 else ""
+        joint = "and" if v.verdict == "survives" else "but"
+        return f", {joint} the gain {STRONG_WORDS[v.verdict]}{under}{seeds}"
+    counts = [f"{STRONG_WORDS[o]} in {sum(v.verdict == o for v in mine)}" for o in STRONG_WORDS if o in outcomes]
+    return f", and under a strong attack the gain {', '.join(counts)} of {len(mine)} seeds"
 
 
 def headline(

@@ -256,9 +256,9 @@ def strong_verdict(
     if d is not None and d.lo <= 0:
         lies = "includes 0" if d.hi >= 0 else "lies below 0"
         sentence = f"{label} − ERM under FGSM is {_points(d.diff)} points, interval {_interval(d)} {lies}"
-        if d.hi < 0:  # worse under FGSM itself: the claim that it helps is contradicted, not merely untested
-            sentence += (f": {label} worse by {_points(-d.diff)} points under FGSM itself, so there is no gain to "
-                         "test and the FGSM claim is contradicted")  # fmt: skip
+        if d.hi < 0:  # worse under FGSM itself: not merely untested (the claim's verdict is the claims table's)
+            sentence += (f": {label} worse by {_points(-d.diff)} points under FGSM itself at ε = {head.eps:.4g}, so "
+                         "there is no gain to test")  # fmt: skip
         return StrongVerdict(**base, verdict="no FGSM gain to test", sentence=sentence, **found_at)
     if d is None or not paired:
         which = "FGSM was" if d is None else "the strong attacks were"

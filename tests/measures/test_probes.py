@@ -145,7 +145,7 @@ def test_probe_table_json_db_and_figure(capsys, out):
     erm, mix = lines[2].split(), lines[3].split()
     assert (erm[0], mix[0], len(erm)) == ("erm", "mixup", 11)
     assert erm[1:] == mix[1:]  # twin models, same pairs: the same miss rate and gradient norm at every λ
-    assert (out / "reports" / "twin" / "probe-train-exclude.png").stat().st_size > 10_000
+    assert (out / "reports" / "twin" / "probe-train-exclude-300.png").stat().st_size > 10_000
     code, stdout, _ = run_cli(capsys, "probe", "--pairs", "300", "--lambdas", "5", "--out", str(out), "--json")
     record = json.loads(stdout)
     assert record["curves"]["erm"] == record["curves"]["mixup"] and record["lambdas"] == [0, 0.25, 0.5, 0.75, 1]

@@ -151,3 +151,31 @@ def test_comparison_headline_agrees_differs_and_warns():
     assert lines[2].startswith("Measured in one run only, 1: “mixup memorizes fewer corrupted labels")
     assert lines[3] == ("Caveats: the runs use different datasets (digits, mnist-5k); sanity checks failed or "
                         "attack-failure indicators fired in b.")  # fmt: skip
+
+
+def test_a_group_counts_each_seeds_strong_outcome_instead_of_the_first():
+    pooled = _claim("fgsm_black", "reproduced", -0.03, seeds=3)
+    same = [_strong("fgsm_black", "vanishes") for _ in range(3)]
+    assert "but the gain vanishes under PGD in all 3 seeds" in headline([pooled], same)[0]
+    mixed = [_strong("fgsm_black", "survives"), _strong("fgsm_black", "vanishes", by="APGD-CE"),
+             _strong("fgsm_black", "vanishes")]  # fmt: skip
+    assert "and under a strong attack the gain survives in 1, vanishes in 2 of 3 seeds" in headline([pooled], mixed)[0]
+
+
+def _row(model, eps, n, steps, *, created="1"):
+    return {"attack": "pgd", "mode": "white", "backend": "native", "model": model, "eps": eps, "n": n,
+            "steps": steps, "step_size": 2.5 * eps / steps, "source": "", "created": created}  # fmt: skip
+
+
+def test_the_figure_draws_the_setting_the_claims_read_and_a_model_stored_alone():
+    """Per attack: the largest n; at each ε the strongest setting stored for both models; where only one model
+    was evaluated (a stage cut short), its own strongest setting, so its curve is not lost."""
+    from robustbench_mixup.verdicts.claims import stage_setting_rows
+
+    rows = [_row(m, e, 1000, 20) for m in ("erm", "mixup") for e in (0.05, 0.1)]
+    rows += [_row(m, e, 1000, 50) for m in ("erm", "mixup") for e in (0.1,)]  # stronger at 0.1
+    rows += [_row(m, e, 100, 50) for m in ("erm", "mixup") for e in (0.05, 0.1)]  # another n
+    rows += [_row("erm", 0.2, 1000, 20)]  # mixup not evaluated at 0.2
+    drawn = {(r["model"], r["eps"], r["n"], r["steps"]) for r in stage_setting_rows(rows, ("erm", "mixup"))}
+    assert drawn == {("erm", 0.05, 1000, 20), ("mixup", 0.05, 1000, 20), ("erm", 0.1, 1000, 50),
+                     ("mixup", 0.1, 1000, 50), ("erm", 0.2, 1000, 20)}  # fmt: skip
