@@ -222,7 +222,7 @@ def comparison_headline(
         elif len(verdicts) == 1:
             agree.append(f"“{wording[ident]}” {verdicts.pop()} in {where}")
         else:
-            each = ", ".join(f"{run}: {c.verdict}, {in_words(c)}" for run, c in per_run.items())
+            each = " vs ".join(f"{run}: {c.verdict}, {in_words(c)}" for run, c in per_run.items())
             differ.append(f"“{wording[ident]}” ({each})")
     out = []
     if agree:

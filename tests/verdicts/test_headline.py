@@ -147,7 +147,7 @@ def test_comparison_headline_agrees_differs_and_warns():
     assert lines[0] == "The runs agree on 1 of 3 claims measured: “mixup lowers white-box FGSM error” contradicted " \
                        "in every run."  # fmt: skip
     assert lines[1] == ("They differ on 1: “mixup lowers black-box FGSM error” (a: reproduced, mixup better by 3.0 "
-                        "points, b: inconclusive, mixup better by 1.0 points).")  # fmt: skip
+                        "points vs b: inconclusive, mixup better by 1.0 points).")  # fmt: skip
     assert lines[2].startswith("Measured in one run only, 1: “mixup memorizes fewer corrupted labels")
     assert lines[3] == ("Caveats: the runs use different datasets (digits, mnist-5k); sanity checks failed or "
                         "attack-failure indicators fired in b.")  # fmt: skip
