@@ -130,8 +130,12 @@ def test_run_seeds_makes_a_group_whose_report_pools_the_seeds(tmp_path, capsys, 
     code, stdout, err = run_cli(capsys, *argv, "--seeds", "0", "1")
     assert code == 0, err
     assert "group tiny (runs tiny-s0, tiny-s1)" in stdout and "2 seeds: each seed's paired difference" in stdout
-    assert re.search(r"(reproduced|contradicted|inconclusive) +mixup lowers white-box FGSM error: mixup − erm "
-                     r"[+-][\d.]+ \[[+-][\d.]+, [+-][\d.]+\] points, p = ", stdout), stdout  # fmt: skip
+    assert re.search(r"(reproduced|contradicted|inconclusive) +mixup lowers white-box FGSM error: mixup − ERM "
+                     r"[+-][\d.]+ \[[+-][\d.]+, [+-][\d.]+\] points "
+                     r"\(mixup ((better|worse) by [\d.]+ points|and ERM equal to the shown precision)\), "
+                     r"p (=|<) ", stdout), stdout  # fmt: skip
+    assert "what this report found:" in stdout  # the group's headline, then its address
+    assert re.search(r"(Reproduced|Contradicted|Undecided), \d+ of \d+: “mixup ", stdout), stdout
     layout = Layout(tmp_path)
     with ResultsDB(layout.database) as db:
         assert db.get_group("tiny") == ["tiny-s0", "tiny-s1"]

@@ -80,7 +80,7 @@ def test_a_plain_pytorch_pair_is_imported_attacked_probed_diagnosed_and_reported
     assert unmeasured == {"fgsm_black", "ifgsm_black", "memorization"}  # no source, no training: said so
     assert "imported models: memorization is measured on models the sweep trains itself" in rows["memorization"]
     assert "the package's network carries it in its weights (erm: mean [0.3059], std [0.3765]" in html
-    summary = html[html.index('<h2 id="summary">') : html.index('<h2 id="sanity">')]
+    summary = html[html.index('<h2 id="summary">') : html.index('<h2 id="claims">')]
     assert "surrogate" not in summary and summary.count("imported, not trained here") == 2
     code, stdout, err = run_cli(capsys, "export", "--run", "mine", "--out", str(out))
     assert code == 0, err
