@@ -217,16 +217,6 @@ def diagnostics_rows(data: dict[str, Any]) -> tuple[list[float], list[dict[str, 
     return eps, rows
 
 
-def split_flags(flags: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
-    """Ordering checks that failed (significant, or exact checks), those within sampling noise, and those
-    stored by an older version without a significance test (until the attack is run again)."""
-    return {
-        "failed": [f for f in flags if f.get("status", "failed") == "failed"],
-        "noise": [f for f in flags if f.get("status") == "noise"],
-        "unchecked": [f for f in flags if f.get("status") == "unchecked"],
-    }
-
-
 def _env() -> Any:
     from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -328,7 +318,6 @@ def _write_run_report(layout: Layout, data: dict[str, Any]) -> Rendered:
         run=run, cfg=cfg, data=data, claims=claims, rule=RULE, figures=figures, commands=data["commands"],
         claim_curves=claim_curves(claims), forest=forest_figure(claims), seeds_statement=seeds_statement(claims),
         alpha=ALPHA, attacks=ATTACKS, strong=strong_sections(data, verdicts.strong[run]), strong_rule=STRONG_RULE,
-        flags=split_flags(data["flags"]),
         indicators=indicator_tables(data["indicators"]) if data["indicators"] else [],
         robustness=robustness_rows(data["attack_rows"], data["worst_case"], drawn),
         diagnostics=diagnostics_rows(data), diagnostics_reading=DIAGNOSTICS_READING,
@@ -432,7 +421,6 @@ def render_comparison(out: str | Path, runs: list[str]) -> tuple[Path, tuple[str
         claim_rows=claim_rows, strong_rows=strong_rows, members=members,
         forest=compare_figure(names, {n: v.claims for n, v in judged.items()}),
         strong=strong, strong_rule=STRONG_RULE,
-        flags={name: split_flags(datas[name]["flags"]) for name in names},
         overlay=overlay_figure(datas), groups=seed_groups(datas),
         sweeps={n: _sweep_table(datas[n]) for n in names}, headline=found, health=states,
     )  # fmt: skip

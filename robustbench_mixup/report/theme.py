@@ -168,12 +168,9 @@ def save_png(fig: Figure, path: str | os.PathLike[str], *, dpi: float) -> Path:
 def _png_bytes(fig: Figure, dpi: float) -> bytes:
     buf = io.BytesIO()
     with theme():
-        fig.savefig(buf, format="png", dpi=dpi)  # drawn: every tick label exists now
+        fig.draw_without_rendering()  # lays out every tick label, so the smallest text is known before saving
         px = smallest_text_px(fig, dpi)
-        if px is None:
-            return buf.getvalue()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=dpi, metadata={TEXT_PX_KEY: f"{px:.2f}"})
+        fig.savefig(buf, format="png", dpi=dpi, metadata={} if px is None else {TEXT_PX_KEY: f"{px:.2f}"})
     return buf.getvalue()
 
 

@@ -168,6 +168,16 @@ def _nearest(points: Sequence[float], target: float | None) -> float:
     return max(points) if target is None else min(points, key=lambda x: (abs(x - target), -x))
 
 
+def read_setting(native: Sequence[Row], mode: str) -> tuple[int, str | None]:
+    """The n and, in the black box, the source the claims read among one attack's native rows: the largest n,
+    and the surrogate's transfer set where there is one (else the first stored); None in the white box."""
+    n = max(r["n"] for r in native)
+    if mode != "black":
+        return n, None
+    sources = sorted({r["source"] for r in native if r["n"] == n})
+    return n, "surrogate" if "surrogate" in sources else sources[0]
+
+
 def attack_points(results: RunResults, method: str, *, attack: str, mode: str) -> Measured | str:
     """Top-1 error of ERM and `method` under `attack` in `mode` (native backend), paired per test example, at
     every ε > 0 evaluated on the largest n; the verdict reads the claim's ε (`RunResults.claim_eps`, else the
@@ -176,13 +186,11 @@ def attack_points(results: RunResults, method: str, *, attack: str, mode: str) -
               if (r["attack"], r["mode"], r["backend"]) == (attack, mode, "native") and r["eps"] > 0]  # fmt: skip
     if not native:
         return f"{ATTACKS[attack].label} has not been run in the {mode} box"
-    n = max(r["n"] for r in native)
-    sources = sorted({r["source"] for r in native if r["n"] == n})
-    source = "surrogate" if "surrogate" in sources else sources[0]
+    n, source = read_setting(native, mode)
     points: dict[float, list[Replicate]] = {}
     unpaired = False
     for eps in sorted({r["eps"] for r in native if r["n"] == n}):
-        at = paired_rows(native, attack, mode, eps, n, source=source if mode == "black" else None, method=method)
+        at = paired_rows(native, attack, mode, eps, n, source=source, method=method)
         if at is None:
             continue
         erm, mix = at[BASELINE].get("correct"), at[method].get("correct")
@@ -616,9 +624,7 @@ def stage_setting_rows(rows: Sequence[Row], methods: Sequence[str]) -> list[Row]
     other = next((m for m in methods if m != BASELINE), BASELINE)
     for attack, mode in dict.fromkeys((r["attack"], r["mode"]) for r in rows if r["backend"] == "native"):
         native = [r for r in rows if (r["attack"], r["mode"], r["backend"]) == (attack, mode, "native")]
-        n = max(r["n"] for r in native)
-        sources = sorted({r["source"] for r in native if r["n"] == n and r.get("source")})
-        source = ("surrogate" if "surrogate" in sources else sources[0]) if sources and mode == "black" else None
+        n, source = read_setting(native, mode)
         for eps in sorted({r["eps"] for r in native if r["n"] == n}):
             here = [r for r in native if (r["eps"], r["n"]) == (eps, n) and (source is None or r["source"] == source)]
             at = paired_rows(native, attack, mode, eps, n, method=other, source=source)

@@ -47,15 +47,7 @@ def amount(value: float, unit: str) -> str:
 
 def in_words(c: Claim) -> str:
     """The claim's method − ERM said in words: "mixup worse by 51.1 points", "mixup lower by 0.0109"."""
-    if c.effect is None:
-        return ""
-    label = METHODS[c.method].label if c.method in METHODS else c.method
-    diff = c.effect.diff
-    shown = amount(diff, c.unit)
-    if float(shown.split()[0]) == 0:
-        return f"{label} and ERM equal to the shown precision"
-    up, down = WORDS.get(c.key, ("higher", "lower"))
-    return f"{label} {up if diff > 0 else down} by {shown}"
+    return "" if c.effect is None else difference_words(c.key, c.method, c.effect.diff, c.unit)
 
 
 def difference_words(key: str, method: str, diff: float, unit: str = "%") -> str:
@@ -64,7 +56,7 @@ def difference_words(key: str, method: str, diff: float, unit: str = "%") -> str
     label = METHODS[method].label if method in METHODS else method
     shown = amount(diff, unit)
     if float(shown.split()[0]) == 0:
-        return f"{label} and ERM equal"
+        return f"{label} and ERM equal to the shown precision"
     up, down = ("better", "worse") if key == "accuracy" else WORDS.get(key, ("higher", "lower"))
     return f"{label} {up if diff > 0 else down} by {shown}"
 
